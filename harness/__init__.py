@@ -1,0 +1,13 @@
+"""bench: a plugin-based benchmarking harness for PyTorch models.
+
+Plugin authors need only ``from harness import hookimpl``; everything else a plugin registers is
+described in :mod:`harness.hookspecs`.
+"""
+
+import pluggy
+
+__version__ = "0.1.0"
+
+hookimpl = pluggy.HookimplMarker("bench")
+
+__all__ = ["__version__", "hookimpl"]

@@ -1,0 +1,49 @@
+"""The ``bench`` command line: a thin layer that parses, calls the library and prints."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from harness import __version__
+from harness.cli.common import plugin_option
+from harness.cli.listing import list_group
+from harness.cli.running import run_command
+from harness.cli.scaffold import new_plugin_command
+from harness.options import BenchError
+
+
+class BenchGroup(click.Group):
+    """Turns user errors into one clear line and exit code 2, without a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except BenchError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bench")
+@plugin_option
+def cli() -> None:
+    """bench: benchmark PyTorch models: accuracy, speed, memory, FLOPs.
+
+    \b
+    Quick start:
+      bench run --suite cnn-pruning      accuracy vs parameters removed (CPU, offline)
+      bench run --suite quickstart       mlp vs cnn-small vs lenet5 on digits, < 1 min
+      bench list models                  what can be benchmarked
+      bench run --model lenet5 --dataset digits --epochs 10
+    """
+
+
+cli.add_command(list_group)
+cli.add_command(run_command)
+cli.add_command(new_plugin_command)
+
+
+def main() -> None:
+    cli(prog_name="bench")

@@ -1,0 +1,118 @@
+"""Data as the harness uses it: splits held as tensors (or an on-disk Dataset), batched by index."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, Dataset
+
+
+@dataclass(frozen=True)
+class DataContext:
+    """What a dataset loader may depend on besides its options."""
+
+    seed: int = 0
+    data_root: Path | None = None
+    download: bool = False
+
+
+@dataclass(frozen=True)
+class TensorSplit:
+    """A split small enough to live on the device: batches are index lookups, not Python loops."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device: torch.device) -> TensorSplit:
+        return TensorSplit(self.x.to(device), self.y.to(device))
+
+
+Split = TensorSplit | Dataset
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: Split
+    val: Split
+    test: Split
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+    def to(self, device: torch.device) -> Splits:
+        """Move tensor splits to ``device`` once, so batching never copies from the host."""
+        move = lambda s: s.to(device) if isinstance(s, TensorSplit) else s  # noqa: E731
+        return replace(self, train=move(self.train), val=move(self.val), test=move(self.test))
+
+
+def stratified_splits(
+    x: np.ndarray | torch.Tensor,
+    y: np.ndarray | torch.Tensor,
+    *,
+    test: float | int,
+    val: float | int,
+    seed: int,
+) -> tuple[TensorSplit, TensorSplit, TensorSplit]:
+    """Split into train/val/test with class proportions kept; ``val`` is carved from training data."""
+    x, y = torch.as_tensor(np.asarray(x), dtype=torch.float32), torch.as_tensor(np.asarray(y))
+    index = np.arange(len(y))
+    rest, test_idx = train_test_split(index, test_size=test, stratify=y, random_state=seed)
+    train_idx, val_idx = train_test_split(rest, test_size=val, stratify=y[rest], random_state=seed)
+    pick = lambda idx: TensorSplit(x[np.sort(idx)], y[np.sort(idx)].long())  # noqa: E731
+    return pick(train_idx), pick(val_idx), pick(test_idx)
+
+
+def carve_validation(split: TensorSplit, val: float | int, seed: int) -> tuple[TensorSplit, TensorSplit]:
+    """Carve a stratified validation split from a training split."""
+    index = np.arange(len(split))
+    train_idx, val_idx = train_test_split(
+        index, test_size=val, stratify=split.y.numpy(), random_state=seed
+    )
+    pick = lambda idx: TensorSplit(split.x[np.sort(idx)], split.y[np.sort(idx)])  # noqa: E731
+    return pick(train_idx), pick(val_idx)
+
+
+def iterate_batches(
+    split: Split,
+    batch_size: int,
+    *,
+    device: torch.device,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    num_workers: int = 0,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(inputs, targets)`` batches on ``device``.
+
+    Tensor splits are indexed with a permutation drawn from ``generator`` (reproducible per seed);
+    other datasets go through a ``DataLoader``.
+    """
+    if isinstance(split, TensorSplit):
+        n = len(split)
+        order = torch.randperm(n, generator=generator).to(split.x.device) if shuffle else None
+        for start in range(0, n, batch_size):
+            if order is None:
+                yield split.x[start : start + batch_size], split.y[start : start + batch_size]
+            else:
+                idx = order[start : start + batch_size]
+                yield split.x[idx], split.y[idx]
+        return
+    loader = DataLoader(
+        split,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    for inputs, targets in loader:
+        yield inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)

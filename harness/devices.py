@@ -1,0 +1,55 @@
+"""Choosing a device and describing it; CUDA is used only when present and asked for."""
+
+from __future__ import annotations
+
+import platform
+from functools import cache
+
+import torch
+
+from harness.options import BenchError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else CPU; asking for CUDA without it is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BenchError(f"unknown device '{name}'; use auto, cpu or cuda[:N]") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BenchError(f"device '{name}' was asked for but CUDA is not available here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise BenchError(f"device '{name}' does not exist: {torch.cuda.device_count()} GPU(s)")
+    elif device.type != "cpu":
+        raise BenchError(f"unsupported device '{name}'; use auto, cpu or cuda[:N]")
+    return device
+
+
+def available_devices() -> list[str]:
+    return ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return cpu_model()
+
+
+@cache
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,44 @@
+"""The context every number carries: software versions, device, threads, code revision."""
+
+from __future__ import annotations
+
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness import __version__
+from harness.devices import cpu_model, device_name
+
+
+def git_commit(path: Path | None = None) -> str | None:
+    """The commit of the code being benchmarked (the current directory's checkout), if any."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=path, capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out + ("-dirty" if dirty else "")
+
+
+def capture_environment(device: torch.device) -> dict[str, Any]:
+    return {
+        "bench_version": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
+        "device": str(device),
+        "device_name": device_name(device),
+        "cpu": cpu_model(),
+        "threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "hostname": socket.gethostname(),
+        "git_commit": git_commit(),
+    }

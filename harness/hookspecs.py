@@ -1,0 +1,67 @@
+"""Every hook a bench plugin can implement. Each docstring is that hook's documentation.
+
+A hook receives a ``register`` callback and calls it once per thing it provides, so a plugin can
+provide any number of models, datasets, suites or pruning methods from one function::
+
+    from harness import hookimpl
+    from harness.registry import ModelSpec
+
+    @hookimpl
+    def register_models(register):
+        register(ModelSpec(name="tiny", description="...", build=build_tiny))
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("bench")
+
+
+@hookspec
+def register_models(register):
+    """Register models: call ``register(ModelSpec(...))`` once per model.
+
+    ``ModelSpec.build(input_shape, num_classes, **options)`` must return a fresh ``nn.Module``
+    that maps a batch of ``input_shape`` tensors to ``num_classes`` logits. Options declared in
+    ``ModelSpec.options`` are parsed and validated from ``--model-opt key=value`` before ``build``
+    is called. Names must be unique across all loaded plugins.
+    """
+
+
+@hookspec
+def register_datasets(register):
+    """Register datasets: call ``register(DatasetSpec(...))`` once per dataset.
+
+    ``DatasetSpec.load(options, context)`` returns :class:`harness.data.Splits` (train, validation
+    and test), deterministic for ``context.seed``. ``DatasetSpec.unavailable(options, context)``
+    returns ``None`` when the data can be loaded, or a sentence saying what is missing and how to get
+    it; nothing may be downloaded unless ``context.download`` is true.
+    """
+
+
+@hookspec
+def register_suites(register):
+    """Register suites: call ``register(SuiteSpec(...))`` once per suite.
+
+    Use :func:`harness.suites.suite_from_file` to register a TOML suite file shipped with the
+    plugin. Suites are data: they are validated, never executed.
+    """
+
+
+@hookspec
+def register_procedures(register):
+    """Register suite procedures: call ``register(Procedure(...))`` once per procedure.
+
+    A procedure is what a suite's ``procedure = "..."`` key names: it turns the suite's settings
+    into runs, executes one run at a time and renders the report from stored results. The built-in
+    procedures are ``accuracy``, ``throughput``, ``pruning`` and ``regularization``.
+    """
+
+
+@hookspec
+def register_pruning_methods(register):
+    """Register pruning methods: call ``register(PruningMethod(...))`` once per method.
+
+    ``PruningMethod.prune(model, target, context)`` receives a trained model and a target fraction
+    of parameters to remove and returns the pruned model (masks made permanent or layers
+    physically shrunk). Suite files name methods in ``[pruning] methods``.
+    """

@@ -1,0 +1,133 @@
+"""Declared, typed, validated options: what ``--model-opt key=value`` and suite tables feed into."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+class BenchError(Exception):
+    """An error caused by user input; the CLI prints it without a traceback (exit code 2)."""
+
+
+class UnknownNameError(BenchError):
+    def __init__(self, kind: str, name: str, known: Iterable[str]):
+        known = sorted(known)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        listing = ", ".join(known) if known else "(none)"
+        super().__init__(f"unknown {kind} '{name}'.{hint} Known {kind}s: {listing}")
+        self.name = name
+        self.suggestion = close[0] if close else None
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _parse_ints(text: str) -> tuple[int, ...]:
+    parts = [p for p in text.strip().strip("[]()").replace(",", " ").split() if p]
+    if not parts:
+        raise ValueError("expected one or more integers")
+    return tuple(int(p) for p in parts)
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": _parse_bool,
+    "ints": _parse_ints,
+}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a model or dataset.
+
+    ``kind`` is one of ``int``, ``float``, ``str``, ``bool`` or ``ints`` (one integer or a list of
+    them; always stored as a tuple). ``choices`` restricts the value; ``minimum``/``maximum`` bound
+    numbers (inclusive) and ``below`` is an exclusive upper bound; ``check`` may raise ValueError.
+    """
+
+    default: Any
+    help: str
+    kind: str = "int"
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    below: float | None = None
+    check: Callable[[Any], None] | None = None
+
+    def coerce(self, value: Any) -> Any:
+        """Turn a string (command line) or a TOML value into a validated value of ``kind``."""
+        if isinstance(value, str) and self.kind != "str":
+            value = _PARSERS[self.kind](value)
+        elif self.kind == "ints":
+            value = (value,) if isinstance(value, int) else tuple(value)
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                raise ValueError("expected integers")
+        elif self.kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif not isinstance(value, _TYPES[self.kind]) or (
+            self.kind in {"int", "float"} and isinstance(value, bool)
+        ):
+            raise ValueError(f"expected {self.kind}, got {type(value).__name__}")
+        self._check_range(value)
+        if self.check is not None:
+            self.check(value)
+        return value
+
+    def _check_range(self, value: Any) -> None:
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"expected one of {', '.join(map(str, self.choices))}")
+        for v in value if isinstance(value, tuple) else (value,):
+            if self.minimum is not None and v < self.minimum:
+                raise ValueError(f"must be >= {self.minimum:g}")
+            if self.maximum is not None and v > self.maximum:
+                raise ValueError(f"must be <= {self.maximum:g}")
+            if self.below is not None and v >= self.below:
+                raise ValueError(f"must be < {self.below:g}")
+
+
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": bool,
+    "ints": tuple,
+}
+
+
+def resolve_options(
+    owner: str, declared: Mapping[str, Option], given: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Validate ``given`` against ``declared`` and fill in defaults; errors name owner and key."""
+    unknown = [key for key in given if key not in declared]
+    if unknown:
+        raise UnknownNameError(f"option of {owner}", unknown[0], declared)
+    resolved = {key: option.default for key, option in declared.items()}
+    for key, value in given.items():
+        try:
+            resolved[key] = declared[key].coerce(value)
+        except (ValueError, TypeError) as exc:
+            raise BenchError(f"{owner} option {key}={value!r}: {exc}") from None
+    return resolved
+
+
+def parse_assignments(pairs: Iterable[str], what: str = "option") -> dict[str, str]:
+    """Parse ``["key=value", ...]`` from the command line into a dict of strings."""
+    parsed: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise BenchError(f"{what} {pair!r} is not of the form key=value")
+        parsed[key.strip()] = value.strip()
+    return parsed

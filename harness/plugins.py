@@ -1,0 +1,133 @@
+"""Plugin loading: installed ``bench`` entry points, then modules or files the user names.
+
+Built-in plugins are entry points of this very package, so they load exactly as third-party
+plugins do. A plugin that fails to import or to register is reported and the others still load.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
+
+import pluggy
+
+from harness import hookspecs
+from harness.registry import DuplicateNameError, Registry
+
+ENTRY_POINT_GROUP = "bench"
+ENV_VAR = "BENCH_PLUGINS"
+
+# hook name -> attribute of Registry that collects what it registers
+HOOKS = {
+    "register_models": "models",
+    "register_datasets": "datasets",
+    "register_suites": "suites",
+    "register_procedures": "procedures",
+    "register_pruning_methods": "pruning_methods",
+}
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    source: str
+    status: str = "loaded"  # or "failed"
+    error: str | None = None
+    provides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plugins:
+    registry: Registry
+    plugins: list[PluginInfo]
+
+    @property
+    def failures(self) -> list[PluginInfo]:
+        return [p for p in self.plugins if p.status == "failed"]
+
+
+def extra_plugin_names(cli: Sequence[str] = (), environ: dict[str, str] | None = None) -> list[str]:
+    """Plugins named with ``--plugin`` and in ``BENCH_PLUGINS`` (comma or path-separator list)."""
+    environ = os.environ if environ is None else environ
+    from_env = environ.get(ENV_VAR, "").replace(os.pathsep, ",").split(",")
+    return [*cli, *(name.strip() for name in from_env if name.strip())]
+
+
+def load_plugins(extra: Sequence[str] = (), *, entry_point_group: str = ENTRY_POINT_GROUP) -> Plugins:
+    """Load every installed entry point of ``entry_point_group`` and each module/file in ``extra``."""
+    manager = pluggy.PluginManager("bench")
+    manager.add_hookspecs(hookspecs)
+    infos: list[PluginInfo] = []
+
+    for ep in sorted(entry_points(group=entry_point_group), key=lambda e: e.name):
+        dist = ep.dist.name if ep.dist else "?"
+        info = PluginInfo(name=ep.name, source=f"entry point {ep.value} ({dist})")
+        _register(manager, info, infos, ep.load)
+    for item in extra:
+        info = PluginInfo(name=Path(item).stem if _is_path(item) else item, source=item)
+        _register(manager, info, infos, lambda item=item: _import(item))
+
+    registry = Registry()
+    _collect(manager, registry, {info.name: info for info in infos})
+    return Plugins(registry=registry, plugins=infos)
+
+
+def _register(manager, info: PluginInfo, infos: list[PluginInfo], load) -> None:
+    infos.append(info)
+    try:
+        module = load()
+        manager.register(module, name=info.name)
+    except Exception as exc:  # a broken plugin must not take the others down
+        info.status, info.error = "failed", _describe(exc)
+
+
+def _collect(manager: pluggy.PluginManager, registry: Registry, infos: dict[str, PluginInfo]) -> None:
+    """Call each hook implementation with a ``register`` callback that knows its plugin."""
+    for hook_name, attribute in HOOKS.items():
+        collection = getattr(registry, attribute)
+        for impl in getattr(manager.hook, hook_name).get_hookimpls():
+            info = infos[impl.plugin_name]
+
+            def register(item, info=info, collection=collection):
+                collection.add(item, f"plugin '{info.name}' ({info.source})")
+                info.provides.append(f"{collection.kind} {item.name}")
+
+            try:
+                impl.function(register=register)
+            except DuplicateNameError:
+                raise
+            except Exception as exc:
+                info.status, info.error = "failed", f"{hook_name}: {_describe(exc)}"
+
+
+def _is_path(item: str) -> bool:
+    return item.endswith(".py") or os.sep in item or "/" in item
+
+
+def _import(item: str) -> ModuleType:
+    if not _is_path(item):
+        return importlib.import_module(item)
+    path = Path(item).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no plugin file at {path}")
+    module_name = f"bench_plugin_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _describe(exc: BaseException) -> str:
+    frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" ({Path(frame[0].filename).name}:{frame[0].lineno})" if frame else ""
+    return f"{type(exc).__name__}: {exc}{where}"

@@ -1,0 +1,59 @@
+"""What a suite procedure is, and what each run it executes gets to work with."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.data import DataContext
+from harness.options import Option
+from harness.registry import Registry
+from harness.suites import Run, Suite
+
+
+@dataclass
+class RunContext:
+    """Shared by the runs of one suite: the registry, device, data access and a cache.
+
+    The cache holds what later runs reuse (loaded splits, trained checkpoints); it lives only as
+    long as the suite runs.
+    """
+
+    registry: Registry
+    device: torch.device
+    data: DataContext = field(default_factory=DataContext)
+    out_dir: Path = Path("results")
+    quiet: bool = True
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    """A rendered report: markdown text and the files (plots) written beside it."""
+
+    markdown: str
+    files: list[Path] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Procedure:
+    """A way to run a suite, named by the suite file's ``procedure`` key.
+
+    ``plan`` expands a suite into runs; ``execute`` performs one run and returns its metrics (it
+    may raise: the runner records the failure and goes on); ``report`` renders stored results,
+    writing plots into ``plots_dir`` when given, and never re-runs anything. ``settings`` declares
+    the keys of the suite's ``[<procedure name>]`` table.
+    """
+
+    name: str
+    description: str
+    plan: Callable[[Suite, Registry], list[Run]]
+    execute: Callable[[Run, RunContext], dict[str, Any]]
+    report: Callable[[dict[str, Any], Path | None], Report]
+    settings: Mapping[str, Option] = field(default_factory=dict)
+    default_models: list[str] = field(default_factory=list)
+    default_datasets: list[str] = field(default_factory=lambda: ["digits"])

@@ -1,0 +1,1 @@
+"""The built-in suite procedures (registered by ``bench_plugins.procedures``)."""

@@ -1,0 +1,144 @@
+"""What plugins provide: model, dataset and suite specifications, kept in named collections."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from harness.options import BenchError, Option, UnknownNameError, resolve_options
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from harness.data import DataContext, Splits
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model a plugin provides.
+
+    ``build(input_shape, num_classes, **options)`` returns a fresh module. ``input_shape`` is the
+    geometry its parameter and FLOP counts are listed for; ``accepts`` says in words what inputs work.
+    """
+
+    name: str
+    description: str
+    build: Callable[..., nn.Module]
+    input_shape: tuple[int, ...] = (1, 28, 28)
+    accepts: str = "any shape"
+    options: Mapping[str, Option] = field(default_factory=dict)
+    num_classes: int = 10
+
+    def create(
+        self, input_shape: tuple[int, ...], num_classes: int, options: Mapping[str, Any] = {}
+    ) -> nn.Module:
+        resolved = resolve_options(f"model '{self.name}'", self.options, options)
+        return self.build(tuple(input_shape), num_classes, **resolved)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset a plugin provides.
+
+    ``load(options, context)`` returns the train/validation/test :class:`~harness.data.Splits`.
+    ``input_shape``, ``num_classes`` and ``sizes`` may be values or functions of the resolved
+    options (``num_classes`` may be ``None`` when only the files know it). ``unavailable`` returns
+    ``None`` or the reason the data cannot be loaded here and how to get it.
+    """
+
+    name: str
+    description: str
+    load: Callable[[dict[str, Any], DataContext], Splits]
+    input_shape: tuple[int, ...] | Callable[[dict[str, Any]], tuple[int, ...]]
+    num_classes: int | None | Callable[[dict[str, Any]], int | None]
+    options: Mapping[str, Option] = field(default_factory=dict)
+    sizes: dict[str, int] | Callable[[dict[str, Any]], dict[str, int] | None] | None = None
+    unavailable: Callable[[dict[str, Any], DataContext], str | None] = lambda options, context: None
+
+    def resolve(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        return resolve_options(f"dataset '{self.name}'", self.options, options)
+
+    def describe(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Geometry, classes and split sizes for resolved ``options`` (without loading data)."""
+        return {
+            "input_shape": list(_value(self.input_shape, options)),
+            "num_classes": _value(self.num_classes, options),
+            "sizes": _value(self.sizes, options),
+        }
+
+    def open(self, options: Mapping[str, Any], context: DataContext) -> Splits:
+        resolved = self.resolve(options)
+        reason = self.unavailable(resolved, context)
+        if reason:
+            raise BenchError(f"dataset '{self.name}' is not available: {reason}")
+        return self.load(resolved, context)
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """A suite: a TOML file that is data, validated by :mod:`harness.suites`, never executed."""
+
+    name: str
+    description: str
+    path: Path
+
+
+def _value(item: Any, options: Mapping[str, Any]) -> Any:
+    return item(options) if callable(item) else item
+
+
+T = TypeVar("T")
+
+
+class DuplicateNameError(BenchError):
+    pass
+
+
+class Collection(Generic[T]):
+    """Items of one kind by unique name, remembering which plugin provided each."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, tuple[T, str]] = {}
+
+    def add(self, item: T, source: str) -> None:
+        name = item.name  # type: ignore[attr-defined]
+        if name in self._items:
+            first = self._items[name][1]
+            raise DuplicateNameError(
+                f"{self.kind} '{name}' is registered twice: by {first} and by {source}"
+            )
+        self._items[name] = (item, source)
+
+    def get(self, name: str) -> T:
+        if name not in self._items:
+            raise UnknownNameError(self.kind, name, self._items)
+        return self._items[name][0]
+
+    def source(self, name: str) -> str:
+        return self._items[name][1]
+
+    def names(self) -> list[str]:
+        return list(self._items)
+
+    def __iter__(self) -> Iterator[T]:
+        return (item for item, _ in self._items.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Registry:
+    """Everything the loaded plugins registered; one :class:`Collection` per hook."""
+
+    def __init__(self) -> None:
+        self.models: Collection[ModelSpec] = Collection("model")
+        self.datasets: Collection[DatasetSpec] = Collection("dataset")
+        self.suites: Collection[SuiteSpec] = Collection("suite")
+        self.procedures: Collection[Any] = Collection("procedure")
+        self.pruning_methods: Collection[Any] = Collection("pruning method")

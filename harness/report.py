@@ -1,0 +1,78 @@
+"""Rendering helpers shared by every procedure's report: tables, mean +- std, the context line."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value); NaN for none."""
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return math.nan, math.nan
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def pct(values: Iterable[float], digits: int = 1) -> str:
+    """Fractions as 'mean +- std' percentages ('97.5 ± 0.3'); a single value has no spread."""
+    values = list(values)
+    mean, std = mean_std(values)
+    if math.isnan(mean):
+        return "—"
+    if len(values) < 2:
+        return f"{100 * mean:.{digits}f}"
+    return f"{100 * mean:.{digits}f} ± {100 * std:.{digits}f}"
+
+
+def human(n: float | None) -> str:
+    """Large counts as 1.2K / 3.4M / 5.6G."""
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        return "—"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f}{unit}"
+    return f"{n:g}"
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """A GitHub-flavoured markdown table (pandas + tabulate)."""
+    if not rows:
+        return "_no rows_"
+    frame = pd.DataFrame(list(rows))
+    if columns is not None:
+        frame = frame[list(columns)]
+    return frame.to_markdown(index=False, disable_numparse=True)
+
+
+def group(runs: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], Any]
+          ) -> dict[Any, list[dict[str, Any]]]:
+    """Runs grouped by ``key`` in first-seen order."""
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(key(run), []).append(run)
+    return groups
+
+
+def context_line(results: dict[str, Any]) -> str:
+    env = results.get("environment", {})
+    parts = [f"device {env.get('device')} ({env.get('device_name')})",
+             f"torch {env.get('torch')}", f"{env.get('threads')} threads",
+             f"commit {(env.get('git_commit') or 'unknown')[:12]}",
+             f"created {results.get('created_at')}"]
+    return "_" + ", ".join(parts) + "_"
+
+
+def failures_section(runs: Iterable[dict[str, Any]]) -> str:
+    failed = [r for r in runs if r["status"] != "ok"]
+    if not failed:
+        return ""
+    rows = [{"run": r["id"], "status": r["status"], "error": (r.get("error") or "")[:160]}
+            for r in failed]
+    return f"\n\n**{len(failed)} run(s) did not finish:**\n\n" + markdown_table(rows)

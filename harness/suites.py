@@ -1,0 +1,287 @@
+"""Suite files: TOML data naming models, datasets, training options, grids and a procedure.
+
+A suite file is parsed with ``tomllib`` and validated key by key; nothing in it is executed.
+Every error names the file and the key. See the README's "Suite files" section for the format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.options import BenchError, Option, UnknownNameError, resolve_options
+from harness.registry import Registry, SuiteSpec
+from harness.training import TRAIN_OPTIONS
+
+TOP_LEVEL_KEYS = {"name", "description", "procedure", "models", "datasets", "seeds", "device",
+                  "train", "model_options", "dataset_options", "grid"}
+
+
+class SuiteError(BenchError):
+    pass
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A model or dataset as a suite names it: registry name, display label and options."""
+
+    name: str
+    label: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    procedure: str
+    models: list[Entry]
+    datasets: list[Entry]
+    seeds: list[int]
+    device: str
+    train: dict[str, Any]
+    grid: dict[str, list[Any]]
+    settings: dict[str, Any]
+    source: str
+
+    def header(self) -> dict[str, Any]:
+        """How the suite is described in the results file."""
+        return {"name": self.name, "description": self.description, "procedure": self.procedure,
+                "source": self.source, "settings": self.settings}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One unit of work: a JSON-serialisable configuration and a stable id derived from it."""
+
+    index: int
+    procedure: str
+    config: dict[str, Any]
+
+    @property
+    def hash(self) -> str:
+        """Stable over processes and machines: the configuration, including the seed."""
+        text = json.dumps({"procedure": self.procedure, **self.config}, sort_keys=True, default=list)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def name(self) -> str:
+        return self.config.get("name") or f"run{self.index}"
+
+    @property
+    def id(self) -> str:
+        return f"{self.index:03d}-{self.name}"
+
+
+def suite_from_file(path: Path | str) -> SuiteSpec:
+    """A :class:`SuiteSpec` for a TOML file; plugins use this to register their suite files."""
+    path = Path(path)
+    data = _read_toml(path)
+    return SuiteSpec(name=str(data.get("name", path.stem)),
+                     description=str(data.get("description", "")), path=path)
+
+
+def find_suite(name_or_path: str, registry: Registry) -> Path:
+    """A registered suite's file, or a path to a TOML file the user names."""
+    candidate = Path(name_or_path).expanduser()
+    if name_or_path.endswith(".toml") or candidate.is_file():
+        if not candidate.is_file():
+            raise SuiteError(f"suite file {candidate} does not exist")
+        return candidate
+    return registry.suites.get(name_or_path).path
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError(f"suite file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise SuiteError(f"cannot read suite file {path}: {exc}") from None
+
+
+def parse_suite(data: Mapping[str, Any], registry: Registry, *, source: str,
+                default_name: str = "suite") -> Suite:
+    """Validate a parsed suite document against the registry; errors name ``source`` and the key."""
+
+    def fail(key: str, message: str) -> SuiteError:
+        return SuiteError(f"suite file {source}: key '{key}': {message}")
+
+    procedure_name = _typed(data, "procedure", str, "accuracy", fail)
+    try:
+        procedure = registry.procedures.get(procedure_name)
+    except UnknownNameError as exc:
+        raise fail("procedure", str(exc)) from None
+    allowed = TOP_LEVEL_KEYS | {procedure_name}
+    for key in data:
+        if key not in allowed:
+            raise fail(key, f"unknown key; expected one of {', '.join(sorted(allowed))}")
+
+    models = _entries(data, "models", registry.models, fail, procedure.default_models)
+    datasets = _entries(data, "datasets", registry.datasets, fail, procedure.default_datasets)
+    _merge_options(data, "model_options", models, fail)
+    _merge_options(data, "dataset_options", datasets, fail)
+    for kind, entries, collection in (("models", models, registry.models),
+                                      ("datasets", datasets, registry.datasets)):
+        for i, entry in enumerate(entries):
+            spec = collection.get(entry.name)
+            _validated(lambda spec=spec, entry=entry: resolve_options(
+                f"{spec.name}", spec.options, entry.options), f"{kind}[{i}].options", fail)
+
+    seeds = _typed(data, "seeds", list, [0], fail)
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                            for s in seeds):
+        raise fail("seeds", "expected a non-empty list of non-negative integers")
+    train = _typed(data, "train", dict, {}, fail)
+    _validated(lambda: resolve_options("training", TRAIN_OPTIONS, train), "train", fail)
+    grid = _parse_grid(_typed(data, "grid", dict, {}, fail), fail)
+    settings_table = _typed(data, procedure_name, dict, {}, fail)
+    settings = _validated(lambda: resolve_options(f"[{procedure_name}]", procedure.settings,
+                                                  settings_table), procedure_name, fail)
+    return Suite(
+        name=_typed(data, "name", str, default_name, fail),
+        description=_typed(data, "description", str, "", fail),
+        procedure=procedure_name, models=models, datasets=datasets, seeds=list(seeds),
+        device=_typed(data, "device", str, "auto", fail), train=dict(train), grid=grid,
+        settings=settings, source=source,
+    )
+
+
+def _typed(data: Mapping[str, Any], key: str, kind: type, default: Any, fail) -> Any:
+    value = data.get(key, default)
+    if not isinstance(value, kind):
+        raise fail(key, f"expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _validated(check, key: str, fail) -> Any:
+    try:
+        return check()
+    except BenchError as exc:
+        raise fail(key, str(exc)) from None
+
+
+def _entries(data, key: str, collection, fail, default: list[str]) -> list[Entry]:
+    raw = data.get(key, default)
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise fail(key, "expected a non-empty list of names or tables")
+    entries = []
+    for i, item in enumerate(raw):
+        where = f"{key}[{i}]"
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise fail(where, "expected a name or a table with a 'name' key")
+        extra = set(item) - {"name", "label", "options"}
+        if extra:
+            raise fail(f"{where}.{sorted(extra)[0]}", "unknown key; expected name, label, options")
+        if item["name"] not in collection:
+            raise fail(f"{where}.name", str(UnknownNameError(collection.kind, item["name"],
+                                                              collection.names())))
+        options = item.get("options", {})
+        if not isinstance(options, dict):
+            raise fail(f"{where}.options", "expected a table")
+        entries.append(Entry(item["name"], str(item.get("label", item["name"])), dict(options)))
+    return entries
+
+
+def _merge_options(data, key: str, entries: list[Entry], fail) -> None:
+    """``[model_options.NAME]`` tables apply to every entry of that name (entry options win)."""
+    table = _typed(data, key, dict, {}, fail)
+    names = {e.name for e in entries}
+    for name, options in table.items():
+        if name not in names:
+            raise fail(f"{key}.{name}", f"not one of this suite's entries: {', '.join(sorted(names))}")
+        if not isinstance(options, dict):
+            raise fail(f"{key}.{name}", "expected a table")
+    for i, entry in enumerate(entries):
+        entries[i] = Entry(entry.name, entry.label, {**table.get(entry.name, {}), **entry.options})
+
+
+def _parse_grid(grid: dict[str, Any], fail) -> dict[str, list[Any]]:
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise fail(f"grid.{key}", "expected a non-empty list of values")
+        if key not in TRAIN_OPTIONS and not key.startswith(("model.", "dataset.")):
+            raise fail(f"grid.{key}", "expected a training option "
+                       f"({', '.join(TRAIN_OPTIONS)}) or model.OPTION / dataset.OPTION")
+    return grid
+
+
+def grid_points(grid: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
+    """The cartesian product of a grid as a list of ``{key: value}`` points (one empty point)."""
+    keys = list(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def apply_point(point: Mapping[str, Any], model: Entry, dataset: Entry, train: dict[str, Any]):
+    """Split a grid point into model options, dataset options and training options."""
+    model_options, dataset_options, train = dict(model.options), dict(dataset.options), dict(train)
+    for key, value in point.items():
+        if key.startswith("model."):
+            model_options[key[len("model."):]] = value
+        elif key.startswith("dataset."):
+            dataset_options[key[len("dataset."):]] = value
+        else:
+            train[key] = value
+    return model_options, dataset_options, train
+
+
+@dataclass
+class Overrides:
+    """Command-line changes to a suite document, applied before it is validated."""
+
+    models: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    model_options: dict[str, str] = field(default_factory=dict)
+    dataset_options: dict[str, str] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    device: str | None = None
+
+    def apply(self, data: dict[str, Any]) -> dict[str, Any]:
+        data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+        for key, names, options in (("models", self.models, self.model_options),
+                                    ("datasets", self.datasets, self.dataset_options)):
+            table = f"{key[:-1]}_options"
+            if names:
+                data[key] = list(names)
+                data[table] = {n: o for n, o in data.get(table, {}).items() if n in names}
+            if options:
+                entries = [e if isinstance(e, str) else e.get("name")
+                           for e in data.get(key, [])]
+                for name in entries:
+                    data.setdefault(table, {})[name] = {**data.get(table, {}).get(name, {}),
+                                                        **options}
+        if self.train:
+            data["train"] = {**data.get("train", {}), **self.train}
+        if self.seeds:
+            data["seeds"] = list(self.seeds)
+        if self.settings:
+            procedure = data.get("procedure", "accuracy")
+            data[procedure] = {**data.get(procedure, {}), **self.settings}
+        if self.device:
+            data["device"] = self.device
+        return data
+
+
+def load_suite_with(name_or_path: str | None, registry: Registry, overrides: Overrides) -> Suite:
+    """A named suite, or (without a name) a one-off ``accuracy`` suite of the given models/datasets."""
+    if name_or_path:
+        path = find_suite(name_or_path, registry)
+        data, source, default_name = _read_toml(path), str(path), path.stem
+    else:
+        if not overrides.models or not overrides.datasets:
+            raise SuiteError("give --suite NAME, or at least one --model and one --dataset")
+        default_name = "-".join([*overrides.models, *overrides.datasets])
+        data, source = {"procedure": "accuracy"}, "command line"
+    return parse_suite(overrides.apply(data), registry, source=source, default_name=default_name)
