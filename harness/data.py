@@ -34,6 +34,11 @@ class TensorSplit:
     def to(self, device: torch.device) -> TensorSplit:
         return TensorSplit(self.x.to(device), self.y.to(device))
 
+    def subset(self, indices: np.ndarray) -> TensorSplit:
+        """The rows at ``indices``, kept in their original order."""
+        order = torch.as_tensor(np.sort(indices))
+        return TensorSplit(self.x[order], self.y[order])
+
 
 Split = TensorSplit | Dataset
 
@@ -51,7 +56,10 @@ class Splits:
 
     def to(self, device: torch.device) -> Splits:
         """Move tensor splits to ``device`` once, so batching never copies from the host."""
-        move = lambda s: s.to(device) if isinstance(s, TensorSplit) else s  # noqa: E731
+
+        def move(split: Split) -> Split:
+            return split.to(device) if isinstance(split, TensorSplit) else split
+
         return replace(self, train=move(self.train), val=move(self.val), test=move(self.test))
 
 
@@ -63,23 +71,24 @@ def stratified_splits(
     val: float | int,
     seed: int,
 ) -> tuple[TensorSplit, TensorSplit, TensorSplit]:
-    """Split into train/val/test with class proportions kept; ``val`` is carved from training data."""
+    """Stratified train/val/test split; ``val`` is carved from what remains for training."""
     x, y = torch.as_tensor(np.asarray(x), dtype=torch.float32), torch.as_tensor(np.asarray(y))
     index = np.arange(len(y))
     rest, test_idx = train_test_split(index, test_size=test, stratify=y, random_state=seed)
     train_idx, val_idx = train_test_split(rest, test_size=val, stratify=y[rest], random_state=seed)
-    pick = lambda idx: TensorSplit(x[np.sort(idx)], y[np.sort(idx)].long())  # noqa: E731
-    return pick(train_idx), pick(val_idx), pick(test_idx)
+    whole = TensorSplit(x, y.long())
+    return whole.subset(train_idx), whole.subset(val_idx), whole.subset(test_idx)
 
 
-def carve_validation(split: TensorSplit, val: float | int, seed: int) -> tuple[TensorSplit, TensorSplit]:
+def carve_validation(
+    split: TensorSplit, val: float | int, seed: int
+) -> tuple[TensorSplit, TensorSplit]:
     """Carve a stratified validation split from a training split."""
     index = np.arange(len(split))
     train_idx, val_idx = train_test_split(
         index, test_size=val, stratify=split.y.numpy(), random_state=seed
     )
-    pick = lambda idx: TensorSplit(split.x[np.sort(idx)], split.y[np.sort(idx)])  # noqa: E731
-    return pick(train_idx), pick(val_idx)
+    return split.subset(train_idx), split.subset(val_idx)
 
 
 def iterate_batches(

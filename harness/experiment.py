@@ -32,8 +32,9 @@ def build_model(ctx: RunContext, name: str, options: dict[str, Any], splits: Spl
     try:
         model = spec.create(splits.input_shape, splits.num_classes, options)
     except ValueError as exc:
-        raise BenchError(f"model '{name}' cannot be built for input shape "
-                         f"{tuple(splits.input_shape)}: {exc}") from None
+        raise BenchError(
+            f"model '{name}' cannot be built for input shape {tuple(splits.input_shape)}: {exc}"
+        ) from None
     model = model.to(ctx.device)
     check_geometry(model, name, splits)
     return model
@@ -48,21 +49,26 @@ def check_geometry(model: nn.Module, name: str, splits: Splits) -> None:
         with torch.no_grad():
             out = model(probe)
     except RuntimeError as exc:
-        raise BenchError(f"model '{name}' does not accept the dataset's input shape {shape}: "
-                         f"{str(exc).splitlines()[0]}") from None
+        raise BenchError(
+            f"model '{name}' does not accept the dataset's input shape {shape}: "
+            f"{str(exc).splitlines()[0]}"
+        ) from None
     finally:
         model.train(was_training)
     if tuple(out.shape) != (2, splits.num_classes):
-        raise BenchError(f"model '{name}' returns shape {tuple(out.shape[1:])} per sample for "
-                         f"input {shape}; expected ({splits.num_classes},) logits")
+        raise BenchError(
+            f"model '{name}' returns shape {tuple(out.shape[1:])} per sample for "
+            f"input {shape}; expected ({splits.num_classes},) logits"
+        )
 
 
 def model_facts(model: nn.Module, splits: Splits) -> dict[str, int]:
     return {"params": count_params(model), "flops": forward_flops(model, splits.input_shape)}
 
 
-def train_and_test(ctx: RunContext, config: dict[str, Any], *, on_epoch=None
-                   ) -> tuple[nn.Module, dict[str, Any]]:
+def train_and_test(
+    ctx: RunContext, config: dict[str, Any], *, on_epoch=None
+) -> tuple[nn.Module, dict[str, Any]]:
     """Seed, build, train, then evaluate the test split exactly once. Returns model and metrics."""
     seed = config["seed"]
     splits = open_splits(ctx, config["dataset"], config["dataset_options"], seed)

@@ -33,8 +33,8 @@ def register_datasets(register):
 
     ``DatasetSpec.load(options, context)`` returns :class:`harness.data.Splits` (train, validation
     and test), deterministic for ``context.seed``. ``DatasetSpec.unavailable(options, context)``
-    returns ``None`` when the data can be loaded, or a sentence saying what is missing and how to get
-    it; nothing may be downloaded unless ``context.download`` is true.
+    returns ``None`` when the data can be loaded, or a sentence saying what is missing and how to
+    get it; nothing may be downloaded unless ``context.download`` is true.
     """
 
 

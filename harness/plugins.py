@@ -61,8 +61,10 @@ def extra_plugin_names(cli: Sequence[str] = (), environ: dict[str, str] | None =
     return [*cli, *(name.strip() for name in from_env if name.strip())]
 
 
-def load_plugins(extra: Sequence[str] = (), *, entry_point_group: str = ENTRY_POINT_GROUP) -> Plugins:
-    """Load every installed entry point of ``entry_point_group`` and each module/file in ``extra``."""
+def load_plugins(
+    extra: Sequence[str] = (), *, entry_point_group: str = ENTRY_POINT_GROUP
+) -> Plugins:
+    """Load installed entry points of ``entry_point_group``, then each module or file named."""
     manager = pluggy.PluginManager("bench")
     manager.add_hookspecs(hookspecs)
     infos: list[PluginInfo] = []
@@ -89,7 +91,9 @@ def _register(manager, info: PluginInfo, infos: list[PluginInfo], load) -> None:
         info.status, info.error = "failed", _describe(exc)
 
 
-def _collect(manager: pluggy.PluginManager, registry: Registry, infos: dict[str, PluginInfo]) -> None:
+def _collect(
+    manager: pluggy.PluginManager, registry: Registry, infos: dict[str, PluginInfo]
+) -> None:
     """Call each hook implementation with a ``register`` callback that knows its plugin."""
     for hook_name, attribute in HOOKS.items():
         collection = getattr(registry, attribute)

@@ -20,7 +20,8 @@ class ModelSpec:
     """A model a plugin provides.
 
     ``build(input_shape, num_classes, **options)`` returns a fresh module. ``input_shape`` is the
-    geometry its parameter and FLOP counts are listed for; ``accepts`` says in words what inputs work.
+    geometry its parameter and FLOP counts are listed for; ``accepts`` says in words what inputs
+    work.
     """
 
     name: str

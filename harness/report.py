@@ -51,8 +51,9 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None
     return frame.to_markdown(index=False, disable_numparse=True)
 
 
-def group(runs: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], Any]
-          ) -> dict[Any, list[dict[str, Any]]]:
+def group(
+    runs: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], Any]
+) -> dict[Any, list[dict[str, Any]]]:
     """Runs grouped by ``key`` in first-seen order."""
     groups: dict[Any, list[dict[str, Any]]] = {}
     for run in runs:
@@ -62,10 +63,13 @@ def group(runs: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], Any]
 
 def context_line(results: dict[str, Any]) -> str:
     env = results.get("environment", {})
-    parts = [f"device {env.get('device')} ({env.get('device_name')})",
-             f"torch {env.get('torch')}", f"{env.get('threads')} threads",
-             f"commit {(env.get('git_commit') or 'unknown')[:12]}",
-             f"created {results.get('created_at')}"]
+    parts = [
+        f"device {env.get('device')} ({env.get('device_name')})",
+        f"torch {env.get('torch')}",
+        f"{env.get('threads')} threads",
+        f"commit {(env.get('git_commit') or 'unknown')[:12]}",
+        f"created {results.get('created_at')}",
+    ]
     return "_" + ", ".join(parts) + "_"
 
 
@@ -73,6 +77,8 @@ def failures_section(runs: Iterable[dict[str, Any]]) -> str:
     failed = [r for r in runs if r["status"] != "ok"]
     if not failed:
         return ""
-    rows = [{"run": r["id"], "status": r["status"], "error": (r.get("error") or "")[:160]}
-            for r in failed]
+    rows = [
+        {"run": r["id"], "status": r["status"], "error": (r.get("error") or "")[:160]}
+        for r in failed
+    ]
     return f"\n\n**{len(failed)} run(s) did not finish:**\n\n" + markdown_table(rows)

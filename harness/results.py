@@ -2,7 +2,8 @@
 
 Schema (``schema_version`` 1)::
 
-    {"schema_version": 1, "tool": "bench", "bench_version": "...", "status": "running|complete|interrupted",
+    {"schema_version": 1, "tool": "bench", "bench_version": "...",
+     "status": "running|complete|interrupted", "note": "(when interrupted)",
      "command": [...], "created_at": "...", "updated_at": "...",
      "suite": {"name", "procedure", "source", "description", "settings"},
      "environment": {...see harness.environment...},
@@ -71,16 +72,27 @@ class ResultsStore:
         self.data = data
 
     @classmethod
-    def create(cls, path: Path, *, command: list[str], suite: dict[str, Any],
-               environment: dict[str, Any]) -> ResultsStore:
+    def create(
+        cls, path: Path, *, command: list[str], suite: dict[str, Any], environment: dict[str, Any]
+    ) -> ResultsStore:
         if path.exists():
             raise BenchError(f"{path} already exists; choose another --out directory")
         stamp = now()
-        store = cls(path, {
-            "schema_version": SCHEMA_VERSION, "tool": "bench", "bench_version": __version__,
-            "status": "running", "command": command, "created_at": stamp, "updated_at": stamp,
-            "suite": suite, "environment": environment, "runs": [],
-        })
+        store = cls(
+            path,
+            {
+                "schema_version": SCHEMA_VERSION,
+                "tool": "bench",
+                "bench_version": __version__,
+                "status": "running",
+                "command": command,
+                "created_at": stamp,
+                "updated_at": stamp,
+                "suite": suite,
+                "environment": environment,
+                "runs": [],
+            },
+        )
         store.save()
         return store
 
@@ -113,10 +125,14 @@ def load_results(path: Path | str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BenchError(f"{path} is not valid JSON (truncated or not a results file): {exc}") from None
+        raise BenchError(
+            f"{path} is not valid JSON (truncated or not a results file): {exc}"
+        ) from None
     if not isinstance(data, dict) or data.get("tool") != "bench" or "runs" not in data:
         raise BenchError(f"{path} is not a bench results file")
     if data.get("schema_version") != SCHEMA_VERSION:
-        raise BenchError(f"{path} has schema version {data.get('schema_version')}; "
-                         f"this bench reads version {SCHEMA_VERSION}")
+        raise BenchError(
+            f"{path} has schema version {data.get('schema_version')}; "
+            f"this bench reads version {SCHEMA_VERSION}"
+        )
     return data

@@ -53,11 +53,20 @@ def run_suite(
     procedure = registry.procedures.get(suite.procedure)
     if threads:
         torch.set_num_threads(threads)
-    ctx = RunContext(registry=registry, device=resolve_device(device or suite.device),
-                     data=data or DataContext(), out_dir=out_dir, quiet=quiet)
+    ctx = RunContext(
+        registry=registry,
+        device=resolve_device(device or suite.device),
+        data=data or DataContext(),
+        out_dir=out_dir,
+        quiet=quiet,
+    )
     runs = procedure.plan(suite, registry)
-    store = ResultsStore.create(out_dir / RESULTS_NAME, command=command or sys.argv,
-                                suite=suite.header(), environment=capture_environment(ctx.device))
+    store = ResultsStore.create(
+        out_dir / RESULTS_NAME,
+        command=command or sys.argv,
+        suite=suite.header(),
+        environment=capture_environment(ctx.device),
+    )
     show = not quiet and sys.stderr.isatty()
     try:
         with tqdm(runs, desc=suite.name, unit="run", disable=not show, file=sys.stderr) as bar:
@@ -86,7 +95,15 @@ def execute_run(procedure, run: Run, ctx: RunContext) -> dict[str, Any]:
     except Exception as exc:  # recorded, and the suite goes on
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         trace = traceback.format_exc(limit=-3)
-    return {"id": run.id, "hash": run.hash, "procedure": run.procedure, "config": run.config,
-            "status": status, "error": error, "traceback": trace, "metrics": metrics,
-            "started_at": started,
-            "wall_time_s": round(time.perf_counter() - start, 3)}
+    return {
+        "id": run.id,
+        "hash": run.hash,
+        "procedure": run.procedure,
+        "config": run.config,
+        "status": status,
+        "error": error,
+        "traceback": trace,
+        "metrics": metrics,
+        "started_at": started,
+        "wall_time_s": round(time.perf_counter() - start, 3),
+    }

@@ -15,12 +15,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.options import BenchError, Option, UnknownNameError, resolve_options
+from harness.options import BenchError, UnknownNameError, resolve_options
 from harness.registry import Registry, SuiteSpec
 from harness.training import TRAIN_OPTIONS
 
-TOP_LEVEL_KEYS = {"name", "description", "procedure", "models", "datasets", "seeds", "device",
-                  "train", "model_options", "dataset_options", "grid"}
+TOP_LEVEL_KEYS = {
+    "name",
+    "description",
+    "procedure",
+    "models",
+    "datasets",
+    "seeds",
+    "device",
+    "train",
+    "model_options",
+    "dataset_options",
+    "grid",
+}
 
 
 class SuiteError(BenchError):
@@ -52,8 +63,13 @@ class Suite:
 
     def header(self) -> dict[str, Any]:
         """How the suite is described in the results file."""
-        return {"name": self.name, "description": self.description, "procedure": self.procedure,
-                "source": self.source, "settings": self.settings}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "procedure": self.procedure,
+            "source": self.source,
+            "settings": self.settings,
+        }
 
 
 @dataclass(frozen=True)
@@ -67,7 +83,9 @@ class Run:
     @property
     def hash(self) -> str:
         """Stable over processes and machines: the configuration, including the seed."""
-        text = json.dumps({"procedure": self.procedure, **self.config}, sort_keys=True, default=list)
+        text = json.dumps(
+            {"procedure": self.procedure, **self.config}, sort_keys=True, default=list
+        )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
@@ -83,8 +101,11 @@ def suite_from_file(path: Path | str) -> SuiteSpec:
     """A :class:`SuiteSpec` for a TOML file; plugins use this to register their suite files."""
     path = Path(path)
     data = _read_toml(path)
-    return SuiteSpec(name=str(data.get("name", path.stem)),
-                     description=str(data.get("description", "")), path=path)
+    return SuiteSpec(
+        name=str(data.get("name", path.stem)),
+        description=str(data.get("description", "")),
+        path=path,
+    )
 
 
 def find_suite(name_or_path: str, registry: Registry) -> Path:
@@ -106,8 +127,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise SuiteError(f"cannot read suite file {path}: {exc}") from None
 
 
-def parse_suite(data: Mapping[str, Any], registry: Registry, *, source: str,
-                default_name: str = "suite") -> Suite:
+def parse_suite(
+    data: Mapping[str, Any], registry: Registry, *, source: str, default_name: str = "suite"
+) -> Suite:
     """Validate a parsed suite document against the registry; errors name ``source`` and the key."""
 
     def fail(key: str, message: str) -> SuiteError:
@@ -127,29 +149,46 @@ def parse_suite(data: Mapping[str, Any], registry: Registry, *, source: str,
     datasets = _entries(data, "datasets", registry.datasets, fail, procedure.default_datasets)
     _merge_options(data, "model_options", models, fail)
     _merge_options(data, "dataset_options", datasets, fail)
-    for kind, entries, collection in (("models", models, registry.models),
-                                      ("datasets", datasets, registry.datasets)):
+    for kind, entries, collection in (
+        ("models", models, registry.models),
+        ("datasets", datasets, registry.datasets),
+    ):
         for i, entry in enumerate(entries):
             spec = collection.get(entry.name)
-            _validated(lambda spec=spec, entry=entry: resolve_options(
-                f"{spec.name}", spec.options, entry.options), f"{kind}[{i}].options", fail)
+            _validated(
+                lambda spec=spec, entry=entry: resolve_options(
+                    f"{spec.name}", spec.options, entry.options
+                ),
+                f"{kind}[{i}].options",
+                fail,
+            )
 
     seeds = _typed(data, "seeds", list, [0], fail)
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                            for s in seeds):
+    if not seeds or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds
+    ):
         raise fail("seeds", "expected a non-empty list of non-negative integers")
     train = _typed(data, "train", dict, {}, fail)
     _validated(lambda: resolve_options("training", TRAIN_OPTIONS, train), "train", fail)
     grid = _parse_grid(_typed(data, "grid", dict, {}, fail), fail)
     settings_table = _typed(data, procedure_name, dict, {}, fail)
-    settings = _validated(lambda: resolve_options(f"[{procedure_name}]", procedure.settings,
-                                                  settings_table), procedure_name, fail)
+    settings = _validated(
+        lambda: resolve_options(f"[{procedure_name}]", procedure.settings, settings_table),
+        procedure_name,
+        fail,
+    )
     return Suite(
         name=_typed(data, "name", str, default_name, fail),
         description=_typed(data, "description", str, "", fail),
-        procedure=procedure_name, models=models, datasets=datasets, seeds=list(seeds),
-        device=_typed(data, "device", str, "auto", fail), train=dict(train), grid=grid,
-        settings=settings, source=source,
+        procedure=procedure_name,
+        models=models,
+        datasets=datasets,
+        seeds=list(seeds),
+        device=_typed(data, "device", str, "auto", fail),
+        train=dict(train),
+        grid=grid,
+        settings=settings,
+        source=source,
     )
 
 
@@ -184,8 +223,10 @@ def _entries(data, key: str, collection, fail, default: list[str]) -> list[Entry
         if extra:
             raise fail(f"{where}.{sorted(extra)[0]}", "unknown key; expected name, label, options")
         if item["name"] not in collection:
-            raise fail(f"{where}.name", str(UnknownNameError(collection.kind, item["name"],
-                                                              collection.names())))
+            raise fail(
+                f"{where}.name",
+                str(UnknownNameError(collection.kind, item["name"], collection.names())),
+            )
         options = item.get("options", {})
         if not isinstance(options, dict):
             raise fail(f"{where}.options", "expected a table")
@@ -199,7 +240,9 @@ def _merge_options(data, key: str, entries: list[Entry], fail) -> None:
     names = {e.name for e in entries}
     for name, options in table.items():
         if name not in names:
-            raise fail(f"{key}.{name}", f"not one of this suite's entries: {', '.join(sorted(names))}")
+            raise fail(
+                f"{key}.{name}", f"not one of this suite's entries: {', '.join(sorted(names))}"
+            )
         if not isinstance(options, dict):
             raise fail(f"{key}.{name}", "expected a table")
     for i, entry in enumerate(entries):
@@ -211,15 +254,19 @@ def _parse_grid(grid: dict[str, Any], fail) -> dict[str, list[Any]]:
         if not isinstance(values, list) or not values:
             raise fail(f"grid.{key}", "expected a non-empty list of values")
         if key not in TRAIN_OPTIONS and not key.startswith(("model.", "dataset.")):
-            raise fail(f"grid.{key}", "expected a training option "
-                       f"({', '.join(TRAIN_OPTIONS)}) or model.OPTION / dataset.OPTION")
+            raise fail(
+                f"grid.{key}",
+                "expected a training option "
+                f"({', '.join(TRAIN_OPTIONS)}) or model.OPTION / dataset.OPTION",
+            )
     return grid
 
 
 def grid_points(grid: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
     """The cartesian product of a grid as a list of ``{key: value}`` points (one empty point)."""
     keys = list(grid)
-    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+    combinations = itertools.product(*(grid[k] for k in keys))
+    return [dict(zip(keys, values, strict=True)) for values in combinations]
 
 
 def apply_point(point: Mapping[str, Any], model: Entry, dataset: Entry, train: dict[str, Any]):
@@ -227,9 +274,9 @@ def apply_point(point: Mapping[str, Any], model: Entry, dataset: Entry, train: d
     model_options, dataset_options, train = dict(model.options), dict(dataset.options), dict(train)
     for key, value in point.items():
         if key.startswith("model."):
-            model_options[key[len("model."):]] = value
+            model_options[key[len("model.") :]] = value
         elif key.startswith("dataset."):
-            dataset_options[key[len("dataset."):]] = value
+            dataset_options[key[len("dataset.") :]] = value
         else:
             train[key] = value
     return model_options, dataset_options, train
@@ -250,18 +297,21 @@ class Overrides:
 
     def apply(self, data: dict[str, Any]) -> dict[str, Any]:
         data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
-        for key, names, options in (("models", self.models, self.model_options),
-                                    ("datasets", self.datasets, self.dataset_options)):
+        for key, names, options in (
+            ("models", self.models, self.model_options),
+            ("datasets", self.datasets, self.dataset_options),
+        ):
             table = f"{key[:-1]}_options"
             if names:
                 data[key] = list(names)
                 data[table] = {n: o for n, o in data.get(table, {}).items() if n in names}
             if options:
-                entries = [e if isinstance(e, str) else e.get("name")
-                           for e in data.get(key, [])]
+                entries = [e if isinstance(e, str) else e.get("name") for e in data.get(key, [])]
                 for name in entries:
-                    data.setdefault(table, {})[name] = {**data.get(table, {}).get(name, {}),
-                                                        **options}
+                    data.setdefault(table, {})[name] = {
+                        **data.get(table, {}).get(name, {}),
+                        **options,
+                    }
         if self.train:
             data["train"] = {**data.get("train", {}), **self.train}
         if self.seeds:
@@ -275,7 +325,7 @@ class Overrides:
 
 
 def load_suite_with(name_or_path: str | None, registry: Registry, overrides: Overrides) -> Suite:
-    """A named suite, or (without a name) a one-off ``accuracy`` suite of the given models/datasets."""
+    """A named suite or file; without one, an ``accuracy`` suite of the given models/datasets."""
     if name_or_path:
         path = find_suite(name_or_path, registry)
         data, source, default_name = _read_toml(path), str(path), path.stem

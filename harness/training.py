@@ -77,8 +77,9 @@ def seed_everything(seed: int) -> None:
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                               weight_decay=config.weight_decay)
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     if config.optimizer == "adamw":
@@ -106,12 +107,18 @@ def train(
     start = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.perf_counter()
-        train_loss, train_accuracy = _train_epoch(model, splits.train, optimizer, config,
-                                                  device, generator)
+        train_loss, train_accuracy = _train_epoch(
+            model, splits.train, optimizer, config, device, generator
+        )
         val = evaluate(model, splits.val, device=device, batch_size=config.eval_batch_size)
-        record = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
-                  "val_loss": val.loss, "val_accuracy": val.accuracy,
-                  "seconds": time.perf_counter() - epoch_start}
+        record = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "train_accuracy": train_accuracy,
+            "val_loss": val.loss,
+            "val_accuracy": val.accuracy,
+            "seconds": time.perf_counter() - epoch_start,
+        }
         result.history.append(record)
         if on_epoch:
             on_epoch(record)
@@ -125,8 +132,9 @@ def _train_epoch(model, split: Split, optimizer, config: TrainConfig, device, ge
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
-    for inputs, targets in iterate_batches(split, config.batch_size, device=device, shuffle=True,
-                                           generator=generator):
+    for inputs, targets in iterate_batches(
+        split, config.batch_size, device=device, shuffle=True, generator=generator
+    ):
         logits = model(inputs)
         loss = F.cross_entropy(logits, targets)
         optimizer.zero_grad(set_to_none=True)
@@ -142,8 +150,9 @@ def _train_epoch(model, split: Split, optimizer, config: TrainConfig, device, ge
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, split: Split, *, device: torch.device, batch_size: int = 1024
-             ) -> Evaluation:
+def evaluate(
+    model: nn.Module, split: Split, *, device: torch.device, batch_size: int = 1024
+) -> Evaluation:
     """Mean cross-entropy and accuracy (a fraction) in eval mode."""
     was_training = model.training
     model.eval()

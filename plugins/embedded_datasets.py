@@ -24,7 +24,10 @@ def load_digits(options: dict, context: DataContext) -> Splits:
     if size != 8:
         images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
     train, val, test = stratified_splits(
-        images, raw.target, test=options["test_fraction"], val=options["val_fraction"],
+        images,
+        raw.target,
+        test=options["test_fraction"],
+        val=options["val_fraction"],
         seed=context.seed,
     )
     if options["normalize"]:
@@ -56,10 +59,12 @@ def load_mnist1d(options: dict, context: DataContext) -> Splits:
     as_split = lambda x, y: TensorSplit(  # noqa: E731
         torch.as_tensor(x, dtype=torch.float32).unsqueeze(1), torch.as_tensor(y).long()
     )
-    train, val = carve_validation(as_split(data["x"], data["y"]), options["val_fraction"],
-                                  context.seed)
-    return Splits(train, val, as_split(data["x_test"], data["y_test"]), input_shape=(1, 40),
-                  num_classes=10)
+    train, val = carve_validation(
+        as_split(data["x"], data["y"]), options["val_fraction"], context.seed
+    )
+    return Splits(
+        train, val, as_split(data["x_test"], data["y_test"]), input_shape=(1, 40), num_classes=10
+    )
 
 
 def _parse_shape(text: str) -> tuple[int, ...]:
@@ -76,12 +81,18 @@ def load_synthetic(options: dict, context: DataContext) -> Splits:
         return TensorSplit(x, torch.randint(0, options["classes"], (n,), generator=generator))
 
     n = options["samples"]
-    return Splits(split(n), split(max(1, n // 8)), split(max(1, n // 8)), input_shape=shape,
-                  num_classes=options["classes"])
+    return Splits(
+        split(n),
+        split(max(1, n // 8)),
+        split(max(1, n // 8)),
+        input_shape=shape,
+        num_classes=options["classes"],
+    )
 
 
-VAL = Option(0.1, "fraction of the training data held out for validation", "float",
-             minimum=0.01, below=1.0)
+VAL = Option(
+    0.1, "fraction of the training data held out for validation", "float", minimum=0.01, below=1.0
+)
 
 
 def _check_shape(text: str) -> None:
@@ -95,28 +106,61 @@ def _check_shape(text: str) -> None:
 
 @hookimpl
 def register_datasets(register):
-    register(DatasetSpec(
-        "digits", "scikit-learn handwritten digits (1,797 real 8x8 images), served at 28x28",
-        load_digits, input_shape=lambda o: (1, o["size"], o["size"]), num_classes=10,
-        sizes=_digits_sizes, options={
-            "size": Option(28, "image side in pixels (8 = native resolution)", "int", minimum=8),
-            "test_fraction": Option(0.2, "fraction held out for test", "float", minimum=0.05,
-                                    below=0.5),
-            "val_fraction": VAL,
-            "normalize": Option(True, "standardize with the training split's mean and std",
-                                "bool")}))
-    register(DatasetSpec(
-        "mnist1d", "MNIST-1D (Greydanus & Kobak): 1x40 signals, generated offline",
-        load_mnist1d, input_shape=(1, 40), num_classes=10,
-        sizes=lambda o: {"train": 4000 - round(4000 * o["val_fraction"]),
-                         "val": round(4000 * o["val_fraction"]), "test": 1000},
-        options={"val_fraction": VAL}))
-    register(DatasetSpec(
-        "synthetic", "random tensors of any shape, for timing only", load_synthetic,
-        input_shape=lambda o: _parse_shape(o["shape"]), num_classes=lambda o: o["classes"],
-        sizes=lambda o: {"train": o["samples"], "val": max(1, o["samples"] // 8),
-                         "test": max(1, o["samples"] // 8)},
-        options={
-            "shape": Option("1x28x28", "input shape, e.g. 3x224x224", "str", check=_check_shape),
-            "classes": Option(10, "number of classes", "int", minimum=2),
-            "samples": Option(512, "training samples", "int", minimum=1)}))
+    register(
+        DatasetSpec(
+            "digits",
+            "scikit-learn handwritten digits (1,797 real 8x8 images), served at 28x28",
+            load_digits,
+            input_shape=lambda o: (1, o["size"], o["size"]),
+            num_classes=10,
+            sizes=_digits_sizes,
+            options={
+                "size": Option(
+                    28, "image side in pixels (8 = native resolution)", "int", minimum=8
+                ),
+                "test_fraction": Option(
+                    0.2, "fraction held out for test", "float", minimum=0.05, below=0.5
+                ),
+                "val_fraction": VAL,
+                "normalize": Option(
+                    True, "standardize with the training split's mean and std", "bool"
+                ),
+            },
+        )
+    )
+    register(
+        DatasetSpec(
+            "mnist1d",
+            "MNIST-1D (Greydanus & Kobak): 1x40 signals, generated offline",
+            load_mnist1d,
+            input_shape=(1, 40),
+            num_classes=10,
+            sizes=lambda o: {
+                "train": 4000 - round(4000 * o["val_fraction"]),
+                "val": round(4000 * o["val_fraction"]),
+                "test": 1000,
+            },
+            options={"val_fraction": VAL},
+        )
+    )
+    register(
+        DatasetSpec(
+            "synthetic",
+            "random tensors of any shape, for timing only",
+            load_synthetic,
+            input_shape=lambda o: _parse_shape(o["shape"]),
+            num_classes=lambda o: o["classes"],
+            sizes=lambda o: {
+                "train": o["samples"],
+                "val": max(1, o["samples"] // 8),
+                "test": max(1, o["samples"] // 8),
+            },
+            options={
+                "shape": Option(
+                    "1x28x28", "input shape, e.g. 3x224x224", "str", check=_check_shape
+                ),
+                "classes": Option(10, "number of classes", "int", minimum=2),
+                "samples": Option(512, "training samples", "int", minimum=1),
+            },
+        )
+    )

@@ -63,16 +63,31 @@ def _options(with_dropout: bool) -> dict[str, Option]:
         "freeze": Option(False, "train only the classifier head (feature extraction)", "bool"),
     }
     if with_dropout:
-        options["dropout"] = Option(0.5, "dropout probability in the classifier", "float",
-                                    minimum=0.0, below=1.0)
+        options["dropout"] = Option(
+            0.5, "dropout probability in the classifier", "float", minimum=0.0, below=1.0
+        )
     return options
 
 
 @hookimpl
 def register_models(register):
-    register(ModelSpec("resnet18", "torchvision ResNet-18, random init (any channels/classes)",
-                       resnet18, input_shape=(3, 224, 224), accepts="CxHxW images, >= 32x32",
-                       options=_options(False)))
-    register(ModelSpec("alexnet", "torchvision AlexNet, random init (any channels/classes)",
-                       alexnet, input_shape=(3, 224, 224), accepts="CxHxW images, >= 63x63",
-                       options=_options(True)))
+    register(
+        ModelSpec(
+            "resnet18",
+            "torchvision ResNet-18, random init (any channels/classes)",
+            resnet18,
+            input_shape=(3, 224, 224),
+            accepts="CxHxW images, >= 32x32",
+            options=_options(False),
+        )
+    )
+    register(
+        ModelSpec(
+            "alexnet",
+            "torchvision AlexNet, random init (any channels/classes)",
+            alexnet,
+            input_shape=(3, 224, 224),
+            accepts="CxHxW images, >= 63x63",
+            options=_options(True),
+        )
+    )

@@ -17,10 +17,15 @@ def _remember_plugins(ctx: click.Context, _param, values: tuple[str, ...]) -> tu
 
 
 plugin_option = click.option(
-    "--plugin", "plugins", multiple=True, metavar="PATH_OR_MODULE", expose_value=False,
+    "--plugin",
+    "plugins",
+    multiple=True,
+    metavar="PATH_OR_MODULE",
+    expose_value=False,
     callback=_remember_plugins,
     help="Load a plugin from a .py file or an importable module (repeatable; "
-         "also BENCH_PLUGINS=a,b).")
+    "also BENCH_PLUGINS=a,b).",
+)
 
 
 def get_plugins(ctx: click.Context) -> Plugins:
@@ -29,8 +34,11 @@ def get_plugins(ctx: click.Context) -> Plugins:
     if "bench.loaded" not in root.meta:
         plugins = load_plugins(extra_plugin_names(root.meta.get("bench.plugins", [])))
         for failure in plugins.failures:
-            click.echo(f"warning: plugin '{failure.name}' ({failure.source}) failed to load: "
-                       f"{failure.error}", err=True)
+            click.echo(
+                f"warning: plugin '{failure.name}' ({failure.source}) failed to load: "
+                f"{failure.error}",
+                err=True,
+            )
         root.meta["bench.loaded"] = plugins
     return root.meta["bench.loaded"]
 

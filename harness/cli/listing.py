@@ -10,7 +10,7 @@ import torch
 from harness.cli.common import echo_json, get_plugins, plugin_option
 from harness.data import DataContext
 from harness.flops import count_params, forward_flops
-from harness.report import human, markdown_table
+from harness.report import markdown_table
 
 
 def _shape(shape) -> str:
@@ -23,11 +23,19 @@ def model_rows(registry) -> list[dict]:
         with torch.device("meta"):  # shapes only: no memory, no compute
             model = spec.create(spec.input_shape, spec.num_classes)
             params, flops = count_params(model), forward_flops(model, spec.input_shape)
-        rows.append({"name": spec.name, "description": spec.description,
-                     "input_shape": list(spec.input_shape), "accepts": spec.accepts,
-                     "num_classes": spec.num_classes, "params": params, "flops": flops,
-                     "options": {k: o.default for k, o in spec.options.items()},
-                     "source": registry.models.source(spec.name)})
+        rows.append(
+            {
+                "name": spec.name,
+                "description": spec.description,
+                "input_shape": list(spec.input_shape),
+                "accepts": spec.accepts,
+                "num_classes": spec.num_classes,
+                "params": params,
+                "flops": flops,
+                "options": {k: o.default for k, o in spec.options.items()},
+                "source": registry.models.source(spec.name),
+            }
+        )
     return rows
 
 
@@ -36,8 +44,13 @@ def dataset_rows(registry, context: DataContext) -> list[dict]:
     for spec in registry.datasets:
         options = spec.resolve({})
         reason = spec.unavailable(options, context)
-        row = {"name": spec.name, "description": spec.description, **spec.describe(options),
-               "available": reason is None, "source": registry.datasets.source(spec.name)}
+        row = {
+            "name": spec.name,
+            "description": spec.description,
+            **spec.describe(options),
+            "available": reason is None,
+            "source": registry.datasets.source(spec.name),
+        }
         if reason:
             row["reason"] = reason
         rows.append(row)
@@ -61,30 +74,55 @@ def list_models(ctx, as_json: bool) -> None:
     rows = model_rows(get_plugins(ctx).registry)
     if as_json:
         return echo_json(rows)
-    click.echo(markdown_table([{
-        "name": r["name"], "input": _shape(r["input_shape"]), "accepts": r["accepts"],
-        "params": f"{r['params']:,}", "FLOPs": f"{r['flops']:,}", "description": r["description"],
-    } for r in rows]))
+    click.echo(
+        markdown_table(
+            [
+                {
+                    "name": r["name"],
+                    "input": _shape(r["input_shape"]),
+                    "accepts": r["accepts"],
+                    "params": f"{r['params']:,}",
+                    "FLOPs": f"{r['flops']:,}",
+                    "description": r["description"],
+                }
+                for r in rows
+            ]
+        )
+    )
 
 
 @list_group.command("datasets")
 @json_option
 @plugin_option
-@click.option("--data-root", type=click.Path(path_type=Path), envvar="BENCH_DATA_ROOT",
-              help="Where on-disk datasets live (or BENCH_DATA_ROOT).")
+@click.option(
+    "--data-root",
+    type=click.Path(path_type=Path),
+    envvar="BENCH_DATA_ROOT",
+    help="Where on-disk datasets live (or BENCH_DATA_ROOT).",
+)
 @click.pass_context
 def list_datasets(ctx, as_json: bool, data_root: Path | None) -> None:
     """Datasets: geometry, classes, split sizes, and whether they can be loaded here."""
     rows = dataset_rows(get_plugins(ctx).registry, DataContext(data_root=data_root))
     if as_json:
         return echo_json(rows)
-    click.echo(markdown_table([{
-        "name": r["name"], "input": _shape(r["input_shape"]),
-        "classes": r["num_classes"] if r["num_classes"] is not None else "from files",
-        "train/val/test": "/".join(str(v) for v in r["sizes"].values()) if r["sizes"] else "—",
-        "available": "yes" if r["available"] else f"no: {r['reason']}",
-        "description": r["description"],
-    } for r in rows]))
+    click.echo(
+        markdown_table(
+            [
+                {
+                    "name": r["name"],
+                    "input": _shape(r["input_shape"]),
+                    "classes": r["num_classes"] if r["num_classes"] is not None else "from files",
+                    "train/val/test": "/".join(str(v) for v in r["sizes"].values())
+                    if r["sizes"]
+                    else "—",
+                    "available": "yes" if r["available"] else f"no: {r['reason']}",
+                    "description": r["description"],
+                }
+                for r in rows
+            ]
+        )
+    )
 
 
 @list_group.command("suites")
@@ -94,8 +132,15 @@ def list_datasets(ctx, as_json: bool, data_root: Path | None) -> None:
 def list_suites(ctx, as_json: bool) -> None:
     """Suites that ``bench run --suite NAME`` accepts."""
     registry = get_plugins(ctx).registry
-    rows = [{"name": s.name, "description": s.description, "path": str(s.path),
-             "source": registry.suites.source(s.name)} for s in registry.suites]
+    rows = [
+        {
+            "name": s.name,
+            "description": s.description,
+            "path": str(s.path),
+            "source": registry.suites.source(s.name),
+        }
+        for s in registry.suites
+    ]
     if as_json:
         return echo_json(rows)
     click.echo(markdown_table([{k: r[k] for k in ("name", "description", "path")} for r in rows]))
@@ -108,12 +153,24 @@ def list_suites(ctx, as_json: bool) -> None:
 def list_procedures(ctx, as_json: bool) -> None:
     """Procedures a suite file can name, with their settings."""
     registry = get_plugins(ctx).registry
-    rows = [{"name": p.name, "description": p.description,
-             "settings": {k: o.default for k, o in p.settings.items()}} for p in registry.procedures]
+    rows = [
+        {
+            "name": p.name,
+            "description": p.description,
+            "settings": {k: o.default for k, o in p.settings.items()},
+        }
+        for p in registry.procedures
+    ]
     if as_json:
         return echo_json(rows)
-    click.echo(markdown_table([{**r, "settings": ", ".join(f"{k}={v}" for k, v in
-                                                           r["settings"].items())} for r in rows]))
+    click.echo(
+        markdown_table(
+            [
+                {**r, "settings": ", ".join(f"{k}={v}" for k, v in r["settings"].items())}
+                for r in rows
+            ]
+        )
+    )
 
 
 @list_group.command("plugins")
@@ -122,11 +179,28 @@ def list_procedures(ctx, as_json: bool) -> None:
 @click.pass_context
 def list_plugins(ctx, as_json: bool) -> None:
     """Loaded plugins, where each came from, and what it provides (or why it failed)."""
-    rows = [{"name": p.name, "source": p.source, "status": p.status, "error": p.error,
-             "provides": p.provides} for p in get_plugins(ctx).plugins]
+    rows = [
+        {
+            "name": p.name,
+            "source": p.source,
+            "status": p.status,
+            "error": p.error,
+            "provides": p.provides,
+        }
+        for p in get_plugins(ctx).plugins
+    ]
     if as_json:
         return echo_json(rows)
-    click.echo(markdown_table([{
-        "name": r["name"], "status": r["status"], "source": r["source"],
-        "provides": r["error"] or ", ".join(r["provides"]),
-    } for r in rows]))
+    click.echo(
+        markdown_table(
+            [
+                {
+                    "name": r["name"],
+                    "status": r["status"],
+                    "source": r["source"],
+                    "provides": r["error"] or ", ".join(r["provides"]),
+                }
+                for r in rows
+            ]
+        )
+    )

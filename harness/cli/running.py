@@ -17,13 +17,26 @@ from harness.training import OPTIMIZERS
 
 @click.command("run")
 @click.option("--suite", metavar="NAME_OR_PATH", help="A built-in suite name or a suite TOML file.")
-@click.option("--model", "--models", "models", multiple=True, metavar="NAME",
-              help="Model to run (repeatable); overrides a suite's models.")
-@click.option("--dataset", "--datasets", "datasets", multiple=True, metavar="NAME",
-              help="Dataset to use (repeatable); overrides a suite's datasets.")
+@click.option(
+    "--model",
+    "--models",
+    "models",
+    multiple=True,
+    metavar="NAME",
+    help="Model to run (repeatable); overrides a suite's models.",
+)
+@click.option(
+    "--dataset",
+    "--datasets",
+    "datasets",
+    multiple=True,
+    metavar="NAME",
+    help="Dataset to use (repeatable); overrides a suite's datasets.",
+)
 @click.option("--model-opt", multiple=True, metavar="KEY=VALUE", help="Model option (repeatable).")
-@click.option("--dataset-opt", multiple=True, metavar="KEY=VALUE",
-              help="Dataset option (repeatable).")
+@click.option(
+    "--dataset-opt", multiple=True, metavar="KEY=VALUE", help="Dataset option (repeatable)."
+)
 @click.option("--epochs", type=int, help="Training epochs.")
 @click.option("--batch-size", type=int, help="Training batch size.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), help="Optimizer.")
@@ -31,23 +44,56 @@ from harness.training import OPTIMIZERS
 @click.option("--momentum", type=float, help="SGD momentum.")
 @click.option("--weight-decay", type=float, help="Optimizer weight decay.")
 @click.option("--seed", "seeds", multiple=True, type=int, help="Seed (repeatable for several).")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
-              help="Setting of the suite's procedure table, e.g. --set targets=50,75.")
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Setting of the suite's procedure table, e.g. --set targets=50,75.",
+)
 @click.option("--quick", is_flag=True, help="The suite's quick variant (--set quick=true).")
 @click.option("--device", metavar="auto|cpu|cuda[:N]", help="Device (default: the suite's, auto).")
 @click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads.")
-@click.option("--out", type=click.Path(path_type=Path), help="Output directory "
-              "(default results/<timestamp>-<name>).")
-@click.option("--data-root", type=click.Path(path_type=Path), envvar="BENCH_DATA_ROOT",
-              help="Where on-disk datasets live (or BENCH_DATA_ROOT).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Output directory (default results/<timestamp>-<name>).",
+)
+@click.option(
+    "--data-root",
+    type=click.Path(path_type=Path),
+    envvar="BENCH_DATA_ROOT",
+    help="Where on-disk datasets live (or BENCH_DATA_ROOT).",
+)
 @click.option("--download", is_flag=True, help="Allow on-disk datasets to be downloaded.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @plugin_option
 @click.pass_context
-def run_command(ctx, suite, models, datasets, model_opt, dataset_opt, epochs, batch_size,
-                optimizer, lr, momentum, weight_decay, seeds, settings, quick, device, threads,
-                out, data_root, download, as_json, quiet) -> None:
+def run_command(
+    ctx,
+    suite,
+    models,
+    datasets,
+    model_opt,
+    dataset_opt,
+    epochs,
+    batch_size,
+    optimizer,
+    lr,
+    momentum,
+    weight_decay,
+    seeds,
+    settings,
+    quick,
+    device,
+    threads,
+    out,
+    data_root,
+    download,
+    as_json,
+    quiet,
+) -> None:
     """Run a suite, or train --model(s) on --dataset(s) and test them.
 
     \b
@@ -58,29 +104,51 @@ def run_command(ctx, suite, models, datasets, model_opt, dataset_opt, epochs, ba
       bench run --model mlp --dataset mnist1d --model-opt hidden=100 --json --out /tmp/r
     """
     registry = get_plugins(ctx).registry
-    train = {"epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr,
-             "momentum": momentum, "weight_decay": weight_decay}
+    train = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "optimizer": optimizer,
+        "lr": lr,
+        "momentum": momentum,
+        "weight_decay": weight_decay,
+    }
     procedure_settings = dict(parse_assignments(settings, "--set"))
     if quick:
         procedure_settings["quick"] = "true"
     overrides = Overrides(
-        models=list(models), datasets=list(datasets),
+        models=list(models),
+        datasets=list(datasets),
         model_options=parse_assignments(model_opt, "--model-opt"),
         dataset_options=parse_assignments(dataset_opt, "--dataset-opt"),
-        train={k: v for k, v in train.items() if v is not None}, seeds=list(seeds),
-        settings=procedure_settings, device=device)
+        train={k: v for k, v in train.items() if v is not None},
+        seeds=list(seeds),
+        settings=procedure_settings,
+        device=device,
+    )
     parsed = load_suite_with(suite, registry, overrides)
-    outcome = run_suite(parsed, registry, out_dir=out or default_out_dir(parsed.name),
-                        device=parsed.device, data=DataContext(data_root=data_root,
-                                                               download=download),
-                        command=["bench", *sys.argv[1:]], quiet=quiet or as_json,
-                        threads=threads)
+    outcome = run_suite(
+        parsed,
+        registry,
+        out_dir=out or default_out_dir(parsed.name),
+        device=parsed.device,
+        data=DataContext(data_root=data_root, download=download),
+        command=["bench", *sys.argv[1:]],
+        quiet=quiet or as_json,
+        threads=threads,
+    )
     results_path = outcome.store.path
     if as_json:
-        echo_json({"results": str(results_path), "report": str(outcome.out_dir / "report.md"),
-                   "status": outcome.store.data["status"],
-                   "runs": [{k: r[k] for k in ("id", "status", "error", "config", "metrics")}
-                            for r in outcome.store.runs]})
+        echo_json(
+            {
+                "results": str(results_path),
+                "report": str(outcome.out_dir / "report.md"),
+                "status": outcome.store.data["status"],
+                "runs": [
+                    {k: r[k] for k in ("id", "status", "error", "config", "metrics")}
+                    for r in outcome.store.runs
+                ],
+            }
+        )
     else:
         click.echo(outcome.report.markdown)
         click.echo(f"results: {results_path}")
@@ -88,6 +156,9 @@ def run_command(ctx, suite, models, datasets, model_opt, dataset_opt, epochs, ba
         for path in outcome.report.files:
             click.echo(f"plot:    {path}")
     if outcome.failures:
-        click.echo(f"{len(outcome.failures)} of {len(outcome.store.runs)} run(s) failed; "
-                   "see the results file for errors", err=True)
+        click.echo(
+            f"{len(outcome.failures)} of {len(outcome.store.runs)} run(s) failed; "
+            "see the results file for errors",
+            err=True,
+        )
         ctx.exit(1)

@@ -24,16 +24,31 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
     for model in suite.models:
         for dataset in suite.datasets:
             for point in grid_points(suite.grid):
-                model_options, dataset_options, train = apply_point(point, model, dataset,
-                                                                    suite.train)
+                model_options, dataset_options, train = apply_point(
+                    point, model, dataset, suite.train
+                )
                 for seed in suite.seeds:
-                    name = "-".join(filter(None, [model.label, dataset.label,
-                                                  point_label(point), f"s{seed}"]))
-                    runs.append(Run(len(runs), "accuracy", {
-                        "name": name, "model": model.name, "model_label": model.label,
-                        "model_options": model_options, "dataset": dataset.name,
-                        "dataset_label": dataset.label, "dataset_options": dataset_options,
-                        "grid_point": point, "train": train, "seed": seed}))
+                    name = "-".join(
+                        filter(None, [model.label, dataset.label, point_label(point), f"s{seed}"])
+                    )
+                    runs.append(
+                        Run(
+                            len(runs),
+                            "accuracy",
+                            {
+                                "name": name,
+                                "model": model.name,
+                                "model_label": model.label,
+                                "model_options": model_options,
+                                "dataset": dataset.name,
+                                "dataset_label": dataset.label,
+                                "dataset_options": dataset_options,
+                                "grid_point": point,
+                                "train": train,
+                                "seed": seed,
+                            },
+                        )
+                    )
     return runs
 
 
@@ -44,23 +59,30 @@ def execute(run: Run, ctx: RunContext) -> dict[str, Any]:
 def summary_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per configuration, seeds aggregated as mean +- std."""
     rows = []
-    key = lambda r: (r["config"]["model_label"], r["config"]["dataset_label"],  # noqa: E731
-                     point_label(r["config"].get("grid_point", {})))
+
+    def key(run: dict[str, Any]) -> tuple[str, str, str]:
+        config = run["config"]
+        return config["model_label"], config["dataset_label"], point_label(config["grid_point"])
+
     for (model, dataset, point), members in group(runs, key).items():
         ok = [r["metrics"] for r in members if r["status"] == "ok"]
         first = ok[0] if ok else {}
         row = {"model": model, "dataset": dataset}
         if point:
             row["settings"] = point
-        row.update({
-            "params": f"{first['params']:,}" if ok else "—",
-            "FLOPs/sample": human(first.get("flops")),
-            "test acc %": pct(m["test_accuracy"] for m in ok),
-            "val acc %": pct(m["val_accuracy"] for m in ok),
-            "epochs": first.get("epochs", "—"),
-            "train s/run": f"{sum(m['train_seconds'] for m in ok) / len(ok):.1f}" if ok else "—",
-            "seeds": f"{len(ok)}/{len(members)}",
-        })
+        row.update(
+            {
+                "params": f"{first['params']:,}" if ok else "—",
+                "FLOPs/sample": human(first.get("flops")),
+                "test acc %": pct(m["test_accuracy"] for m in ok),
+                "val acc %": pct(m["val_accuracy"] for m in ok),
+                "epochs": first.get("epochs", "—"),
+                "train s/run": f"{sum(m['train_seconds'] for m in ok) / len(ok):.1f}"
+                if ok
+                else "—",
+                "seeds": f"{len(ok)}/{len(members)}",
+            }
+        )
         rows.append(row)
     return rows
 
@@ -68,12 +90,19 @@ def summary_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:
     suite = results["suite"]
     runs = results["runs"]
-    text = (f"## {suite['name']}: accuracy versus parameters\n\n{context_line(results)}\n\n"
-            + markdown_table(summary_rows(runs)) + failures_section(runs) + "\n")
+    text = (
+        f"## {suite['name']}: accuracy versus parameters\n\n{context_line(results)}\n\n"
+        + markdown_table(summary_rows(runs))
+        + failures_section(runs)
+        + "\n"
+    )
     return Report(markdown=text)
 
 
 PROCEDURE = Procedure(
     name="accuracy",
     description="train and test every model x dataset x grid point x seed",
-    plan=plan, execute=execute, report=report)
+    plan=plan,
+    execute=execute,
+    report=report,
+)

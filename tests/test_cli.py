@@ -1,0 +1,127 @@
+"""The bench command line, as a user calls it."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from harness.cli import cli
+
+
+def bench(*args):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_help_lists_commands():
+    result = bench("--help")
+    assert result.exit_code == 0
+    for command in ("list", "run", "new-plugin"):
+        assert command in result.output
+
+
+def test_list_models_json_has_reference_counts():
+    rows = json.loads(bench("list", "models", "--json").output)
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["lenet5"]["params"] == 61_706 and by_name["lenet5"]["flops"] == 833_040
+    assert by_name["resnet18"]["input_shape"] == [3, 224, 224]
+    for row in rows:
+        assert {"name", "description", "input_shape", "params", "flops"} <= set(row)
+
+
+def test_list_models_table():
+    output = bench("list", "models").output
+    assert "| cnn-small" in output and "47,658" in output
+
+
+def test_list_datasets_json():
+    rows = {r["name"]: r for r in json.loads(bench("list", "datasets", "--json").output)}
+    assert rows["digits"]["input_shape"] == [1, 28, 28] and rows["digits"]["available"]
+    assert rows["mnist1d"]["num_classes"] == 10
+    for row in rows.values():
+        assert {"name", "input_shape", "num_classes", "available"} <= set(row)
+        assert row["available"] or row["reason"]
+
+
+def test_list_suites_and_plugins():
+    assert "quickstart" in bench("list", "suites").output
+    plugins = json.loads(bench("list", "plugins", "--json").output)
+    models = next(p for p in plugins if p["name"] == "models")
+    assert models["status"] == "loaded" and "model lenet5" in models["provides"]
+
+
+def test_run_json_reports_results_and_metrics(tmp_path):
+    result = bench(
+        "run",
+        "--model",
+        "mlp",
+        "--dataset",
+        "mnist1d",
+        "--model-opt",
+        "hidden=100",
+        "--epochs",
+        "2",
+        "--json",
+        "--out",
+        str(tmp_path / "r"),
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["results"] == str(tmp_path / "r" / "results.json")
+    (run,) = data["runs"]
+    assert run["status"] == "ok" and run["config"]["model_options"] == {"hidden": "100"}
+    assert run["metrics"]["params"] == 40 * 100 + 100 + 100 * 10 + 10
+    stored = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert stored["runs"][0]["metrics"]["test_accuracy"] == run["metrics"]["test_accuracy"]
+
+
+def test_run_prints_summary_table_and_paths(tmp_path):
+    result = bench(
+        "run", "--model", "lenet5", "--dataset", "digits", "--epochs", "1", "--out", str(tmp_path)
+    )
+    assert result.exit_code == 0
+    assert "| lenet5" in result.output and "61,706" in result.output
+    assert f"results: {tmp_path / 'results.json'}" in result.output
+    assert (tmp_path / "report.md").read_text().startswith("## lenet5-digits")
+
+
+def test_run_suite_file(tmp_path):
+    suite = tmp_path / "my-suite.toml"
+    suite.write_text(
+        'models = ["mlp", {name = "mlp", label = "mlp-10", options = {hidden = 10}}]\n'
+        'datasets = ["digits"]\n[train]\nepochs = 1\n'
+    )
+    result = bench("run", "--suite", str(suite), "--out", str(tmp_path / "o"), "--json")
+    data = json.loads(result.output)
+    assert [r["config"]["model_label"] for r in data["runs"]] == ["mlp", "mlp-10"]
+    assert data["runs"][1]["metrics"]["params"] == 7_960
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["run", "--model", "lenet6", "--dataset", "digits"],
+            "unknown model 'lenet6'. Did you mean",
+        ),
+        (["run", "--model", "mlp", "--dataset", "digitz"], "Did you mean 'digits'"),
+        (["run", "--model", "mlp", "--dataset", "digits", "--model-opt", "hidden"], "key=value"),
+        (["run", "--model", "mlp", "--dataset", "digits", "--model-opt", "hidden=-3"], ">= 1"),
+        (["run", "--model", "mlp", "--dataset", "digits", "--epochs", "0"], "epochs=0"),
+        (["run", "--suite", "quickstrt"], "Did you mean 'quickstart'"),
+        (["run", "--model", "mlp"], "at least one --model and one --dataset"),
+    ],
+)
+def test_bad_input_is_one_clear_line_with_exit_2(args, message):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
+def test_cuda_without_cuda_is_an_error():
+    result = CliRunner().invoke(
+        cli, ["run", "--model", "mlp", "--dataset", "digits", "--device", "cuda"]
+    )
+    assert result.exit_code == 2 and "CUDA is not available" in result.output

@@ -1,0 +1,112 @@
+"""Training: history, test evaluated once, reproducibility, divergence, optimizers."""
+
+import math
+
+import pytest
+import torch
+
+from harness.data import Splits, TensorSplit
+from harness.experiment import train_and_test
+from harness.options import BenchError
+from harness.training import DivergedError, TrainConfig, evaluate, train
+
+RUN = {
+    "model": "mlp",
+    "model_options": {"hidden": "32"},
+    "dataset": "digits",
+    "dataset_options": {"size": "8"},
+    "train": {"epochs": 3},
+    "seed": 0,
+}
+
+
+def test_train_records_history_and_learns(cpu_context):
+    _, metrics = train_and_test(cpu_context, RUN)
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
+    assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
+    assert metrics["test_accuracy"] > 0.8
+    assert metrics["params"] == 64 * 32 + 32 + 32 * 10 + 10
+    assert metrics["split_sizes"]["test"] == 360
+
+
+def test_same_seed_same_numbers_on_cpu(cpu_context):
+    a = train_and_test(cpu_context, RUN)[1]
+    b = train_and_test(cpu_context, RUN)[1]
+    assert a["test_accuracy"] == b["test_accuracy"]
+    for ha, hb in zip(a["history"], b["history"], strict=True):
+        assert math.isclose(ha["train_loss"], hb["train_loss"], abs_tol=1e-6)
+        assert math.isclose(ha["val_loss"], hb["val_loss"], abs_tol=1e-6)
+    c = train_and_test(cpu_context, {**RUN, "seed": 1})[1]
+    assert c["history"][0]["train_loss"] != a["history"][0]["train_loss"]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "adadelta"])
+def test_every_optimizer_trains(cpu_context, optimizer):
+    lr = 1.0 if optimizer == "adadelta" else 0.01
+    metrics = train_and_test(
+        cpu_context, {**RUN, "train": {"epochs": 2, "optimizer": optimizer, "lr": lr}}
+    )[1]
+    assert metrics["history"][-1]["val_accuracy"] > 0.5
+
+
+def test_test_split_is_evaluated_once(cpu_context, monkeypatch):
+    import harness.experiment as experiment
+
+    seen = []
+    real = experiment.evaluate
+    monkeypatch.setattr(
+        experiment,
+        "evaluate",
+        lambda model, split, **kw: seen.append(len(split)) or real(model, split, **kw),
+    )
+    train_and_test(cpu_context, RUN)
+    assert seen == [360]
+
+
+def test_nan_loss_is_reported_as_diverged():
+    x = torch.randn(8, 4)
+    split = TensorSplit(x, torch.zeros(8, dtype=torch.long))
+    splits = Splits(split, split, split, input_shape=(4,), num_classes=2)
+    model = torch.nn.Linear(4, 2)
+    with torch.no_grad():
+        model.weight.fill_(float("nan"))
+    config = TrainConfig.from_options({"epochs": 1})
+    with pytest.raises(DivergedError, match="nan"):
+        train(model, splits, config, device=torch.device("cpu"), seed=0)
+
+
+def test_evaluate_restores_training_mode():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 2))
+    split = TensorSplit(torch.randn(5, 4), torch.tensor([0, 1, 0, 1, 0]))
+    model.train()
+    result = evaluate(model, split, device=torch.device("cpu"))
+    assert model.training and 0.0 <= result.accuracy <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"epochs": 0}, "epochs=0: must be >= 1"),
+        ({"lr": -1}, "lr=-1: must be >="),
+        ({"weight_decay": -0.1}, "weight_decay=-0.1: must be >= 0"),
+        ({"optimizer": "lbfgs"}, "expected one of sgd"),
+        ({"batch_size": 2.5}, "expected int"),
+    ],
+)
+def test_training_options_are_range_checked(options, message):
+    with pytest.raises(BenchError, match=message):
+        TrainConfig.from_options(options)
+
+
+def test_geometry_mismatch_is_caught_before_training(cpu_context):
+    with pytest.raises(BenchError, match=r"input shape \(1, 40\)"):
+        train_and_test(
+            cpu_context,
+            {
+                **RUN,
+                "model": "lenet5",
+                "model_options": {},
+                "dataset": "mnist1d",
+                "dataset_options": {},
+            },
+        )
