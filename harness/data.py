@@ -11,6 +11,8 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 
+from harness.options import BenchError, Option
+
 
 @dataclass(frozen=True)
 class DataContext:
@@ -63,6 +65,18 @@ class Splits:
         return replace(self, train=move(self.train), val=move(self.val), test=move(self.test))
 
 
+VAL_FRACTION = Option(
+    0.1, "fraction of the training data held out for validation", "float", minimum=0.01, below=1.0
+)
+
+
+def standardize(train: TensorSplit, *others: TensorSplit) -> tuple[TensorSplit, ...]:
+    """Zero mean, unit variance per channel, using the training split's statistics only."""
+    dims = [0, *range(2, train.x.dim())]
+    mean, std = train.x.mean(dims, keepdim=True), train.x.std(dims, keepdim=True)
+    return tuple(TensorSplit((s.x - mean) / std, s.y) for s in (train, *others))
+
+
 def stratified_splits(
     x: np.ndarray | torch.Tensor,
     y: np.ndarray | torch.Tensor,
@@ -85,9 +99,14 @@ def carve_validation(
 ) -> tuple[TensorSplit, TensorSplit]:
     """Carve a stratified validation split from a training split."""
     index = np.arange(len(split))
-    train_idx, val_idx = train_test_split(
-        index, test_size=val, stratify=split.y.numpy(), random_state=seed
-    )
+    try:
+        train_idx, val_idx = train_test_split(
+            index, test_size=val, stratify=split.y.numpy(), random_state=seed
+        )
+    except ValueError as exc:  # e.g. fewer validation samples than classes
+        raise BenchError(
+            f"cannot carve a stratified validation split of {val} from {len(split)} samples: {exc}"
+        ) from None
     return split.subset(train_idx), split.subset(val_idx)
 
 

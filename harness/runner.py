@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from harness.data import DataContext
 from harness.devices import resolve_device
 from harness.environment import capture_environment
+from harness.options import BenchError
 from harness.procedure import Report, RunContext
 from harness.registry import Registry
 from harness.results import RESULTS_NAME, ResultsStore, atomic_write_text, now
@@ -60,6 +61,7 @@ def run_suite(
         out_dir=out_dir,
         quiet=quiet,
     )
+    check_datasets(suite, registry, ctx.data)
     runs = procedure.plan(suite, registry)
     store = ResultsStore.create(
         out_dir / RESULTS_NAME,
@@ -80,6 +82,15 @@ def run_suite(
     report = procedure.report(store.data, out_dir)
     atomic_write_text(out_dir / "report.md", report.markdown)
     return SuiteOutcome(store=store, report=report, out_dir=out_dir)
+
+
+def check_datasets(suite: Suite, registry: Registry, data: DataContext) -> None:
+    """Stop before any run (a usage error) when a suite's dataset cannot be loaded here."""
+    for entry in suite.datasets:
+        spec = registry.datasets.get(entry.name)
+        reason = spec.unavailable(spec.resolve(entry.options), data)
+        if reason:
+            raise BenchError(f"dataset '{entry.name}' is not available: {reason}")
 
 
 def execute_run(procedure, run: Run, ctx: RunContext) -> dict[str, Any]:

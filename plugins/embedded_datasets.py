@@ -7,7 +7,15 @@ import torch
 import torch.nn.functional as F
 
 from harness import hookimpl
-from harness.data import DataContext, Splits, TensorSplit, carve_validation, stratified_splits
+from harness.data import (
+    VAL_FRACTION,
+    DataContext,
+    Splits,
+    TensorSplit,
+    carve_validation,
+    standardize,
+    stratified_splits,
+)
 from harness.options import Option
 from harness.registry import DatasetSpec
 
@@ -33,12 +41,6 @@ def load_digits(options: dict, context: DataContext) -> Splits:
     if options["normalize"]:
         train, val, test = standardize(train, val, test)
     return Splits(train, val, test, input_shape=(1, size, size), num_classes=10)
-
-
-def standardize(train: TensorSplit, *others: TensorSplit) -> tuple[TensorSplit, ...]:
-    """Zero mean, unit variance using the training split's statistics only."""
-    mean, std = train.x.mean(), train.x.std()
-    return tuple(TensorSplit((s.x - mean) / std, s.y) for s in (train, *others))
 
 
 def _digits_sizes(options: dict) -> dict[str, int]:
@@ -90,11 +92,6 @@ def load_synthetic(options: dict, context: DataContext) -> Splits:
     )
 
 
-VAL = Option(
-    0.1, "fraction of the training data held out for validation", "float", minimum=0.01, below=1.0
-)
-
-
 def _check_shape(text: str) -> None:
     try:
         shape = _parse_shape(text)
@@ -121,7 +118,7 @@ def register_datasets(register):
                 "test_fraction": Option(
                     0.2, "fraction held out for test", "float", minimum=0.05, below=0.5
                 ),
-                "val_fraction": VAL,
+                "val_fraction": VAL_FRACTION,
                 "normalize": Option(
                     True, "standardize with the training split's mean and std", "bool"
                 ),
@@ -140,7 +137,7 @@ def register_datasets(register):
                 "val": round(4000 * o["val_fraction"]),
                 "test": 1000,
             },
-            options={"val_fraction": VAL},
+            options={"val_fraction": VAL_FRACTION},
         )
     )
     register(

@@ -21,7 +21,7 @@ def test_help_lists_commands():
 
 
 def test_list_models_json_has_reference_counts():
-    rows = json.loads(bench("list", "models", "--json").output)
+    rows = json.loads(bench("list", "models", "--json").stdout)
     by_name = {r["name"]: r for r in rows}
     assert by_name["lenet5"]["params"] == 61_706 and by_name["lenet5"]["flops"] == 833_040
     assert by_name["resnet18"]["input_shape"] == [3, 224, 224]
@@ -35,7 +35,7 @@ def test_list_models_table():
 
 
 def test_list_datasets_json():
-    rows = {r["name"]: r for r in json.loads(bench("list", "datasets", "--json").output)}
+    rows = {r["name"]: r for r in json.loads(bench("list", "datasets", "--json").stdout)}
     assert rows["digits"]["input_shape"] == [1, 28, 28] and rows["digits"]["available"]
     assert rows["mnist1d"]["num_classes"] == 10
     for row in rows.values():
@@ -45,7 +45,7 @@ def test_list_datasets_json():
 
 def test_list_suites_and_plugins():
     assert "quickstart" in bench("list", "suites").output
-    plugins = json.loads(bench("list", "plugins", "--json").output)
+    plugins = json.loads(bench("list", "plugins", "--json").stdout)
     models = next(p for p in plugins if p["name"] == "models")
     assert models["status"] == "loaded" and "model lenet5" in models["provides"]
 
@@ -66,7 +66,7 @@ def test_run_json_reports_results_and_metrics(tmp_path):
         str(tmp_path / "r"),
     )
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["results"] == str(tmp_path / "r" / "results.json")
     (run,) = data["runs"]
     assert run["status"] == "ok" and run["config"]["model_options"] == {"hidden": "100"}
@@ -92,7 +92,7 @@ def test_run_suite_file(tmp_path):
         'datasets = ["digits"]\n[train]\nepochs = 1\n'
     )
     result = bench("run", "--suite", str(suite), "--out", str(tmp_path / "o"), "--json")
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert [r["config"]["model_label"] for r in data["runs"]] == ["mlp", "mlp-10"]
     assert data["runs"][1]["metrics"]["params"] == 7_960
 
