@@ -73,12 +73,12 @@ def load_plugins(
         dist = ep.dist.name if ep.dist else "?"
         info = PluginInfo(name=ep.name, source=f"entry point {ep.value} ({dist})")
         _register(manager, info, infos, ep.load)
-    for item in extra:
+    for item in dict.fromkeys(extra):  # a plugin named twice loads once
         info = PluginInfo(name=Path(item).stem if _is_path(item) else item, source=item)
         _register(manager, info, infos, lambda item=item: _import(item))
 
     registry = Registry()
-    _collect(manager, registry, {info.name: info for info in infos})
+    _collect(manager, registry, {info.source: info for info in infos})
     return Plugins(registry=registry, plugins=infos)
 
 
@@ -86,7 +86,8 @@ def _register(manager, info: PluginInfo, infos: list[PluginInfo], load) -> None:
     infos.append(info)
     try:
         module = load()
-        manager.register(module, name=info.name)
+        # Registered by source, which is unique: a user's models.py may sit beside `models`.
+        manager.register(module, name=info.source)
     except Exception as exc:  # a broken plugin must not take the others down
         info.status, info.error = "failed", _describe(exc)
 

@@ -2,11 +2,39 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+
+from harness.scaffold import PluginNames, write_plugin
 
 
 @click.command("new-plugin")
 @click.argument("name")
-def new_plugin_command(name: str) -> None:
-    """Write a plugin package skeleton NAME."""
-    raise click.ClickException("not implemented yet")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the package (default ./bench-NAME); must be new or empty.",
+)
+def new_plugin_command(name: str, directory: Path | None) -> None:
+    """Write a plugin package NAME: a model, a dataset, a test and its entry points.
+
+    \b
+    Example:
+      bench new-plugin my-models
+      pip install -e bench-my-models && pytest bench-my-models && bench list models
+    """
+    names = PluginNames(name)
+    directory = directory or Path(names.project)
+    for path in write_plugin(name, directory):
+        click.echo(f"wrote {path}")
+    steps = {
+        f"pip install -e {directory}": f"registers the entry points of {names.package}",
+        f"pytest {directory}": "runs the plugin's own tests",
+        "bench list models": f"shows {names.model}; bench list datasets shows {names.dataset}",
+    }
+    width = max(map(len, steps))
+    click.echo("\nNext steps:")
+    for command, why in steps.items():
+        click.echo(f"  {command.ljust(width)}  # {why}")

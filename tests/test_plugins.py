@@ -1,0 +1,417 @@
+"""The plugin system: discovery, loading, failures, duplicates, and one test per hook.
+
+As in datasette's tests, every hook in :mod:`harness.hookspecs` has a ``test_hook_<name>`` here
+(enforced by ``test_every_hook_has_a_test``) and an entry in README.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from harness import hookspecs
+from harness.cli import cli
+from harness.data import DataContext, TensorSplit
+from harness.plugins import ENV_VAR, HOOKS, PluginInfo, Plugins, extra_plugin_names, load_plugins
+from harness.registry import DuplicateNameError
+from harness.runner import run_suite
+from harness.suites import Overrides, find_suite, load_suite_with, parse_suite
+
+REPO = Path(__file__).resolve().parents[1]
+BUILT_INS = {"models", "torchvision_models", "embedded_datasets", "suites", "procedures"}
+HOOK_NAMES = sorted(name for name, f in vars(hookspecs).items() if hasattr(f, "bench_spec"))
+
+MODEL_PLUGIN = """
+import math
+
+from torch import nn
+
+from harness import hookimpl
+from harness.registry import ModelSpec
+
+
+def build(input_shape, num_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), num_classes))
+
+
+@hookimpl
+def register_models(register):
+    for name in {names!r}:
+        register(ModelSpec(name, "a linear test model", build))
+"""
+
+DATASET_PLUGIN = """
+import torch
+
+from harness import hookimpl
+from harness.data import Splits, TensorSplit
+from harness.options import Option
+from harness.registry import DatasetSpec
+
+
+def load(options, context):
+    generator = torch.Generator().manual_seed(context.seed)
+    split = lambda n: TensorSplit(torch.randn(n, 4, generator=generator), torch.arange(n) % 2)
+    return Splits(split(options["samples"]), split(4), split(6), input_shape=(4,), num_classes=2)
+
+
+@hookimpl
+def register_datasets(register):
+    register(DatasetSpec("noise", "random vectors", load, input_shape=(4,), num_classes=2,
+                         options={"samples": Option(8, "training samples")}))
+"""
+
+SUITE_PLUGIN = """
+from pathlib import Path
+
+from harness import hookimpl
+from harness.suites import suite_from_file
+
+
+@hookimpl
+def register_suites(register):
+    register(suite_from_file(Path(__file__).with_name("plugin_suite.toml")))
+"""
+
+SUITE_FILE = """
+name = "plugin-suite"
+description = "a suite shipped by a plugin"
+models = ["mlp"]
+datasets = ["digits"]
+"""
+
+PROCEDURE_PLUGIN = """
+from harness import hookimpl
+from harness.procedure import Procedure, Report
+from harness.suites import Run
+
+
+def plan(suite, registry):
+    return [Run(0, "echo", {"name": "only", "models": [m.name for m in suite.models]})]
+
+
+def execute(run, ctx):
+    return {"answer": 42, "models": run.config["models"]}
+
+
+def report(results, plots_dir):
+    return Report(f"echo report of {len(results['runs'])} run(s)")
+
+
+@hookimpl
+def register_procedures(register):
+    register(Procedure("echo", "returns 42", plan, execute, report))
+"""
+
+PRUNING_PLUGIN = """
+from dataclasses import dataclass
+
+from harness import hookimpl
+
+
+@dataclass(frozen=True)
+class Halve:
+    name: str = "halve"
+
+    def prune(self, model, target, context):
+        return model
+
+
+@hookimpl
+def register_pruning_methods(register):
+    register(Halve())
+"""
+
+BROKEN_IMPORT = "import bench_test_module_that_is_not_installed\n"
+
+RAISING_HOOK = """
+from harness import hookimpl
+
+
+@hookimpl
+def register_models(register):
+    raise RuntimeError("cannot build models today")
+"""
+
+WritePlugin = Callable[[str, str], Path]
+
+
+@pytest.fixture(autouse=True)
+def no_env_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+
+
+@pytest.fixture
+def write_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WritePlugin]:
+    """Write ``<name>.py`` into a directory on sys.path; forget the imported modules afterwards."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    names: list[str] = []
+
+    def write(name: str, source: str) -> Path:
+        names.append(name)
+        path = tmp_path / f"{name}.py"
+        path.write_text(textwrap.dedent(source), encoding="utf-8")
+        return path
+
+    yield write
+    for name in names:
+        sys.modules.pop(name, None)
+        sys.modules.pop(f"bench_plugin_{name}", None)
+
+
+def model_plugin(*names: str) -> str:
+    return MODEL_PLUGIN.format(names=list(names))
+
+
+def info(plugins: Plugins, source: str | Path) -> PluginInfo:
+    """The one plugin loaded from ``source`` (a path, a module name or "entry point ...")."""
+    (found,) = [p for p in plugins.plugins if p.source == str(source)]
+    return found
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+# Discovery and loading
+
+
+def test_built_in_plugins_load_through_entry_points():
+    plugins = load_plugins()
+    for name in BUILT_INS:
+        built_in = info(plugins, f"entry point bench_plugins.{name} (bench)")
+        assert (built_in.name, built_in.status, built_in.error) == (name, "loaded", None)
+    assert plugins.registry.models.source("mlp").startswith("plugin 'models' (entry point")
+
+
+def test_third_party_entry_point_is_discovered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An installed distribution: a module plus a dist-info with an entry in the bench group."""
+    (tmp_path / "thirdparty_models.py").write_text(textwrap.dedent(model_plugin("thirdparty")))
+    dist_info = tmp_path / "bench_thirdparty-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: bench-thirdparty\nVersion: 1.0\n"
+    )
+    (dist_info / "entry_points.txt").write_text("[bench]\nthirdparty = thirdparty_models\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "thirdparty_models", raising=False)
+
+    plugins = load_plugins()
+
+    source = "entry point thirdparty_models (bench-thirdparty)"
+    assert (info(plugins, source).name, info(plugins, source).status) == ("thirdparty", "loaded")
+    assert plugins.registry.models.source("thirdparty") == f"plugin 'thirdparty' ({source})"
+    assert "mlp" in plugins.registry.models
+
+
+def test_plugin_from_a_file(write_plugin: WritePlugin):
+    path = write_plugin("file_plugin", model_plugin("from-file"))
+    plugins = load_plugins([str(path)])
+    assert info(plugins, path).name == "file_plugin"
+    assert info(plugins, path).provides == ["model from-file"]
+    assert str(path) in plugins.registry.models.source("from-file")
+
+
+def test_plugin_from_a_module_name(write_plugin: WritePlugin):
+    write_plugin("module_plugin", model_plugin("from-module"))
+    plugins = load_plugins(["module_plugin"])
+    assert info(plugins, "module_plugin").name == "module_plugin"
+    assert "from-module" in plugins.registry.models
+
+
+def test_file_plugin_may_share_a_built_in_plugins_name(write_plugin: WritePlugin):
+    """A user's ``models.py`` loads beside the built-in ``models`` plugin; each keeps its models."""
+    path = write_plugin("models", model_plugin("users-model"))
+    plugins = load_plugins([str(path)])
+    assert (info(plugins, path).status, info(plugins, path).provides) == (
+        "loaded",
+        ["model users-model"],
+    )
+    built_in = info(plugins, "entry point bench_plugins.models (bench)")
+    assert built_in.status == "loaded" and "model mlp" in built_in.provides
+    assert "bench_plugins.models" in plugins.registry.models.source("mlp")
+
+
+def test_plugin_named_twice_loads_once(write_plugin: WritePlugin, monkeypatch):
+    path = str(write_plugin("twice", model_plugin("once")))
+    monkeypatch.setenv(ENV_VAR, path)
+    plugins = load_plugins(extra_plugin_names([path]))
+    assert info(plugins, path).status == "loaded"  # exactly one, and not a name clash
+
+
+def test_env_var_names_plugins(write_plugin: WritePlugin, monkeypatch: pytest.MonkeyPatch):
+    first = write_plugin("env_first", model_plugin("env-a"))
+    write_plugin("env_second", model_plugin("env-b"))
+    monkeypatch.setenv(ENV_VAR, f"{first}, env_second")
+    assert extra_plugin_names(["cli.py"]) == ["cli.py", str(first), "env_second"]
+    registry = load_plugins(extra_plugin_names()).registry
+    assert {"env-a", "env-b"} <= set(registry.models.names())
+
+
+def test_env_var_accepts_the_path_separator():
+    environ = {ENV_VAR: f"a.py{os.pathsep}b"}
+    assert extra_plugin_names(environ=environ) == ["a.py", "b"]
+
+
+def test_plugin_that_fails_to_import_is_reported_and_others_load(write_plugin: WritePlugin):
+    broken = write_plugin("broken", BROKEN_IMPORT)
+    good = write_plugin("good", model_plugin("still-here"))
+    plugins = load_plugins([str(broken), str(good)])
+    failure = info(plugins, broken)
+    assert (failure.name, failure.status) == ("broken", "failed")
+    assert "ModuleNotFoundError" in failure.error
+    assert "bench_test_module_that_is_not_installed" in failure.error
+    assert info(plugins, good).status == "loaded"
+    assert {"still-here", "mlp", "digits"} <= {
+        *plugins.registry.models.names(),
+        *plugins.registry.datasets.names(),
+    }
+
+
+def test_missing_plugin_file_is_reported(tmp_path: Path):
+    missing = tmp_path / "nowhere.py"
+    failure = info(load_plugins([str(missing)]), missing)
+    assert (failure.name, failure.status) == ("nowhere", "failed")
+    assert f"no plugin file at {missing}" in failure.error
+
+
+def test_plugin_whose_hook_raises_is_reported_and_others_load(write_plugin: WritePlugin):
+    raising = write_plugin("raising", RAISING_HOOK)
+    plugins = load_plugins([str(raising)])
+    failure = info(plugins, raising)
+    assert (failure.name, failure.status) == ("raising", "failed")
+    assert failure.error.startswith("register_models: RuntimeError: cannot build models today")
+    assert "mlp" in plugins.registry.models
+
+
+def test_duplicate_name_between_plugins_names_both_sources(write_plugin: WritePlugin):
+    first = write_plugin("twin_a", model_plugin("twin"))
+    second = write_plugin("twin_b", model_plugin("twin"))
+    with pytest.raises(DuplicateNameError) as raised:
+        load_plugins([str(first), str(second)])
+    message = str(raised.value)
+    assert "model 'twin' is registered twice" in message
+    assert f"plugin 'twin_a' ({first})" in message and f"plugin 'twin_b' ({second})" in message
+
+
+def test_duplicate_of_a_built_in_name_names_the_built_in(write_plugin: WritePlugin):
+    path = write_plugin("shadow", model_plugin("mlp"))
+    with pytest.raises(DuplicateNameError, match="bench_plugins.models") as raised:
+        load_plugins([str(path)])
+    assert str(path) in str(raised.value)
+
+
+# One test per hook
+
+
+def test_hook_register_models(write_plugin: WritePlugin):
+    path = write_plugin("hook_models", model_plugin("lin-a", "lin-b"))
+    plugins = load_plugins([str(path)])
+    assert info(plugins, path).provides == ["model lin-a", "model lin-b"]
+    model = plugins.registry.models.get("lin-b").create((1, 8, 8), 3)
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 3)
+
+
+def test_hook_register_datasets(write_plugin: WritePlugin):
+    path = write_plugin("hook_datasets", DATASET_PLUGIN)
+    plugins = load_plugins([str(path)])
+    assert info(plugins, path).provides == ["dataset noise"]
+    splits = plugins.registry.datasets.get("noise").open({"samples": "10"}, DataContext(seed=3))
+    assert isinstance(splits.train, TensorSplit)
+    assert splits.sizes() == {"train": 10, "val": 4, "test": 6}
+
+
+def test_hook_register_suites(write_plugin: WritePlugin):
+    path = write_plugin("hook_suites", SUITE_PLUGIN)
+    path.with_name("plugin_suite.toml").write_text(SUITE_FILE)
+    registry = load_plugins([str(path)]).registry
+    assert find_suite("plugin-suite", registry) == path.with_name("plugin_suite.toml")
+    suite = load_suite_with("plugin-suite", registry, Overrides())
+    assert ([m.name for m in suite.models], [d.name for d in suite.datasets]) == (
+        ["mlp"],
+        ["digits"],
+    )
+
+
+def test_hook_register_procedures(write_plugin: WritePlugin, tmp_path: Path):
+    registry = load_plugins([str(write_plugin("hook_procedures", PROCEDURE_PLUGIN))]).registry
+    suite = parse_suite(
+        {"procedure": "echo", "models": ["mlp"], "datasets": ["digits"]}, registry, source="test"
+    )
+    outcome = run_suite(suite, registry, out_dir=tmp_path / "out", device="cpu", quiet=True)
+    (run,) = outcome.store.runs
+    assert (run["status"], run["metrics"]) == ("ok", {"answer": 42, "models": ["mlp"]})
+    assert outcome.report.markdown == "echo report of 1 run(s)"
+
+
+def test_hook_register_pruning_methods(write_plugin: WritePlugin):
+    path = write_plugin("hook_pruning", PRUNING_PLUGIN)
+    plugins = load_plugins([str(path)])
+    assert info(plugins, path).provides == ["pruning method halve"]
+    assert plugins.registry.pruning_methods.get("halve").name == "halve"
+
+
+def test_every_hook_has_a_test():
+    assert HOOK_NAMES, "no hookspecs found"
+    missing = [name for name in HOOK_NAMES if f"test_hook_{name}" not in globals()]
+    assert not missing, f"hooks without a test_hook_<name> test: {missing}"
+
+
+def test_every_hook_is_collected_into_the_registry():
+    assert sorted(HOOKS) == HOOK_NAMES
+
+
+def test_every_hook_is_documented():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for name in HOOK_NAMES:
+        assert getattr(hookspecs, name).__doc__, f"hookspec {name} has no docstring"
+        assert name in readme, f"hook {name} is not documented in README.md"
+
+
+# Through the command line
+
+
+@pytest.mark.parametrize("position", ["group", "command"])
+def test_cli_plugin_option_adds_a_model(write_plugin: WritePlugin, position: str):
+    path = str(write_plugin("cli_plugin", model_plugin("cli-model")))
+    plugin = ["--plugin", path]
+    args = [*plugin, "list", "models"] if position == "group" else ["list", "models", *plugin]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert "| cli-model " in result.stdout
+
+
+def test_cli_env_var_adds_a_model(write_plugin: WritePlugin):
+    path = str(write_plugin("cli_env_plugin", model_plugin("env-model")))
+    result = invoke("list", "models", "--json", env={ENV_VAR: path})
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["env-model"]["source"] == f"plugin 'cli_env_plugin' ({path})"
+
+
+def test_cli_list_plugins_shows_a_failed_plugin(write_plugin: WritePlugin):
+    path = str(write_plugin("cli_broken", BROKEN_IMPORT))
+    result = invoke("--plugin", path, "list", "plugins", "--json")
+    assert result.exit_code == 0
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["cli_broken"]["status"] == "failed"
+    assert "bench_test_module_that_is_not_installed" in rows["cli_broken"]["error"]
+    assert rows["models"]["status"] == "loaded"
+    assert f"warning: plugin 'cli_broken' ({path}) failed to load" in result.stderr
+
+
+def test_cli_duplicate_name_exits_2_naming_both_sources(write_plugin: WritePlugin):
+    first = str(write_plugin("cli_twin_a", model_plugin("cli-twin")))
+    second = str(write_plugin("cli_twin_b", model_plugin("cli-twin")))
+    result = invoke("--plugin", first, "--plugin", second, "list", "models")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: model 'cli-twin' is registered twice")
+    assert first in result.stderr and second in result.stderr
+    assert "Traceback" not in result.output

@@ -1,0 +1,151 @@
+"""``bench new-plugin``: the skeleton it writes installs, is discovered, and passes its own tests.
+
+Packages are installed offline with ``pip install --target`` into a temporary directory, which
+then goes on ``PYTHONPATH`` of a subprocess, so the test venv itself is never modified.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import cli
+from harness.options import BenchError
+from harness.plugins import ENV_VAR
+from harness.scaffold import write_plugin
+
+BENCH = Path(sys.executable).with_name("bench")
+
+
+def install_offline(package: Path, target: Path) -> None:
+    """``pip install`` ``package`` into ``target`` with no network, no cache and no dependencies."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--no-cache-dir",
+            "--quiet",
+            "--target",
+            str(target),
+            str(package),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def run_with_site(
+    site: Path, *command: str | Path, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` with ``site`` first on PYTHONPATH and no BENCH_PLUGINS."""
+    env = {key: value for key, value in os.environ.items() if key != ENV_VAR}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [str(c) for c in command], capture_output=True, text=True, env=env, cwd=cwd
+    )
+
+
+def listed_models(site: Path) -> dict[str, dict]:
+    """``bench list models --json`` with the packages installed in ``site``, by model name."""
+    result = run_with_site(site, BENCH, "list", "models", "--json")
+    assert result.returncode == 0, result.stderr
+    return {row["name"]: row for row in json.loads(result.stdout)}
+
+
+def test_write_plugin_writes_an_installable_package(tmp_path: Path):
+    files = write_plugin("my-models", tmp_path / "pkg")
+    relative = {p.relative_to(tmp_path / "pkg").as_posix() for p in files}
+    assert relative == {
+        "pyproject.toml",
+        "bench_my_models/__init__.py",
+        "bench_my_models/models.py",
+        "bench_my_models/datasets.py",
+        "tests/test_bench_my_models.py",
+    }
+    project = tomllib.loads((tmp_path / "pkg" / "pyproject.toml").read_text())["project"]
+    assert (project["name"], project["dependencies"]) == ("bench-my-models", ["bench"])
+    assert project["entry-points"]["bench"] == {
+        "my-models-models": "bench_my_models.models",
+        "my-models-datasets": "bench_my_models.datasets",
+    }
+    for path in files:
+        if path.suffix == ".py":
+            compile(path.read_text(), str(path), "exec")
+
+
+@pytest.mark.parametrize("name", ["", "My Plugin", "1st", "a--b", "x/y", "-a", "b_", "Caps"])
+def test_invalid_names_are_refused(tmp_path: Path, name: str):
+    with pytest.raises(BenchError, match="is not valid"):
+        write_plugin(name, tmp_path / "pkg")
+    assert not (tmp_path / "pkg").exists()
+
+
+def test_existing_directory_is_not_overwritten(tmp_path: Path):
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(BenchError, match="already exists"):
+        write_plugin("fine", tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_an_empty_directory_is_used(tmp_path: Path):
+    assert (tmp_path / "pyproject.toml") in write_plugin("fine", tmp_path)
+
+
+def test_cli_writes_the_package_and_prints_next_steps(tmp_path: Path):
+    directory = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["new-plugin", "tiny", "--dir", str(directory)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {directory / 'pyproject.toml'}" in result.output
+    for step in (f"pip install -e {directory}", f"pytest {directory}", "bench list models"):
+        assert step in result.output
+    assert (directory / "bench_tiny" / "models.py").is_file()
+
+
+def test_cli_defaults_to_bench_name_in_the_current_directory(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert CliRunner().invoke(cli, ["new-plugin", "tiny"]).exit_code == 0
+    assert (tmp_path / "bench-tiny" / "pyproject.toml").is_file()
+
+
+def test_cli_reports_a_bad_name_with_exit_code_2(tmp_path: Path):
+    result = CliRunner().invoke(cli, ["new-plugin", "Bad Name", "--dir", str(tmp_path / "x")])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: plugin name 'Bad Name' is not valid")
+
+
+def test_generated_plugin_installs_is_discovered_and_passes_its_tests(tmp_path: Path):
+    package = tmp_path / "bench-scaffolded"
+    write_plugin("scaffolded", package)
+    install_offline(package, tmp_path / "site")
+
+    models = listed_models(tmp_path / "site")
+    assert models["scaffolded-mlp"]["source"] == (
+        "plugin 'scaffolded-models' (entry point bench_scaffolded.models (bench-scaffolded))"
+    )
+
+    tests = run_with_site(
+        tmp_path / "site",
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        package / "tests",
+        cwd=tmp_path,
+    )
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "2 passed" in tests.stdout
