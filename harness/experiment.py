@@ -17,8 +17,10 @@ from harness.training import TrainConfig, evaluate, seed_everything, train
 
 
 def open_splits(ctx: RunContext, name: str, options: dict[str, Any], seed: int) -> Splits:
-    """Load a dataset's splits on the run's device, once per (dataset, options, seed) per suite."""
-    key = "splits:" + json.dumps([name, options, seed], sort_keys=True, default=list)
+    """Load a dataset's splits on ``ctx.device``, once per dataset, options, seed and device."""
+    key = "splits:" + json.dumps(
+        [name, options, seed, str(ctx.device)], sort_keys=True, default=list
+    )
     if key not in ctx.cache:
         spec = ctx.registry.datasets.get(name)
         context = DataContext(seed=seed, data_root=ctx.data.data_root, download=ctx.data.download)

@@ -32,11 +32,16 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(f"expected true or false, got {text!r}")
 
 
-def _parse_ints(text: str) -> tuple[int, ...]:
-    parts = [p for p in text.strip().strip("[]()").replace(",", " ").split() if p]
-    if not parts:
-        raise ValueError("expected one or more integers")
-    return tuple(int(p) for p in parts)
+def _list_of(item: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
+    """A parser for "a,b,c" (or "[a, b]") into a tuple of ``item`` values."""
+
+    def parse(text: str) -> tuple[Any, ...]:
+        parts = [p.strip("'\"") for p in text.strip().strip("[]()").replace(",", " ").split()]
+        if not parts:
+            raise ValueError("expected one or more values")
+        return tuple(item(p) for p in parts)
+
+    return parse
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
@@ -44,17 +49,23 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "float": float,
     "str": str,
     "bool": _parse_bool,
-    "ints": _parse_ints,
+    "ints": _list_of(int),
+    "floats": _list_of(float),
+    "strs": _list_of(str),
 }
+
+# element type of each list kind
+_ITEMS: dict[str, type | tuple[type, ...]] = {"ints": int, "floats": (int, float), "strs": str}
 
 
 @dataclass(frozen=True)
 class Option:
-    """One option of a model or dataset.
+    """One option of a model, dataset, training or procedure.
 
-    ``kind`` is one of ``int``, ``float``, ``str``, ``bool`` or ``ints`` (one integer or a list of
-    them; always stored as a tuple). ``choices`` restricts the value; ``minimum``/``maximum`` bound
-    numbers (inclusive) and ``below`` is an exclusive upper bound; ``check`` may raise ValueError.
+    ``kind`` is one of ``int``, ``float``, ``str``, ``bool``, or a list kind ``ints``, ``floats``
+    or ``strs`` (one value or a list; always stored as a tuple). ``choices`` restricts each value;
+    ``minimum``/``maximum`` bound numbers (inclusive) and ``below`` is an exclusive upper bound;
+    ``check`` may raise ValueError.
     """
 
     default: Any
@@ -70,10 +81,12 @@ class Option:
         """Turn a string (command line) or a TOML value into a validated value of ``kind``."""
         if isinstance(value, str) and self.kind != "str":
             value = _PARSERS[self.kind](value)
-        elif self.kind == "ints":
-            value = (value,) if isinstance(value, int) else tuple(value)
-            if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-                raise ValueError("expected integers")
+        elif self.kind in _ITEMS:
+            value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+            if not all(isinstance(v, _ITEMS[self.kind]) and not isinstance(v, bool) for v in value):
+                raise ValueError(f"expected a list of {self.kind[:-1]}s")
+            if self.kind == "floats":
+                value = tuple(float(v) for v in value)
         elif self.kind == "float" and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         elif not isinstance(value, _TYPES[self.kind]) or (
@@ -86,9 +99,9 @@ class Option:
         return value
 
     def _check_range(self, value: Any) -> None:
-        if self.choices is not None and value not in self.choices:
-            raise ValueError(f"expected one of {', '.join(map(str, self.choices))}")
         for v in value if isinstance(value, tuple) else (value,):
+            if self.choices is not None and v not in self.choices:
+                raise ValueError(f"expected one of {', '.join(map(str, self.choices))}")
             if self.minimum is not None and v < self.minimum:
                 raise ValueError(f"must be >= {self.minimum:g}")
             if self.maximum is not None and v > self.maximum:
@@ -103,6 +116,8 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "str": str,
     "bool": bool,
     "ints": tuple,
+    "floats": tuple,
+    "strs": tuple,
 }
 
 

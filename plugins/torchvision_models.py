@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from harness import hookimpl
@@ -20,6 +19,8 @@ from harness.registry import ModelSpec
 
 
 def resnet18(input_shape, num_classes, weights="", freeze=False):
+    import torchvision  # imported when a model is built: it adds ~1.5 s to every bench start
+
     model = torchvision.models.resnet18(weights=None, num_classes=num_classes)
     if input_shape[0] != 3:
         model.conv1 = nn.Conv2d(input_shape[0], 64, kernel_size=7, stride=2, padding=3, bias=False)
@@ -27,6 +28,8 @@ def resnet18(input_shape, num_classes, weights="", freeze=False):
 
 
 def alexnet(input_shape, num_classes, weights="", freeze=False, dropout=0.5):
+    import torchvision
+
     model = torchvision.models.alexnet(weights=None, num_classes=num_classes, dropout=dropout)
     if input_shape[0] != 3:
         model.features[0] = nn.Conv2d(input_shape[0], 64, kernel_size=11, stride=4, padding=2)

@@ -79,6 +79,7 @@ def test_batches_cover_split_once_and_shuffle_per_generator():
     device = torch.device("cpu")
     plain = [y.tolist() for _, y in iterate_batches(split, 4, device=device)]
     assert plain == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
     def order(seed):
         generator = torch.Generator().manual_seed(seed)
         batches = iterate_batches(split, 3, device=device, shuffle=True, generator=generator)

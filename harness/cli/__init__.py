@@ -11,6 +11,7 @@ from harness.cli.common import plugin_option
 from harness.cli.listing import list_group
 from harness.cli.running import run_command
 from harness.cli.scaffold import new_plugin_command
+from harness.cli.timing import profile_command, time_command
 from harness.options import BenchError
 
 
@@ -43,6 +44,8 @@ def cli() -> None:
 cli.add_command(list_group)
 cli.add_command(run_command)
 cli.add_command(new_plugin_command)
+cli.add_command(time_command)
+cli.add_command(profile_command)
 
 
 def main() -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
 from harness.plugins import Plugins, extra_plugin_names, load_plugins
+from harness.runner import SuiteOutcome
 
 
 def _remember_plugins(ctx: click.Context, _param, values: tuple[str, ...]) -> tuple[str, ...]:
@@ -45,3 +47,38 @@ def get_plugins(ctx: click.Context) -> Plugins:
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
+
+
+def show_outcome(
+    ctx: click.Context, outcome: SuiteOutcome, as_json: bool, notes: Sequence[str] = ()
+) -> None:
+    """Print a finished suite: its report, files and ``notes``, or one JSON object; exit 1 if a
+    run failed."""
+    results_path = outcome.store.path
+    if as_json:
+        echo_json(
+            {
+                "results": str(results_path),
+                "report": str(outcome.out_dir / "report.md"),
+                "status": outcome.store.data["status"],
+                "runs": [
+                    {k: r[k] for k in ("id", "status", "error", "config", "metrics")}
+                    for r in outcome.store.runs
+                ],
+            }
+        )
+    else:
+        click.echo(outcome.report.markdown)
+        click.echo(f"results: {results_path}")
+        click.echo(f"report:  {outcome.out_dir / 'report.md'}")
+        for path in outcome.report.files:
+            click.echo(f"plot:    {path}")
+        for note in notes:
+            click.echo(note)
+    if outcome.failures:
+        click.echo(
+            f"{len(outcome.failures)} of {len(outcome.store.runs)} run(s) failed; "
+            "see the results file for errors",
+            err=True,
+        )
+        ctx.exit(1)

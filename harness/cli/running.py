@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli.common import echo_json, get_plugins, plugin_option
+from harness.cli.common import get_plugins, plugin_option, show_outcome
 from harness.data import DataContext
 from harness.options import parse_assignments
 from harness.runner import default_out_dir, run_suite
@@ -136,29 +136,4 @@ def run_command(
         quiet=quiet or as_json,
         threads=threads,
     )
-    results_path = outcome.store.path
-    if as_json:
-        echo_json(
-            {
-                "results": str(results_path),
-                "report": str(outcome.out_dir / "report.md"),
-                "status": outcome.store.data["status"],
-                "runs": [
-                    {k: r[k] for k in ("id", "status", "error", "config", "metrics")}
-                    for r in outcome.store.runs
-                ],
-            }
-        )
-    else:
-        click.echo(outcome.report.markdown)
-        click.echo(f"results: {results_path}")
-        click.echo(f"report:  {outcome.out_dir / 'report.md'}")
-        for path in outcome.report.files:
-            click.echo(f"plot:    {path}")
-    if outcome.failures:
-        click.echo(
-            f"{len(outcome.failures)} of {len(outcome.store.runs)} run(s) failed; "
-            "see the results file for errors",
-            err=True,
-        )
-        ctx.exit(1)
+    show_outcome(ctx, outcome, as_json)

@@ -1,0 +1,355 @@
+"""The ``throughput`` procedure: latency, throughput, memory and FLOPs of models at several batch
+sizes on every device asked for; optionally a ``torch.profiler`` trace of one step per run.
+
+One run per model x dataset x grid point x device x batch size, so a CUDA out-of-memory error is
+recorded as status ``oom`` for that batch size alone; no batch size is ever changed. On the
+``synthetic`` dataset each model gets inputs of its own geometry (``ModelSpec.input_shape``) unless
+the suite gives a ``shape``. Only the suite's first seed is used: it fixes the data and weights.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.data import Split, iterate_batches
+from harness.devices import available_devices, device_name, resolve_device
+from harness.experiment import build_model, open_splits
+from harness.flops import count_params, step_flops
+from harness.memory import release_cached
+from harness.options import BenchError, Option
+from harness.procedure import Procedure, Report, RunContext
+from harness.procedures.accuracy import point_label
+from harness.profiling import profile_step, top_ops_markdown
+from harness.registry import Registry
+from harness.report import context_line, failures_section, human, markdown_table
+from harness.suites import Entry, Run, Suite, SuiteError, apply_point, grid_points
+from harness.timing import MODES, STEP_MODES, LoopSettings, Workload, check_amp, measure
+from harness.training import TrainConfig, seed_everything
+
+QUICK_LOOP = LoopSettings(warmup=1, repeats=3, min_time=0.0, max_time=1.0)
+
+SETTINGS = {
+    "batch_sizes": Option((1, 32, 128), "batch sizes, one run each", "ints", minimum=1),
+    "devices": Option(
+        ("all",),
+        "devices: all (every available one), auto, cpu, cuda, cuda:N; "
+        "a suite's top-level device other than auto wins",
+        "strs",
+    ),
+    "modes": Option(MODES, "what to measure", "strs", choices=MODES),
+    "warmup": Option(1, "warm-up iterations, at least (not recorded)", "int", minimum=0),
+    "warmup_time": Option(0.0, "warm-up seconds, at least", "float", minimum=0.0),
+    "repeats": Option(5, "samples to record, at least", "int", minimum=1),
+    "min_time": Option(1.0, "seconds of recorded samples, at least", "float", minimum=0.0),
+    "max_time": Option(
+        10.0,
+        "stop recording after this many seconds of samples even when "
+        "repeats/min_time are not met (the result says 'capped')",
+        "float",
+        minimum=0.0,
+    ),
+    "amp": Option(
+        "none",
+        "autocast dtype for forward/backward: none, bf16, fp16 (CUDA only)",
+        "str",
+        choices=("none", "bf16", "fp16"),
+    ),
+    "channels_last": Option(False, "channels-last memory format for model and 4-d inputs", "bool"),
+    "compile": Option(False, "run the model through torch.compile", "bool"),
+    "profile": Option(False, "also profile one step per run with torch.profiler", "bool"),
+    "profile_mode": Option("train_step", "the step to profile", "str", choices=STEP_MODES),
+    "threads": Option(0, "torch CPU threads (0: leave as it is)", "int", minimum=0),
+    "quick": Option(
+        False, "smoke test: 1 warm-up, 3 repeats, no minimum time, capped at 1 s", "bool"
+    ),
+}
+
+
+def plan(suite: Suite, registry: Registry) -> list[Run]:
+    settings = suite.settings
+    if "batch_size" in suite.train:
+        raise SuiteError(
+            f"suite {suite.source}: the throughput procedure takes batch sizes from "
+            "[throughput] batch_sizes (--batch-size on bench time, "
+            "--set batch_sizes=... on bench run), not from [train]"
+        )
+    devices = _devices(suite.device, settings["devices"])
+    for device in devices:
+        check_amp(settings["amp"], device)
+    common = {
+        "seed": suite.seeds[0],
+        "modes": list(settings["modes"]),
+        "loop": asdict(_loop_settings(settings)),
+        **{k: settings[k] for k in ("amp", "channels_last", "compile", "threads")},
+        "profile": settings["profile_mode"] if settings["profile"] else None,
+    }
+    runs = []
+    for model in suite.models:
+        shape = registry.models.get(model.name).input_shape
+        for dataset, point in itertools.product(suite.datasets, grid_points(suite.grid)):
+            dataset = _own_geometry(dataset, shape)
+            model_options, dataset_options, train = apply_point(point, model, dataset, suite.train)
+            _check_fits(registry, dataset.name, dataset_options, settings["batch_sizes"])
+            for device, batch in itertools.product(devices, settings["batch_sizes"]):
+                parts = [
+                    model.label,
+                    dataset.label,
+                    point_label(point),
+                    str(device).replace(":", ""),
+                    f"b{batch}",
+                ]
+                config = {
+                    "name": "-".join(p for p in parts if p),
+                    "model": model.name,
+                    "model_label": model.label,
+                    "model_options": model_options,
+                    "dataset": dataset.name,
+                    "dataset_label": dataset.label,
+                    "dataset_options": dataset_options,
+                    "grid_point": point,
+                    "train": train,
+                    "device": str(device),
+                    "batch_size": batch,
+                    **common,
+                }
+                runs.append(Run(len(runs), "throughput", config))
+    return runs
+
+
+def _loop_settings(settings: dict[str, Any]) -> LoopSettings:
+    if settings["quick"]:
+        return QUICK_LOOP
+    keys = ("warmup", "warmup_time", "repeats", "min_time", "max_time")
+    return LoopSettings(**{k: settings[k] for k in keys})
+
+
+def _devices(suite_device: str, wanted: tuple[str, ...]) -> list[torch.device]:
+    names = [suite_device] if suite_device != "auto" else list(wanted)
+    expanded = [n for name in names for n in (available_devices() if name == "all" else [name])]
+    return list(dict.fromkeys(resolve_device(name) for name in expanded))
+
+
+def _check_fits(
+    registry: Registry, dataset: str, options: dict[str, Any], batch_sizes: tuple[int, ...]
+) -> None:
+    """Refuse, before any run, a batch larger than a training split whose size is known."""
+    spec = registry.datasets.get(dataset)
+    train = (spec.describe(spec.resolve(options))["sizes"] or {}).get("train")
+    if train is not None and max(batch_sizes) > train:
+        raise BenchError(_too_small(max(batch_sizes), train))
+
+
+def _too_small(batch_size: int, samples: int) -> str:
+    return (
+        f"batch size {batch_size} is larger than the training split ({samples} samples); "
+        "use a larger dataset (synthetic: samples=N) rather than a smaller batch"
+    )
+
+
+def _own_geometry(dataset: Entry, input_shape: tuple[int, ...]) -> Entry:
+    """Synthetic data takes the model's own input shape unless the suite sets one."""
+    if dataset.name != "synthetic" or "shape" in dataset.options:
+        return dataset
+    return replace(dataset, options={**dataset.options, "shape": "x".join(map(str, input_shape))})
+
+
+def execute(run: Run, ctx: RunContext) -> dict[str, Any]:
+    with _threads(run.config["threads"]):
+        return _measure(run, ctx)
+
+
+@contextmanager
+def _threads(count: int) -> Iterator[None]:
+    """Run with ``count`` torch CPU threads (0: as they are), then restore the previous count."""
+    previous = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _measure(run: Run, ctx: RunContext) -> dict[str, Any]:
+    config = run.config
+    device = resolve_device(config["device"])
+    release_cached(device)
+    ctx = replace(ctx, device=device)
+    batch = config["batch_size"]
+    splits = open_splits(ctx, config["dataset"], config["dataset_options"], config["seed"])
+    seed_everything(config["seed"])
+    model = build_model(ctx, config["model"], config["model_options"], splits)
+    inputs, targets = _first_batch(splits.train, batch, device)
+    flops = step_flops(model, splits.input_shape, batch)
+    train = TrainConfig.from_options({**config["train"], "batch_size": batch})
+    workload = Workload.prepare(
+        model,
+        inputs,
+        targets,
+        device,
+        amp=config["amp"],
+        channels_last=config["channels_last"],
+        compile=config["compile"],
+        train=train,
+    )
+    metrics: dict[str, Any] = {
+        "params": count_params(model),
+        "flops_per_sample": {k: v // batch for k, v in flops.items()},
+        "input_shape": list(splits.input_shape),
+        "batch_size": batch,
+        "device": str(device),
+        "device_name": device_name(device),
+        "threads": torch.get_num_threads(),
+        "dtype": str(inputs.dtype).removeprefix("torch."),
+        "amp": config["amp"],
+        "channels_last": config["channels_last"],
+        "compile": config["compile"],
+        "optimizer": train.optimizer,
+    }
+    metrics.update(
+        measure(
+            workload,
+            config["modes"],
+            LoopSettings(**config["loop"]),
+            flops=flops,
+            epoch_split=splits.train,
+        )
+    )
+    if config["profile"]:
+        mode = config["profile"]
+        metrics["profile"] = {
+            "mode": mode,
+            **profile_step(
+                workload.step(mode), device, ctx.out_dir / "traces" / run.name, worker=mode
+            ),
+        }
+    return metrics
+
+
+def _first_batch(
+    split: Split, batch_size: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    inputs, targets = next(iterate_batches(split, batch_size, device=device))
+    if len(targets) < batch_size:
+        raise BenchError(_too_small(batch_size, len(split)))
+    return inputs, targets
+
+
+LATENCY_COLUMNS = {"forward": "forward", "forward_backward": "fwd+bwd", "train_step": "train step"}
+NOTES = (
+    "_Latency: median (IQR) of one batch. FLOP/s: achieved, from the forward FLOPs. "
+    "train samples/s: batch / train-step median; epoch samples/s: one training epoch "
+    "through the harness's data path. Peak memory: CUDA peak allocated; on CPU the rise of "
+    "resident memory during the measurement. noisy: IQR/median > 10%; capped: stopped at "
+    "max_time before repeats and min_time were met._"
+)
+
+
+def summary_row(run: dict[str, Any], modes: list[str]) -> dict[str, Any]:
+    config, metrics = run["config"], run["metrics"]
+    row = {"model": config["model_label"]}
+    if config.get("grid_point"):
+        row["settings"] = point_label(config["grid_point"])
+    row.update(
+        {
+            "input": "x".join(map(str, metrics.get("input_shape", []))) or "—",
+            "device": config["device"],
+            "batch": config["batch_size"],
+            "params": human(metrics.get("params")),
+            "FLOPs/sample": human(metrics.get("flops_per_sample", {}).get("forward")),
+        }
+    )
+    ok = run["status"] == "ok"
+    for mode in modes:
+        if mode in LATENCY_COLUMNS:
+            row[f"{LATENCY_COLUMNS[mode]} (IQR)"] = (
+                _latency(metrics.get(mode)) if ok else run["status"]
+            )
+        if mode == "forward":
+            row["fwd FLOP/s"] = human(metrics.get("forward", {}).get("flop_per_s"))
+        if mode == "train_step":
+            row["train samples/s"] = _rate(metrics.get("train_step"))
+        if mode == "epoch":
+            row["epoch samples/s"] = _rate(metrics.get("epoch"))
+    row["peak mem"] = _peak_memory(metrics, modes)
+    row["noisy"] = _flags(metrics, modes) if ok else run["status"]
+    return row
+
+
+def _latency(record: dict[str, Any] | None) -> str:
+    if not record:
+        return "—"
+    median, iqr = record["median"], record["iqr"]
+    unit, scale = ("s", 1.0) if median >= 1 else ("ms", 1e3) if median >= 1e-3 else ("µs", 1e6)
+    return f"{_digits(median * scale)} {unit} ({_digits(iqr * scale)})"
+
+
+def _digits(value: float) -> str:
+    """Three significant digits, never in exponent notation."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def _rate(record: dict[str, Any] | None) -> str:
+    if not record or record.get("samples_per_s") is None:
+        return "—"
+    return f"{record['samples_per_s']:,.1f}"
+
+
+def _peak_memory(metrics: dict[str, Any], modes: list[str]) -> str:
+    """The largest CUDA peak allocation, or CPU rise of resident memory, over the modes."""
+    peaks = []
+    for mode in modes:
+        memory = metrics.get(mode, {}).get("memory", {})
+        peak = memory.get("peak_allocated_bytes", memory.get("rss_increase_bytes"))
+        if peak is not None:
+            peaks.append(peak)
+    return f"{max(peaks) / 2**20:,.1f} MiB" if peaks else "—"
+
+
+def _flags(metrics: dict[str, Any], modes: list[str]) -> str:
+    flags = []
+    for mode in modes:
+        record = metrics.get(mode, {})
+        if record.get("capped"):
+            flags.append(f"{mode} capped (n={record['n']})")
+        elif record.get("noisy"):
+            flags.append(mode)
+    return ", ".join(flags) or "no"
+
+
+def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:
+    suite, runs = results["suite"], results["runs"]
+    modes = list(dict.fromkeys(m for r in runs for m in r["config"].get("modes", [])))
+    parts = [
+        f"## {suite['name']}: latency, throughput and memory",
+        context_line(results),
+        markdown_table([summary_row(r, modes) for r in runs]),
+        NOTES,
+    ]
+    for run in runs:
+        profile = run["metrics"].get("profile") if run["status"] == "ok" else None
+        if profile:
+            parts.append(
+                f"### Top operators: {run['id']} ({profile['mode']}, totals over "
+                f"{profile['active_steps']} profiled steps)\n\n"
+                f"{top_ops_markdown(profile)}\n\ntrace: `{profile['trace_dir']}`"
+            )
+    return Report(markdown="\n\n".join(parts) + failures_section(runs) + "\n")
+
+
+PROCEDURE = Procedure(
+    name="throughput",
+    description="latency, throughput, memory and FLOPs per model x device x batch size",
+    plan=plan,
+    execute=execute,
+    report=report,
+    settings=SETTINGS,
+    default_datasets=["synthetic"],
+)
