@@ -204,3 +204,26 @@ def list_plugins(ctx, as_json: bool) -> None:
             ]
         )
     )
+
+
+@list_group.command("pruning-methods")
+@json_option
+@plugin_option
+@click.pass_context
+def list_pruning_methods(ctx, as_json: bool) -> None:
+    """Pruning methods a pruning suite can name (besides ``scratch``)."""
+    registry = get_plugins(ctx).registry
+    rows = [
+        {
+            "name": m.name,
+            "structure": m.structure,
+            "description": m.description,
+            "source": registry.pruning_methods.source(m.name),
+        }
+        for m in registry.pruning_methods
+    ]
+    if as_json:
+        return echo_json(rows)
+    click.echo(
+        markdown_table([{k: r[k] for k in ("name", "structure", "description")} for r in rows])
+    )

@@ -1,0 +1,374 @@
+"""The ``pruning`` procedure: accuracy against parameters removed (after ShrinkBench).
+
+For each model, dataset and seed a dense model is trained and checkpointed (a state dict). Every
+pruning method then prunes that checkpoint to each target, is tested before fine-tuning,
+fine-tuned with the same budget as every other variant, and tested again. ``scratch`` variants
+are the same architecture made narrower (its ``width`` option) to the same parameter counts and
+trained from scratch with the dense training plus fine-tuning budget. The dense control is
+fine-tuned with that budget too, so every row has had the same amount of training.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from harness.experiment import build_model, open_splits
+from harness.flops import count_params, effective_flops, forward_flops
+from harness.options import BenchError, Option
+from harness.plots import plot_pruning
+from harness.procedure import Procedure, Report, RunContext
+from harness.pruning import PruningContext, make_permanent, sparsity_facts
+from harness.registry import ModelSpec, Registry
+from harness.report import (
+    context_line,
+    failures_section,
+    group,
+    human,
+    markdown_table,
+    mean_std,
+    pct,
+)
+from harness.suites import Run, Suite
+from harness.timing import forward_latency
+from harness.training import TrainConfig, evaluate, seed_everything, train
+
+SCRATCH = "scratch"
+DEFAULT_METHODS = ("random", "layer-magnitude", "global-magnitude", "structured", SCRATCH)
+DEFAULT_TARGETS = (50.0, 75.0, 87.5, 93.75, 96.875)
+QUICK_TARGETS = (50.0, 87.5, 96.875)
+
+SETTINGS = {
+    "methods": Option(
+        DEFAULT_METHODS, "pruning methods (bench list pruning-methods) and scratch", "strs"
+    ),
+    "targets": Option(
+        DEFAULT_TARGETS, "parameter drops to reach, in percent", "floats", minimum=0.0, below=100.0
+    ),
+    "finetune_epochs": Option(3, "fine-tuning epochs for every variant", "int", minimum=0),
+    "latency_batch": Option(64, "batch size of the forward latency measurement", "int", minimum=1),
+    "quick": Option(
+        False, f"one seed, targets {', '.join(map(str, QUICK_TARGETS))}%, fewer epochs", "bool"
+    ),
+}
+
+
+def plan(suite: Suite, registry: Registry) -> list[Run]:
+    settings = suite.settings
+    for method in settings["methods"]:
+        if method != SCRATCH:
+            registry.pruning_methods.get(method)
+    quick = settings["quick"]
+    seeds = suite.seeds[:1] if quick else suite.seeds
+    targets = [t for t in settings["targets"] if t > 0]
+    if quick:
+        targets = [t for t in QUICK_TARGETS if t in targets] or targets[:2]
+    train_options = {**suite.train}
+    finetune = settings["finetune_epochs"]
+    if quick:
+        train_options["epochs"] = min(TrainConfig.from_options(suite.train).epochs, 5)
+        finetune = min(finetune, 1)
+    runs: list[Run] = []
+
+    def add(kind: str, model, dataset, seed: int, **extra: Any) -> None:
+        tag = "-".join(str(extra[k]) for k in ("method", "target") if k in extra) or kind
+        runs.append(
+            Run(
+                len(runs),
+                "pruning",
+                {
+                    "name": f"{model.label}-{dataset.label}-{tag}-s{seed}",
+                    "kind": kind,
+                    "model": model.name,
+                    "model_label": model.label,
+                    "model_options": model.options,
+                    "dataset": dataset.name,
+                    "dataset_label": dataset.label,
+                    "dataset_options": dataset.options,
+                    "train": train_options,
+                    "finetune_epochs": finetune,
+                    "latency_batch": settings["latency_batch"],
+                    "seed": seed,
+                    **extra,
+                },
+            )
+        )
+
+    for model in suite.models:
+        for dataset in suite.datasets:
+            for seed in seeds:
+                add("dense", model, dataset, seed)
+                for method in settings["methods"]:
+                    for target in targets:
+                        kind = SCRATCH if method == SCRATCH else "prune"
+                        add(kind, model, dataset, seed, method=method, target=target)
+    return runs
+
+
+def execute(run: Run, ctx: RunContext) -> dict[str, Any]:
+    config = run.config
+    splits = open_splits(ctx, config["dataset"], config["dataset_options"], config["seed"])
+    if config["kind"] == "dense":
+        return _dense(config, ctx, splits)
+    if config["kind"] == SCRATCH:
+        return _scratch(config, ctx, splits)
+    return _prune(config, ctx, splits)
+
+
+def _train_config(config: dict[str, Any], epochs: int) -> TrainConfig:
+    return TrainConfig.from_options({**config["train"], "epochs": epochs})
+
+
+def _dense(config, ctx: RunContext, splits) -> dict[str, Any]:
+    seed_everything(config["seed"])
+    model = build_model(ctx, config["model"], config["model_options"], splits)
+    train_config = TrainConfig.from_options(config["train"])
+    history = train(model, splits, train_config, device=ctx.device, seed=config["seed"]).history
+    path = _checkpoint_path(config, ctx)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    before = _test(model, splits, ctx, train_config)
+    control = copy.deepcopy(model)
+    finetune = _finetune(control, config, ctx, splits)
+    return {
+        **_describe(control, model, splits, config, ctx),
+        "accuracy_before": before,
+        "accuracy_after": _test(control, splits, ctx, train_config),
+        "history": history,
+        "finetune_history": finetune,
+        "checkpoint": str(path),
+    }
+
+
+def _prune(config, ctx: RunContext, splits) -> dict[str, Any]:
+    dense = _load_dense(config, ctx, splits)
+    model = copy.deepcopy(dense)
+    method = ctx.registry.pruning_methods.get(config["method"])
+    seed_everything(config["seed"])  # random pruning draws from the seeded generator
+    model = method.prune(model, config["target"] / 100, PruningContext(splits.input_shape))
+    train_config = TrainConfig.from_options(config["train"])
+    before = _test(model, splits, ctx, train_config)
+    finetune = _finetune(model, config, ctx, splits)
+    make_permanent(model)
+    return {
+        **_describe(model, dense, splits, config, ctx),
+        "accuracy_before": before,
+        "accuracy_after": _test(model, splits, ctx, train_config),
+        "structure": method.structure,
+        "finetune_history": finetune,
+    }
+
+
+def _scratch(config, ctx: RunContext, splits) -> dict[str, Any]:
+    spec = ctx.registry.models.get(config["model"])
+    dense = spec.create(splits.input_shape, splits.num_classes, config["model_options"])
+    width = width_for_target(
+        spec,
+        splits.input_shape,
+        splits.num_classes,
+        config["model_options"],
+        config["target"] / 100,
+    )
+    seed_everything(config["seed"])
+    options = {**config["model_options"], "width": width}
+    model = build_model(ctx, config["model"], options, splits)
+    train_config = TrainConfig.from_options(config["train"])
+    epochs = train_config.epochs + config["finetune_epochs"]
+    history = train(
+        model, splits, _train_config(config, epochs), device=ctx.device, seed=config["seed"]
+    ).history
+    return {
+        **_describe(model, dense, splits, config, ctx),
+        "accuracy_before": None,
+        "accuracy_after": _test(model, splits, ctx, train_config),
+        "width": width,
+        "structure": "dense (narrower)",
+        "history": history,
+    }
+
+
+def width_for_target(
+    spec: ModelSpec, input_shape, num_classes: int, options: dict[str, Any], target: float
+) -> float:
+    """The ``width`` whose model has the parameter count closest to a ``target`` drop."""
+    if "width" not in spec.options:
+        raise BenchError(f"model '{spec.name}' has no 'width' option, which scratch variants need")
+
+    def params(width: float) -> int:
+        with torch.device("meta"):
+            return count_params(spec.create(input_shape, num_classes, {**options, "width": width}))
+
+    goal = params(1.0) * (1 - target)
+    low, high = spec.options["width"].minimum or 0.01, 1.0
+    for _ in range(30):
+        middle = (low + high) / 2
+        low, high = (middle, high) if params(middle) < goal else (low, middle)
+    return min((low, high), key=lambda w: abs(params(w) - goal))
+
+
+def _finetune(model: nn.Module, config, ctx: RunContext, splits) -> list[dict[str, float]]:
+    if not config["finetune_epochs"]:
+        return []
+    train_config = _train_config(config, config["finetune_epochs"])
+    return train(model, splits, train_config, device=ctx.device, seed=config["seed"]).history
+
+
+def _test(model: nn.Module, splits, ctx: RunContext, train_config: TrainConfig) -> float:
+    return evaluate(
+        model, splits.test, device=ctx.device, batch_size=train_config.eval_batch_size
+    ).accuracy
+
+
+def _describe(model: nn.Module, dense: nn.Module, splits, config, ctx: RunContext) -> dict:
+    dense_params = count_params(dense)
+    dense_flops = forward_flops(dense, splits.input_shape)
+    effective = effective_flops(model, splits.input_shape)
+    latency = forward_latency(model, splits.input_shape, config["latency_batch"], ctx.device)
+    return {
+        **sparsity_facts(model, dense_params),
+        "dense_params": dense_params,
+        "flops": forward_flops(model, splits.input_shape),
+        "flops_effective": effective,
+        "speedup": dense_flops / max(effective, 1),
+        "latency": latency,
+    }
+
+
+def _checkpoint_path(config: dict[str, Any], ctx: RunContext) -> Path:
+    name = f"{config['model_label']}-{config['dataset_label']}-s{config['seed']}.pt"
+    return ctx.out_dir / "checkpoints" / name
+
+
+def _load_dense(config, ctx: RunContext, splits) -> nn.Module:
+    """The dense checkpoint of this model/dataset/seed, loaded safely as a state dict."""
+    path = _checkpoint_path(config, ctx)
+    if not path.is_file():
+        raise BenchError(f"dense checkpoint {path} is missing: its dense run did not finish")
+    model = build_model(ctx, config["model"], config["model_options"], splits)
+    model.load_state_dict(torch.load(path, map_location=ctx.device, weights_only=True))
+    return model
+
+
+def _key(run: dict[str, Any]) -> tuple[str, str, str, float]:
+    config = run["config"]
+    method = config.get("method", "dense")
+    return config["model_label"], config["dataset_label"], method, config.get("target", 0.0)
+
+
+def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One record per model x dataset x method x target, seeds aggregated (numbers, not text)."""
+    rows = []
+    for (model, dataset, method, target), members in group(results["runs"], _key).items():
+        ok = [r["metrics"] for r in members if r["status"] == "ok"]
+        if not ok:
+            rows.append(
+                {
+                    "model": model,
+                    "dataset": dataset,
+                    "method": method,
+                    "target": target,
+                    "seeds": 0,
+                    "runs": len(members),
+                }
+            )
+            continue
+        first = ok[0]
+        after = [m["accuracy_after"] for m in ok]
+        before = [m["accuracy_before"] for m in ok if m["accuracy_before"] is not None]
+        rows.append(
+            {
+                "model": model,
+                "dataset": dataset,
+                "method": method,
+                "target": target,
+                "structure": first.get("structure", "dense (control)"),
+                "achieved": mean_std(m["achieved_drop"] for m in ok)[0],
+                "params_total": first["params_total"],
+                "params_nonzero": first["params_nonzero"],
+                "compression": mean_std(m["compression"] for m in ok)[0],
+                "flops": first["flops"],
+                "flops_effective": first["flops_effective"],
+                "speedup": mean_std(m["speedup"] for m in ok)[0],
+                "latency_ms": mean_std(m["latency"]["median_ms"] for m in ok)[0],
+                "latency_batch": first["latency"]["batch_size"],
+                "device": results["environment"].get("device"),
+                "before": before,
+                "after": after,
+                "seeds": len(ok),
+                "runs": len(members),
+            }
+        )
+    return rows
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    control = {(r["model"], r["dataset"]): r for r in rows if r["method"] == "dense" and r["seeds"]}
+    lines = []
+    for r in rows:
+        if not r["seeds"]:
+            lines.append(
+                {
+                    "model": r["model"],
+                    "method": r["method"],
+                    "target %": f"{r['target']:g}",
+                    "acc after FT %": f"failed ({r['runs']} runs)",
+                }
+            )
+            continue
+        base = control.get((r["model"], r["dataset"]))
+        delta = (100 * (mean_std(r["after"])[0] - mean_std(base["after"])[0])) if base else None
+        lines.append(
+            {
+                "model": r["model"],
+                "method": r["method"],
+                "structure": r["structure"],
+                "target %": f"{r['target']:g}",
+                "achieved %": f"{100 * r['achieved']:.1f}",
+                "params (total / nonzero)": f"{r['params_total']:,} / {r['params_nonzero']:,}",
+                "compression": f"{r['compression']:.1f}x",
+                "FLOPs dense": human(r["flops"]),
+                "FLOPs effective": human(r["flops_effective"]),
+                "speed-up": f"{r['speedup']:.1f}x",
+                f"latency ms (b{r['latency_batch']}, {r['device']})": f"{r['latency_ms']:.2f}",
+                "acc before FT %": pct(r["before"]),
+                "acc after FT %": pct(r["after"]),
+                "Δ vs dense pp": "—"
+                if delta is None or r["method"] == "dense"
+                else f"{delta:+.1f}",
+                "seeds": r["seeds"],
+            }
+        )
+    return markdown_table(lines)
+
+
+def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:
+    rows = summarize(results)
+    runs = results["runs"]
+    text = (
+        f"## {results['suite']['name']}: accuracy against parameters removed\n\n"
+        f"{context_line(results)}\n\n"
+        "Test accuracy (mean ± std over seeds) of each pruned variant before and after the "
+        "same fine-tuning budget; the dense row is the control, fine-tuned with that budget "
+        "too. Achieved drop and compression count nonzero parameters against the dense "
+        "model; effective FLOPs skip zero weights; speed-up is dense FLOPs / effective "
+        "FLOPs.\n\n" + _table(rows) + failures_section(runs) + "\n"
+    )
+    files = plot_pruning(rows, plots_dir) if plots_dir else []
+    for path in files:
+        text += f"\n![{path.stem}]({path.name})\n"
+    return Report(markdown=text, files=files)
+
+
+PROCEDURE = Procedure(
+    name="pruning",
+    description="prune trained models to parameter targets; accuracy vs parameters removed",
+    plan=plan,
+    execute=execute,
+    report=report,
+    settings=SETTINGS,
+    default_models=["lenet5", "cnn-small"],
+)

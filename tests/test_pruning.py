@@ -1,0 +1,200 @@
+"""Pruning methods, the nonzero-aware FLOP counter and the pruning procedure, on tiny settings."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from harness.data import DataContext
+from harness.flops import count_nonzero_params, count_params, effective_flops, forward_flops
+from harness.options import BenchError
+from harness.procedures.pruning import width_for_target
+from harness.pruning import PruningContext, classifier, make_permanent
+from harness.results import load_results
+from harness.runner import run_suite
+from harness.suites import Overrides, load_suite_with, parse_suite
+from harness.training import TrainConfig, train
+
+MNIST = (1, 28, 28)
+UNSTRUCTURED = ["random", "layer-magnitude", "global-magnitude"]
+
+
+@pytest.fixture
+def lenet(registry):
+    torch.manual_seed(0)
+    return registry.models.get("lenet5").create(MNIST, 10)
+
+
+def prune_with(registry, model, method, target):
+    return registry.pruning_methods.get(method).prune(model, target, PruningContext(MNIST))
+
+
+@pytest.mark.parametrize("method", [*UNSTRUCTURED, "structured"])
+@pytest.mark.parametrize("target", [0.5, 0.875, 0.96875])
+def test_each_method_reaches_its_target_within_one_point(registry, lenet, method, target):
+    dense = count_params(lenet)
+    head = copy.deepcopy(classifier(lenet).state_dict())
+    pruned = make_permanent(prune_with(registry, lenet, method, target))
+    achieved = 1 - count_nonzero_params(pruned) / dense
+    assert abs(achieved - target) <= 0.01
+    assert pruned(torch.randn(2, *MNIST)).shape == (2, 10)
+    if method != "structured":  # the classifier keeps every weight
+        for key, value in classifier(pruned).state_dict().items():
+            assert torch.equal(value, head[key])
+
+
+def test_masks_stay_permanent_through_fine_tuning(registry, lenet):
+    splits = registry.datasets.get("digits").open({}, DataContext(seed=0))
+    model = prune_with(registry, lenet, "global-magnitude", 0.75)
+    zero_before = [(m.weight == 0) for m in model.modules() if hasattr(m, "weight_mask")]
+    train(
+        model, splits, TrainConfig.from_options({"epochs": 1}), device=torch.device("cpu"), seed=0
+    )
+    make_permanent(model)
+    pruned_layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))][:-1]
+    assert not any(hasattr(m, "weight_mask") for m in model.modules())
+    for layer, zeros in zip(pruned_layers, zero_before, strict=True):
+        assert torch.all(layer.weight[zeros] == 0)
+    assert 1 - count_nonzero_params(model) / 61_706 >= 0.74
+
+
+def test_structured_pruning_shrinks_layers_and_runs_faster_in_flops(registry, lenet):
+    pruned = prune_with(registry, copy.deepcopy(lenet), "structured", 0.75)
+    convs = [m for m in pruned.modules() if isinstance(m, nn.Conv2d)]
+    assert convs[1].out_channels < 16 and convs[1].in_channels == convs[0].out_channels
+    assert classifier(pruned).out_features == 10
+    assert count_params(pruned) == count_nonzero_params(pruned) < 61_706 * 0.26
+    assert forward_flops(pruned, MNIST) < forward_flops(lenet, MNIST) / 2
+
+
+def test_unreachable_target_is_an_error(registry):
+    tiny = nn.Sequential(nn.Flatten(), nn.Linear(4, 2), nn.ReLU(), nn.Linear(2, 100))
+    with pytest.raises(BenchError, match="unreachable"):
+        prune_with(registry, tiny, "layer-magnitude", 0.9)
+
+
+@pytest.mark.parametrize("target", [0.5, 0.75, 0.875, 0.9375, 0.96875])
+def test_scratch_width_hits_parameter_target(registry, target):
+    spec = registry.models.get("cnn-small")
+    width = width_for_target(spec, MNIST, 10, {}, target)
+    params = count_params(spec.create(MNIST, 10, {"width": width}))
+    assert abs((1 - params / 47_658) - target) <= 0.01
+
+
+def test_scratch_needs_a_width_option(registry):
+    with pytest.raises(BenchError, match="no 'width' option"):
+        width_for_target(registry.models.get("resnet18"), (3, 32, 32), 10, {}, 0.5)
+
+
+def test_effective_flops_on_a_hand_computed_case():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, bias=False), nn.Flatten(), nn.Linear(32, 3))
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].weight[0, 0, 0, 0] = 1.0  # 1 of 18 conv weights left
+        model[2].weight[:, :16] = 0.0  # half the linear weights left
+    # dense: conv 2 ch x 16 positions x 9 MACs = 288; linear 32 x 3 = 96 -> (288 + 96) x 2
+    assert forward_flops(model, (1, 6, 6)) == 768
+    # nonzero: conv 1 weight x 16 positions = 16 MACs; linear 16 x 3 = 48 MACs -> 64 x 2
+    assert effective_flops(model, (1, 6, 6)) == 128
+    assert effective_flops(model, (1, 6, 6), batch_size=4) == 512
+
+
+def tiny_suite(registry, **pruning):
+    data = {
+        "procedure": "pruning",
+        "models": ["lenet5"],
+        "seeds": [0, 1],
+        "train": {"epochs": 1},
+        "pruning": {"targets": [50, 87.5], "finetune_epochs": 1, "latency_batch": 8, **pruning},
+    }
+    return parse_suite(data, registry, source="test")
+
+
+def test_plan_has_dense_control_then_every_method_and_target(registry):
+    suite = tiny_suite(registry)
+    runs = registry.procedures.get("pruning").plan(suite, registry)
+    per_seed = 1 + 5 * 2
+    assert len(runs) == 2 * per_seed
+    assert runs[0].config["kind"] == "dense"
+    assert {(r.config.get("method"), r.config.get("target")) for r in runs[1:per_seed]} == {
+        (m, t) for m in [*UNSTRUCTURED, "structured", "scratch"] for t in (50.0, 87.5)
+    }
+
+
+def test_quick_uses_one_seed_and_fewer_targets(registry):
+    suite = load_suite_with("cnn-pruning", registry, Overrides(settings={"quick": "true"}))
+    runs = registry.procedures.get("pruning").plan(suite, registry)
+    assert {r.config["seed"] for r in runs} == {0}
+    assert {r.config.get("target") for r in runs} == {None, 50.0, 87.5, 96.875}
+
+
+def test_unknown_method_lists_known(registry):
+    suite = tiny_suite(registry, methods=["magnitud"])
+    with pytest.raises(BenchError, match="Did you mean 'layer-magnitude'|Known pruning methods"):
+        registry.procedures.get("pruning").plan(suite, registry)
+
+
+def test_pruning_suite_end_to_end_renders_table_and_plot(registry, tmp_path):
+    suite = tiny_suite(registry, methods=["global-magnitude", "structured", "scratch"])
+    outcome = run_suite(suite, registry, out_dir=tmp_path, device="cpu", quiet=True, command=[])
+    data = load_results(tmp_path)
+    assert [r["status"] for r in data["runs"]] == ["ok"] * len(data["runs"])
+    dense = data["runs"][0]["metrics"]
+    assert dense["params_total"] == 61_706 and dense["achieved_drop"] == 0
+    checkpoint = torch.load(dense["checkpoint"], weights_only=True)
+    assert set(checkpoint) == set(registry.models.get("lenet5").create(MNIST, 10).state_dict())
+    structured = next(
+        r["metrics"]
+        for r in data["runs"]
+        if r["config"].get("method") == "structured" and r["config"]["target"] == 87.5
+    )
+    assert structured["params_total"] < 61_706 * 0.14
+    assert structured["latency"]["batch_size"] == 8
+    text = outcome.report.markdown
+    header = next(line for line in text.splitlines() if line.startswith("| model"))
+    for column in (
+        "method",
+        "structure",
+        "target %",
+        "achieved %",
+        "params (total / nonzero)",
+        "compression",
+        "FLOPs dense",
+        "FLOPs effective",
+        "speed-up",
+        "latency ms",
+        "acc before FT %",
+        "acc after FT %",
+        "Δ vs dense pp",
+        "seeds",
+    ):
+        assert column in header
+    assert "| lenet5  | dense" in text and " ± " in text  # two seeds aggregate to mean ± std
+    (plot,) = outcome.report.files
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+    regenerated = registry.procedures.get("pruning").report(data, tmp_path / "again")
+    assert regenerated.markdown.split("\n", 3)[3] == text.split("\n", 3)[3]
+
+
+def test_plugin_pruning_method_is_used(registry, tmp_path):
+    from harness.pruning import PruningMethod
+
+    def zero_first_layer(model, target, context):
+        first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+        prune.custom_from_mask(first, "weight", torch.zeros_like(first.weight))
+        return model
+
+    registry.pruning_methods.add(
+        PruningMethod("zero-first", "test", "custom", zero_first_layer), "test"
+    )
+    try:
+        suite = tiny_suite(registry, methods=["zero-first"], targets=[50])
+        run_suite(suite, registry, out_dir=tmp_path, device="cpu", quiet=True, command=[])
+    finally:
+        registry.pruning_methods._items.pop("zero-first")
+    runs = load_results(tmp_path)["runs"]
+    custom = [r for r in runs if r["config"].get("method") == "zero-first"]
+    assert custom and all(r["status"] == "ok" for r in custom)
+    assert custom[0]["metrics"]["params_nonzero"] == 61_706 - 150
