@@ -61,7 +61,7 @@ def plot_pruning(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
 def _compression_axis(axis, compressions: list[float]) -> None:
     axis.set_xscale("log", base=2)
     top = max(compressions, default=1)
-    ticks = [2**k for k in range(0, int(math.log2(max(top, 1))) + 2)]
+    ticks = [2**k for k in range(0, math.ceil(math.log2(max(top, 1))) + 1)]
     axis.set_xticks(ticks)
     axis.set_xticklabels([f"{100 * (1 - 1 / t):g}%\n({t}x)" for t in ticks], fontsize=8)
     axis.set_xlabel("parameters removed (compression, log2 axis)")
