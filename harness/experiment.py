@@ -31,18 +31,21 @@ def open_splits(ctx: RunContext, name: str, options: dict[str, Any], seed: int) 
 def build_model(ctx: RunContext, name: str, options: dict[str, Any], splits: Splits) -> nn.Module:
     """Build a model for the dataset's geometry and check one batch fits before any training."""
     spec = ctx.registry.models.get(name)
+    # Both geometries in every message: the model's own and the dataset's.
+    label = f"model '{name}' (made for input {tuple(spec.input_shape)})"
     try:
         model = spec.create(splits.input_shape, splits.num_classes, options)
     except ValueError as exc:
         raise BenchError(
-            f"model '{name}' cannot be built for input shape {tuple(splits.input_shape)}: {exc}"
+            f"{label} cannot be built for the dataset's input shape "
+            f"{tuple(splits.input_shape)}: {exc}"
         ) from None
     model = model.to(ctx.device)
-    check_geometry(model, name, splits)
+    check_geometry(model, label, splits)
     return model
 
 
-def check_geometry(model: nn.Module, name: str, splits: Splits) -> None:
+def check_geometry(model: nn.Module, label: str, splits: Splits) -> None:
     shape = tuple(splits.input_shape)
     probe = torch.zeros(2, *shape, device=next(model.parameters()).device)
     was_training = model.training
@@ -52,14 +55,13 @@ def check_geometry(model: nn.Module, name: str, splits: Splits) -> None:
             out = model(probe)
     except RuntimeError as exc:
         raise BenchError(
-            f"model '{name}' does not accept the dataset's input shape {shape}: "
-            f"{str(exc).splitlines()[0]}"
+            f"{label} does not accept the dataset's input shape {shape}: {str(exc).splitlines()[0]}"
         ) from None
     finally:
         model.train(was_training)
     if tuple(out.shape) != (2, splits.num_classes):
         raise BenchError(
-            f"model '{name}' returns shape {tuple(out.shape[1:])} per sample for "
+            f"{label} returns shape {tuple(out.shape[1:])} per sample for "
             f"input {shape}; expected ({splits.num_classes},) logits"
         )
 
@@ -80,7 +82,7 @@ def train_and_test(
     start = time.perf_counter()
     result = train(model, splits, train_config, device=ctx.device, seed=seed, on_epoch=on_epoch)
     test = evaluate(model, splits.test, device=ctx.device, batch_size=train_config.eval_batch_size)
-    final = result.history[-1]
+    final = result.final  # the restored epoch's record after early stopping
     metrics = {
         **model_facts(model, splits),
         "test_accuracy": test.accuracy,
@@ -90,6 +92,7 @@ def train_and_test(
         "train_accuracy": final["train_accuracy"],
         "train_loss": final["train_loss"],
         "epochs": len(result.history),
+        "best_epoch": result.best_epoch,
         "train_seconds": result.seconds,
         "wall_seconds": time.perf_counter() - start,
         "history": result.history,

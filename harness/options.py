@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -80,7 +81,10 @@ class Option:
     def coerce(self, value: Any) -> Any:
         """Turn a string (command line) or a TOML value into a validated value of ``kind``."""
         if isinstance(value, str) and self.kind != "str":
-            value = _PARSERS[self.kind](value)
+            try:
+                value = _PARSERS[self.kind](value)
+            except ValueError as exc:
+                raise ValueError(f"expected {self.kind}, got {value!r} ({exc})") from None
         elif self.kind in _ITEMS:
             value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
             if not all(isinstance(v, _ITEMS[self.kind]) and not isinstance(v, bool) for v in value):
@@ -100,6 +104,8 @@ class Option:
 
     def _check_range(self, value: Any) -> None:
         for v in value if isinstance(value, tuple) else (value,):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"expected a finite number, got {v}")
             if self.choices is not None and v not in self.choices:
                 raise ValueError(f"expected one of {', '.join(map(str, self.choices))}")
             if self.minimum is not None and v < self.minimum:

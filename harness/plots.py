@@ -65,3 +65,112 @@ def _compression_axis(axis, compressions: list[float]) -> None:
     axis.set_xticks(ticks)
     axis.set_xticklabels([f"{100 * (1 - 1 / t):g}%\n({t}x)" for t in ticks], fontsize=8)
     axis.set_xlabel("parameters removed (compression, log2 axis)")
+
+
+def plot_heatmap(
+    values: list[list[float]],
+    rows: list[str],
+    columns: list[str],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    path: Path,
+    mark: tuple[int, int] | None = None,
+) -> Path:
+    """A table of numbers as an annotated heatmap (NaN cells left blank); the cell at ``mark``
+    (row, column) is outlined."""
+    figure, axis = plt.subplots(figsize=(max(6.0, 1.2 * len(columns) + 2.5), 0.6 * len(rows) + 2.0))
+    image = axis.imshow(values, cmap="viridis", aspect="auto")
+    for i, row in enumerate(values):
+        for j, value in enumerate(row):
+            if not math.isnan(value):
+                color = "white" if image.norm(value) < 0.5 else "black"
+                axis.text(j, i, f"{value:.1f}", ha="center", va="center", color=color)
+    if mark is not None:
+        axis.add_patch(
+            plt.Rectangle(
+                (mark[1] - 0.5, mark[0] - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5
+            )
+        )
+    axis.set_xticks(range(len(columns)), columns)
+    axis.set_yticks(range(len(rows)), rows)
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title, fontsize=9)
+    figure.colorbar(image, ax=axis)
+    return _save(figure, path)
+
+
+def plot_sweep(
+    x: list[float],
+    left: dict[str, list[tuple[float, float]]],
+    right: dict[str, list[tuple[float, float]]],
+    *,
+    title: str,
+    xlabel: str,
+    left_label: str,
+    right_label: str,
+    path: Path,
+) -> Path:
+    """Series of (mean, std) against a swept value on two y axes, each with a +-std band; the x
+    axis is logarithmic, with a linear stretch around 0 when 0 is swept."""
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    twin = axis.twinx()
+    colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])  # one cycle for both axes
+    lines = []
+    for target, series, style in ((axis, left, "-"), (twin, right, "--")):
+        for label, stats in series.items():
+            mean = [m for m, _ in stats]
+            (line,) = target.plot(x, mean, style, marker="o", color=next(colors), label=label)
+            target.fill_between(
+                x,
+                [m - s for m, s in stats],
+                [m + s for m, s in stats],
+                color=line.get_color(),
+                alpha=0.2,
+            )
+            lines.append(line)
+    positive = [v for v in x if v > 0]
+    if positive and 0 in x:
+        axis.set_xscale("symlog", linthresh=min(positive))
+    elif positive:
+        axis.set_xscale("log")
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(left_label)
+    twin.set_ylabel(right_label)
+    axis.legend(lines, [line.get_label() for line in lines], fontsize=8, loc="best")
+    axis.set_title(title, fontsize=9)
+    return _save(figure, path)
+
+
+def plot_loss_curves(
+    curves: dict[str, list[list[dict[str, float]]]], *, title: str, path: Path
+) -> Path:
+    """Training (solid) and validation (dashed) loss per epoch for each labelled set of
+    histories, averaged over the histories that reached each epoch."""
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for label, histories in curves.items():
+        color = None
+        for key, style in (("train_loss", "-"), ("val_loss", "--")):
+            by_epoch = group(
+                [record for history in histories for record in history], lambda r: r["epoch"]
+            )
+            epochs = sorted(by_epoch)
+            mean = [mean_std(r[key] for r in by_epoch[e])[0] for e in epochs]
+            name = "train (running, train mode)" if key == "train_loss" else "validation"
+            (line,) = axis.plot(epochs, mean, style, color=color, label=f"{label}: {name}")
+            color = line.get_color()
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("cross-entropy loss")
+    axis.legend(fontsize=8)
+    axis.set_title(title, fontsize=9)
+    return _save(figure, path)
+
+
+def _save(figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

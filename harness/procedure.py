@@ -32,11 +32,28 @@ class RunContext:
 
 
 @dataclass
+class Table:
+    """One table of a report as data, for ``bench report`` (CSV, JSON, side by side).
+
+    ``rows`` hold the cells exactly as the markdown table shows them; column names carry the
+    units. ``key`` names the columns that identify a configuration, so that the same table from
+    several results files can be lined up row by row. ``note`` explains the columns.
+    """
+
+    name: str
+    rows: list[dict[str, Any]]
+    key: tuple[str, ...] = ()
+    note: str = ""
+
+
+@dataclass
 class Report:
-    """A rendered report: markdown text and the files (plots) written beside it."""
+    """A rendered report: markdown text, the files (plots) written beside it, and its tables as
+    data (a procedure that gives none is reported with one generic row per run)."""
 
     markdown: str
     files: list[Path] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

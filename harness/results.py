@@ -3,12 +3,19 @@
 Schema (``schema_version`` 1)::
 
     {"schema_version": 1, "tool": "bench", "bench_version": "...",
-     "status": "running|complete|interrupted", "note": "(when interrupted)",
+     "status": "running|complete|interrupted|stopped", "note": "(unless complete)",
      "command": [...], "created_at": "...", "updated_at": "...",
+     "resumed": [{"at", "command", "environment"}] (after --resume),
      "suite": {"name", "procedure", "source", "description", "settings"},
      "environment": {...see harness.environment...},
-     "runs": [{"id", "hash", "procedure", "config": {...}, "status", "error", "metrics": {...},
-               "started_at", "wall_time_s"}]}
+     "execution": {"device", "threads", "deterministic", "isolate", "run_timeout",
+                   "fail_fast", "plugins", "data_root"},
+     "runs": [{"id", "index", "hash", "procedure", "config": {...}, "status", "error",
+               "traceback", "metrics": {...}, "started_at", "wall_time_s"}]}
+
+``runs`` hold every finished run in plan order, with ``status`` one of :data:`STATUSES`; a run
+interrupted part-way is not recorded. ``procedure`` and ``config`` of a run, with ``execution``
+and the environment's device, are all that :mod:`harness.rerun` needs to repeat it.
 """
 
 from __future__ import annotations
@@ -16,41 +23,65 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from harness import __version__
+from harness.interrupts import signals_held
 from harness.options import BenchError
 
 SCHEMA_VERSION = 1
 RESULTS_NAME = "results.json"
-STATUSES = ("ok", "failed", "diverged", "oom", "timeout", "skipped")
+STATUSES = ("ok", "failed", "diverged", "oom", "timeout")
 
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same directory, fsync, then rename over ``path``.
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Let ``write`` fill a temporary file in the same directory, fsync it, rename it over
+    ``path``, then fsync the directory so the rename itself survives a crash.
 
-    A reader (or an interrupt) sees either the old file or the new one, never a torn write.
+    A reader (or an interrupt) sees either the old file or the new one, never a torn write:
+    SIGINT and SIGTERM wait until the rename is done.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with signals_held():
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # not possible on every platform (Windows); the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
+    """``data`` as indented JSON (tuples as lists, paths and tensors' items as values)."""
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
 
 
@@ -73,10 +104,18 @@ class ResultsStore:
 
     @classmethod
     def create(
-        cls, path: Path, *, command: list[str], suite: dict[str, Any], environment: dict[str, Any]
+        cls,
+        path: Path,
+        *,
+        command: list[str],
+        suite: dict[str, Any],
+        environment: dict[str, Any],
+        execution: dict[str, Any] | None = None,
     ) -> ResultsStore:
         if path.exists():
-            raise BenchError(f"{path} already exists; choose another --out directory")
+            raise BenchError(
+                f"{path} already exists; choose another --out directory (or --resume it)"
+            )
         stamp = now()
         store = cls(
             path,
@@ -90,18 +129,38 @@ class ResultsStore:
                 "updated_at": stamp,
                 "suite": suite,
                 "environment": environment,
+                "execution": execution or {},
                 "runs": [],
             },
         )
         store.save()
         return store
 
+    @classmethod
+    def reopen(cls, path: Path, *, command: list[str], environment: dict[str, Any]) -> ResultsStore:
+        """An existing results file, to be continued (``--resume``); refuses foreign files."""
+        store = cls(results_path(path), load_results(path))
+        if not all(isinstance(record.get("index"), int) for record in store.runs):
+            raise BenchError(f"{store.path} was written by an older bench; it cannot be resumed")
+        store.data["status"] = "running"
+        store.data.pop("note", None)
+        store.data.setdefault("resumed", []).append(
+            {"at": now(), "command": command, "environment": environment}
+        )
+        return store
+
     @property
     def runs(self) -> list[dict[str, Any]]:
         return self.data["runs"]
 
+    def completed(self, run_hash: str) -> bool:
+        """Whether the run with this configuration hash has finished with status ``ok``."""
+        return any(r["hash"] == run_hash and r["status"] == "ok" for r in self.runs)
+
     def add(self, record: dict[str, Any]) -> None:
-        self.runs.append(record)
+        """Record a run, replacing an earlier record of the same configuration, in plan order."""
+        runs = [r for r in self.runs if r["hash"] != record["hash"]] + [record]
+        self.data["runs"] = sorted(runs, key=lambda r: r["index"])
         self.save()
 
     def finish(self, status: str, note: str | None = None) -> None:
@@ -115,11 +174,15 @@ class ResultsStore:
         atomic_write_json(self.path, self.data)
 
 
+def results_path(path: Path | str) -> Path:
+    """The results file itself, given the file or the directory holding it."""
+    path = Path(path)
+    return path / RESULTS_NAME if path.is_dir() else path
+
+
 def load_results(path: Path | str) -> dict[str, Any]:
     """Read a results file, refusing anything truncated or not written by bench."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / RESULTS_NAME
+    path = results_path(path)
     if not path.is_file():
         raise BenchError(f"no results file at {path}")
     try:
@@ -135,4 +198,12 @@ def load_results(path: Path | str) -> dict[str, Any]:
             f"{path} has schema version {data.get('schema_version')}; "
             f"this bench reads version {SCHEMA_VERSION}"
         )
+    runs = data["runs"]
+    if not isinstance(runs, list) or not all(
+        isinstance(r, dict)
+        and {"id", "hash", "status", "config", "metrics"} <= set(r)
+        and r["status"] in STATUSES
+        for r in runs
+    ):
+        raise BenchError(f"{path} is damaged: its runs are not bench run records")
     return data

@@ -1,11 +1,16 @@
-"""Running a suite: plan its runs, execute each in turn, record every outcome, render the report."""
+"""Running a suite: plan its runs, execute each in turn, record every outcome, render the report.
+
+Nothing is lost: the results file is rewritten atomically after every run; Ctrl-C or SIGTERM
+marks it ``interrupted`` (every finished run kept) and raises :class:`SuiteInterrupted`; with
+``resume=True`` the runs already recorded as ``ok`` (matched by configuration hash) are skipped and
+the others run and join the same file, so that the file and report end as an uninterrupted run's.
+"""
 
 from __future__ import annotations
 
+import shlex
 import sys
-import time
-import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,14 +19,36 @@ import torch
 from tqdm.auto import tqdm
 
 from harness.data import DataContext
+from harness.determinism import determinism
 from harness.devices import resolve_device
 from harness.environment import capture_environment
+from harness.execution import execute_run
+from harness.interrupts import Terminated, sigterm_as_interrupt, time_limit_supported
 from harness.options import BenchError
-from harness.procedure import Report, RunContext
+from harness.procedure import Procedure, Report, RunContext
 from harness.registry import Registry
-from harness.results import RESULTS_NAME, ResultsStore, atomic_write_text, now
-from harness.suites import Run, Suite
-from harness.training import DivergedError
+from harness.results import RESULTS_NAME, ResultsStore, atomic_write_text
+from harness.suites import Run, Suite, safe_name
+from harness.worker import job_for, run_in_worker
+
+
+@dataclass(frozen=True)
+class RunPolicy:
+    """How runs are executed and kept apart.
+
+    ``run_timeout``: seconds a run may take (in-process: an alarm stops it at the next Python
+    bytecode; with ``isolate`` the worker is also killed if that is not enough).
+    ``fail_fast``: stop the suite after the first run that is not ``ok``.
+    ``isolate``: each run in a fresh worker process (:mod:`harness.worker`).
+    ``deterministic``: ``torch.use_deterministic_algorithms(True)`` (:mod:`harness.determinism`).
+    ``plugins``: what a worker loads besides the installed ones (``--plugin``, ``BENCH_PLUGINS``).
+    """
+
+    run_timeout: float | None = None
+    fail_fast: bool = False
+    isolate: bool = False
+    deterministic: bool = False
+    plugins: tuple[str, ...] = field(default_factory=tuple)
 
 
 @dataclass
@@ -35,8 +62,17 @@ class SuiteOutcome:
         return [r for r in self.store.runs if r["status"] != "ok"]
 
 
+class SuiteInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped the suite; ``store`` holds every run finished before it."""
+
+    def __init__(self, store: ResultsStore, signal_name: str):
+        super().__init__(store.data.get("note", "interrupted"))
+        self.store = store
+        self.signal_name = signal_name
+
+
 def default_out_dir(label: str, root: Path = Path("results")) -> Path:
-    return root / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{label}"
+    return root / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{safe_name(label)}"
 
 
 def run_suite(
@@ -49,9 +85,18 @@ def run_suite(
     command: list[str] | None = None,
     quiet: bool = False,
     threads: int | None = None,
+    policy: RunPolicy | None = None,
+    resume: bool = False,
 ) -> SuiteOutcome:
-    """Execute every run of ``suite``; results are saved after each run, whatever its outcome."""
+    """Execute every run of ``suite``; results are saved after each run, whatever its outcome.
+
+    With ``resume``, ``out_dir`` holds the results of an earlier, unfinished invocation of the
+    same suite; runs it recorded as ``ok`` are not repeated.
+    """
     procedure = registry.procedures.get(suite.procedure)
+    policy = policy or RunPolicy()
+    if policy.run_timeout is not None and not policy.isolate and not time_limit_supported():
+        raise BenchError("--run-timeout needs SIGALRM (POSIX, main thread) here; add --isolate")
     if threads:
         torch.set_num_threads(threads)
     ctx = RunContext(
@@ -63,25 +108,65 @@ def run_suite(
     )
     check_datasets(suite, registry, ctx.data)
     runs = procedure.plan(suite, registry)
-    store = ResultsStore.create(
-        out_dir / RESULTS_NAME,
-        command=command or sys.argv,
-        suite=suite.header(),
-        environment=capture_environment(ctx.device),
-    )
-    show = not quiet and sys.stderr.isatty()
-    try:
-        with tqdm(runs, desc=suite.name, unit="run", disable=not show, file=sys.stderr) as bar:
-            for run in bar:
-                bar.set_postfix_str(run.name)
-                store.add(execute_run(procedure, run, ctx))
-    except KeyboardInterrupt:
-        store.finish("interrupted", f"interrupted after {len(store.runs)} of {len(runs)} runs")
-        raise
-    store.finish("complete")
+    _check_distinct(runs)
+    command = command or sys.argv
+    environment = capture_environment(ctx.device)
+    execution = _execution(ctx, policy)
+    if resume:
+        store = ResultsStore.reopen(out_dir, command=command, environment=environment)
+        check_resumable(store, suite, runs, execution)
+    else:
+        store = ResultsStore.create(
+            out_dir / RESULTS_NAME,
+            command=command,
+            suite=suite.header(),
+            environment=environment,
+            execution=execution,
+        )
+    with determinism(policy.deterministic, ctx.device), sigterm_as_interrupt():
+        _run_pending(procedure, runs, store, ctx, policy, show=not quiet and sys.stderr.isatty())
     report = procedure.report(store.data, out_dir)
     atomic_write_text(out_dir / "report.md", report.markdown)
     return SuiteOutcome(store=store, report=report, out_dir=out_dir)
+
+
+def _run_pending(
+    procedure: Procedure,
+    runs: list[Run],
+    store: ResultsStore,
+    ctx: RunContext,
+    policy: RunPolicy,
+    *,
+    show: bool,
+) -> None:
+    """Execute the runs ``store`` does not hold as ``ok``, recording each, and set the final
+    status: complete, stopped (``fail_fast``) or interrupted (raises :class:`SuiteInterrupted`)."""
+    pending = [run for run in runs if not store.completed(run.hash)]
+    name = store.data["suite"].get("name")
+    try:
+        with tqdm(pending, desc=name, unit="run", disable=not show, file=sys.stderr) as bar:
+            for run in bar:
+                bar.set_postfix_str(run.name)
+                record = execute_with(procedure, run, ctx, policy)
+                store.add(record)
+                if policy.fail_fast and record["status"] != "ok":
+                    left = len(runs) - len(store.runs)
+                    store.finish(
+                        "stopped",
+                        f"stopped by --fail-fast: run {run.id} {record['status']}; "
+                        f"{left} of {len(runs)} runs not started",
+                    )
+                    return
+        store.finish("complete")
+    except KeyboardInterrupt as exc:
+        signal_name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        done = sum(r["status"] == "ok" for r in store.runs)
+        store.finish(
+            "interrupted",
+            f"interrupted by {signal_name}: {len(store.runs)} of {len(runs)} runs "
+            f"recorded ({done} ok)",
+        )
+        raise SuiteInterrupted(store, signal_name) from None
 
 
 def check_datasets(suite: Suite, registry: Registry, data: DataContext) -> None:
@@ -93,28 +178,65 @@ def check_datasets(suite: Suite, registry: Registry, data: DataContext) -> None:
             raise BenchError(f"dataset '{entry.name}' is not available: {reason}")
 
 
-def execute_run(procedure, run: Run, ctx: RunContext) -> dict[str, Any]:
-    """Run one configuration; any failure becomes a recorded status instead of an exception."""
-    started, start = now(), time.perf_counter()
-    status, error, metrics, trace = "ok", None, {}, None
-    try:
-        metrics = procedure.execute(run, ctx)
-    except DivergedError as exc:
-        status, error = "diverged", str(exc)
-    except torch.cuda.OutOfMemoryError as exc:
-        status, error = "oom", str(exc).splitlines()[0]
-    except Exception as exc:  # recorded, and the suite goes on
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
-        trace = traceback.format_exc(limit=-3)
+def check_resumable(
+    store: ResultsStore, suite: Suite, runs: list[Run], execution: dict[str, Any]
+) -> None:
+    """Refuse to mix results: the file must hold runs of this very plan, made the same way."""
+    data = store.data
+    again = f"resume with the options of the original command: {shlex.join(data['command'])}"
+    recorded = data.get("suite", {})
+    if (recorded.get("name"), recorded.get("procedure")) != (suite.name, suite.procedure):
+        raise BenchError(
+            f"cannot resume {store.path}: it holds suite '{recorded.get('name')}' "
+            f"({recorded.get('procedure')}), not '{suite.name}' ({suite.procedure})"
+        )
+    environment = data["environment"]
+    made = {"device": environment.get("device"), "threads": environment.get("threads")}
+    made["deterministic"] = False
+    made.update(data.get("execution", {}))
+    for key in ("device", "threads", "deterministic"):
+        if made[key] != execution[key]:
+            raise BenchError(
+                f"cannot resume {store.path}: it was run with {key} {made[key]}, "
+                f"this run would use {execution[key]}; {again}"
+            )
+    planned = {run.hash: run.id for run in runs}
+    for record in store.runs:
+        if planned.get(record["hash"]) != record["id"]:
+            raise BenchError(
+                f"cannot resume {store.path}: its run {record['id']} is not in this suite's "
+                f"plan; {again}"
+            )
+
+
+def _check_distinct(runs: list[Run]) -> None:
+    """Runs are matched by configuration hash (``--resume``), so no two may share one."""
+    seen: dict[str, str] = {}
+    for run in runs:
+        if run.hash in seen:
+            raise BenchError(f"runs {seen[run.hash]} and {run.id} have the same configuration")
+        seen[run.hash] = run.id
+
+
+def _execution(ctx: RunContext, policy: RunPolicy) -> dict[str, Any]:
+    """How the runs were executed: with a run's config, what ``bench rerun`` needs to repeat it."""
     return {
-        "id": run.id,
-        "hash": run.hash,
-        "procedure": run.procedure,
-        "config": run.config,
-        "status": status,
-        "error": error,
-        "traceback": trace,
-        "metrics": metrics,
-        "started_at": started,
-        "wall_time_s": round(time.perf_counter() - start, 3),
+        "device": str(ctx.device),
+        "threads": torch.get_num_threads(),
+        **asdict(policy),
+        "data_root": str(ctx.data.data_root) if ctx.data.data_root else None,
     }
+
+
+def execute_with(procedure: Procedure, run: Run, ctx: RunContext, policy: RunPolicy) -> dict:
+    """One run's record: in this process, or in a worker process with ``policy.isolate``."""
+    if not policy.isolate:
+        return execute_run(procedure, run, ctx, timeout=policy.run_timeout)
+    job = job_for(
+        run,
+        ctx,
+        plugins=policy.plugins,
+        deterministic=policy.deterministic,
+        timeout=policy.run_timeout,
+    )
+    return run_in_worker(run, job)

@@ -9,13 +9,16 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness.options import BenchError, UnknownNameError, resolve_options
+from harness.devices import resolve_device
+from harness.options import BenchError, Option, UnknownNameError, resolve_options
 from harness.registry import Registry, SuiteSpec
 from harness.training import TRAIN_OPTIONS
 
@@ -36,6 +39,15 @@ TOP_LEVEL_KEYS = {
 
 class SuiteError(BenchError):
     pass
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._,=+@-]+")
+
+
+def safe_name(text: str) -> str:
+    """``text`` as a single, harmless path component: letters, digits and ``._,=+@-`` only,
+    other runs of characters replaced by ``_``, no leading dot (so never ``..``)."""
+    return _UNSAFE.sub("_", text).lstrip(".") or "_"
 
 
 @dataclass(frozen=True)
@@ -90,7 +102,8 @@ class Run:
 
     @property
     def name(self) -> str:
-        return self.config.get("name") or f"run{self.index}"
+        """The configuration's name, safe to use as a file name (procedures put traces there)."""
+        return safe_name(str(self.config.get("name") or f"run{self.index}"))
 
     @property
     def id(self) -> str:
@@ -132,8 +145,10 @@ def parse_suite(
 ) -> Suite:
     """Validate a parsed suite document against the registry; errors name ``source`` and the key."""
 
+    where = source if source == "command line" else f"suite file {source}"
+
     def fail(key: str, message: str) -> SuiteError:
-        return SuiteError(f"suite file {source}: key '{key}': {message}")
+        return SuiteError(f"{where}: key '{key}': {message}")
 
     procedure_name = _typed(data, "procedure", str, "accuracy", fail)
     try:
@@ -165,12 +180,17 @@ def parse_suite(
 
     seeds = _typed(data, "seeds", list, [0], fail)
     if not seeds or not all(
-        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds
+        isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in seeds
     ):
         raise fail("seeds", "expected a non-empty list of non-negative integers")
+    if len(set(seeds)) != len(seeds):
+        raise fail("seeds", "a seed is listed twice; every run must differ from the others")
     train = _typed(data, "train", dict, {}, fail)
     _validated(lambda: resolve_options("training", TRAIN_OPTIONS, train), "train", fail)
     grid = _parse_grid(_typed(data, "grid", dict, {}, fail), fail)
+    _check_grid_values(grid, registry, models, datasets, fail)
+    device = _typed(data, "device", str, "auto", fail)
+    _validated(lambda: resolve_device(device), "device", fail)
     settings_table = _typed(data, procedure_name, dict, {}, fail)
     settings = _validated(
         lambda: resolve_options(f"[{procedure_name}]", procedure.settings, settings_table),
@@ -184,7 +204,7 @@ def parse_suite(
         models=models,
         datasets=datasets,
         seeds=list(seeds),
-        device=_typed(data, "device", str, "auto", fail),
+        device=device,
         train=dict(train),
         grid=grid,
         settings=settings,
@@ -212,7 +232,7 @@ def _entries(data, key: str, collection, fail, default: list[str]) -> list[Entry
         raw = [raw]
     if not isinstance(raw, list) or not raw:
         raise fail(key, "expected a non-empty list of names or tables")
-    entries = []
+    entries: list[Entry] = []
     for i, item in enumerate(raw):
         where = f"{key}[{i}]"
         if isinstance(item, str):
@@ -230,7 +250,17 @@ def _entries(data, key: str, collection, fail, default: list[str]) -> list[Entry
         options = item.get("options", {})
         if not isinstance(options, dict):
             raise fail(f"{where}.options", "expected a table")
-        entries.append(Entry(item["name"], str(item.get("label", item["name"])), dict(options)))
+        label = item.get("label", item["name"])
+        label_key = f"{where}.label" if "label" in item else f"{where}.name"
+        if not isinstance(label, str) or safe_name(label) != label:
+            raise fail(
+                label_key,
+                f"label {label!r} must be letters, digits and ._,=+@- (not starting with a dot): "
+                "it names runs and files",
+            )
+        if any(entry.label == label for entry in entries):
+            raise fail(label_key, f"label '{label}' is used twice; give each entry its own label")
+        entries.append(Entry(item["name"], label, dict(options)))
     return entries
 
 
@@ -259,7 +289,31 @@ def _parse_grid(grid: dict[str, Any], fail) -> dict[str, list[Any]]:
                 "expected a training option "
                 f"({', '.join(TRAIN_OPTIONS)}) or model.OPTION / dataset.OPTION",
             )
+        if len({json.dumps(v, sort_keys=True, default=str) for v in values}) != len(values):
+            raise fail(f"grid.{key}", "a value is listed twice; every run must differ")
     return grid
+
+
+def _check_grid_values(
+    grid: dict[str, list[Any]], registry: Registry, models: list[Entry], datasets: list[Entry], fail
+) -> None:
+    """Every grid value must be valid for every entry it applies to, before anything runs."""
+    owners: dict[str, list[tuple[str, Mapping[str, Option], dict[str, Any]]]] = {
+        "model": [
+            (f"model '{e.name}'", registry.models.get(e.name).options, e.options) for e in models
+        ],
+        "dataset": [
+            (f"dataset '{e.name}'", registry.datasets.get(e.name).options, e.options)
+            for e in datasets
+        ],
+    }
+    for key, values in grid.items():
+        kind, _, option = key.partition(".")
+        targets = owners.get(kind) if option else [("training", TRAIN_OPTIONS, {})]
+        for owner, declared, given in targets:
+            for value in values:
+                check = partial(resolve_options, owner, declared, {**given, option or key: value})
+                _validated(check, f"grid.{key}", fail)
 
 
 def grid_points(grid: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
@@ -296,32 +350,44 @@ class Overrides:
     device: str | None = None
 
     def apply(self, data: dict[str, Any]) -> dict[str, Any]:
+        """``data`` with the overrides applied; parts of the wrong shape are left for
+        :func:`parse_suite` to report."""
         data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
         for key, names, options in (
             ("models", self.models, self.model_options),
             ("datasets", self.datasets, self.dataset_options),
         ):
             table = f"{key[:-1]}_options"
+            if not isinstance(data.get(table, {}), dict):
+                continue
             if names:
                 data[key] = list(names)
                 data[table] = {n: o for n, o in data.get(table, {}).items() if n in names}
             if options:
-                entries = [e if isinstance(e, str) else e.get("name") for e in data.get(key, [])]
-                for name in entries:
-                    data.setdefault(table, {})[name] = {
-                        **data.get(table, {}).get(name, {}),
-                        **options,
-                    }
-        if self.train:
-            data["train"] = {**data.get("train", {}), **self.train}
+                for name in _entry_names(data.get(key, [])):
+                    previous = data.get(table, {}).get(name, {})
+                    if isinstance(previous, dict):
+                        data.setdefault(table, {})[name] = {**previous, **options}
+        procedure = data.get("procedure", "accuracy")
+        for key, values in (("train", self.train), (procedure, self.settings)):
+            if values and isinstance(key, str) and isinstance(data.get(key, {}), dict):
+                data[key] = {**data.get(key, {}), **values}
         if self.seeds:
             data["seeds"] = list(self.seeds)
-        if self.settings:
-            procedure = data.get("procedure", "accuracy")
-            data[procedure] = {**data.get(procedure, {}), **self.settings}
         if self.device:
             data["device"] = self.device
         return data
+
+
+def _entry_names(entries: Any) -> list[str]:
+    """The names in a suite's ``models``/``datasets`` value, skipping malformed items."""
+    items = [entries] if isinstance(entries, str) else entries if isinstance(entries, list) else []
+    names = [
+        item if isinstance(item, str) else item.get("name")
+        for item in items
+        if isinstance(item, (str, dict))
+    ]
+    return [name for name in names if isinstance(name, str)]
 
 
 def load_suite_with(name_or_path: str | None, registry: Registry, overrides: Overrides) -> Suite:

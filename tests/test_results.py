@@ -115,11 +115,11 @@ def test_interrupt_keeps_completed_runs(registry, tmp_path, monkeypatch):
     real = runner.execute_run
     calls = []
 
-    def interrupting(procedure, run, ctx):
+    def interrupting(procedure, run, ctx, **options):
         calls.append(run.id)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(procedure, run, ctx)
+        return real(procedure, run, ctx, **options)
 
     monkeypatch.setattr(runner, "execute_run", interrupting)
     suite = parse_suite(

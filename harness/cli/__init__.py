@@ -9,6 +9,8 @@ import click
 from harness import __version__
 from harness.cli.common import plugin_option
 from harness.cli.listing import list_group
+from harness.cli.reporting import compare_command, report_command
+from harness.cli.rerun import rerun_command
 from harness.cli.running import run_command
 from harness.cli.scaffold import new_plugin_command
 from harness.cli.timing import profile_command, time_command
@@ -46,6 +48,9 @@ cli.add_command(run_command)
 cli.add_command(new_plugin_command)
 cli.add_command(time_command)
 cli.add_command(profile_command)
+cli.add_command(report_command)
+cli.add_command(compare_command)
+cli.add_command(rerun_command)
 
 
 def main() -> None:

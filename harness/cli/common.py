@@ -1,15 +1,22 @@
-"""What the CLI commands share: the --plugin option, loading plugins once, printing."""
+"""What the CLI commands share: the --plugin option, loading plugins once, the run-policy flags,
+running a suite and printing its outcome."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import shlex
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
 
 from harness.plugins import Plugins, extra_plugin_names, load_plugins
-from harness.runner import SuiteOutcome
+from harness.registry import Registry
+from harness.runner import RunPolicy, SuiteInterrupted, SuiteOutcome, run_suite
+from harness.suites import Suite
+
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}  # 128 + signal number, as shells report it
 
 
 def _remember_plugins(ctx: click.Context, _param, values: tuple[str, ...]) -> tuple[str, ...]:
@@ -30,11 +37,18 @@ plugin_option = click.option(
 )
 
 
+def plugin_names(ctx: click.Context) -> list[str]:
+    """The extra plugins of this invocation (--plugin, BENCH_PLUGINS); files as absolute paths,
+    so that a worker process or a later ``bench rerun`` finds them from anywhere."""
+    names = extra_plugin_names(ctx.find_root().meta.get("bench.plugins", []))
+    return [str(Path(n).expanduser().resolve()) if Path(n).is_file() else n for n in names]
+
+
 def get_plugins(ctx: click.Context) -> Plugins:
     """Load plugins once per invocation and warn (on stderr) about any that failed."""
     root = ctx.find_root()
     if "bench.loaded" not in root.meta:
-        plugins = load_plugins(extra_plugin_names(root.meta.get("bench.plugins", [])))
+        plugins = load_plugins(plugin_names(ctx))
         for failure in plugins.failures:
             click.echo(
                 f"warning: plugin '{failure.name}' ({failure.source}) failed to load: "
@@ -45,26 +59,87 @@ def get_plugins(ctx: click.Context) -> Plugins:
     return root.meta["bench.loaded"]
 
 
+run_timeout_option = click.option(
+    "--run-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Stop a run after this long and record it as timeout (with --isolate the worker is "
+    "killed if it does not stop).",
+)
+isolate_option = click.option(
+    "--isolate", is_flag=True, help="Each run in a fresh process: a crash fails only that run."
+)
+POLICY_OPTIONS = [
+    run_timeout_option,
+    click.option("--fail-fast", is_flag=True, help="Stop the suite at the first run that fails."),
+    isolate_option,
+    click.option(
+        "--deterministic",
+        is_flag=True,
+        help="torch.use_deterministic_algorithms(True) (slower on CUDA; see the README).",
+    ),
+]
+
+
+def policy_options(command: Callable) -> Callable:
+    """Add --run-timeout, --fail-fast, --isolate and --deterministic to a command."""
+    for option in reversed(POLICY_OPTIONS):
+        command = option(command)
+    return command
+
+
+def make_policy(
+    ctx: click.Context,
+    *,
+    run_timeout: float | None,
+    fail_fast: bool,
+    isolate: bool,
+    deterministic: bool,
+) -> RunPolicy:
+    return RunPolicy(
+        run_timeout=run_timeout,
+        fail_fast=fail_fast,
+        isolate=isolate,
+        deterministic=deterministic,
+        plugins=tuple(plugin_names(ctx)),
+    )
+
+
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
+
+
+def run_and_show(
+    ctx: click.Context,
+    suite: Suite,
+    registry: Registry,
+    *,
+    as_json: bool,
+    quiet: bool,
+    notes: Callable[[], Sequence[str]] = tuple,
+    **run: Any,
+) -> None:
+    """:func:`harness.runner.run_suite`, then print the outcome; exit 1 if a run failed, and
+    130 or 143 after Ctrl-C or SIGTERM (with the completed runs saved and how to resume)."""
+    try:
+        outcome = run_suite(suite, registry, quiet=quiet or as_json, **run)
+    except SuiteInterrupted as stop:
+        _show_interrupted(stop, as_json)
+        ctx.exit(EXIT_SIGNAL[stop.signal_name])
+    show_outcome(ctx, outcome, as_json, notes())
 
 
 def show_outcome(
     ctx: click.Context, outcome: SuiteOutcome, as_json: bool, notes: Sequence[str] = ()
 ) -> None:
-    """Print a finished suite: its report, files and ``notes``, or one JSON object; exit 1 if a
-    run failed."""
+    """Print a finished suite: its report, files and ``notes``, or one JSON object; then a
+    summary of the runs that failed (exit 1 if any)."""
     results_path = outcome.store.path
     if as_json:
         echo_json(
             {
-                "results": str(results_path),
+                **_summary(outcome.store.data, results_path),
                 "report": str(outcome.out_dir / "report.md"),
-                "status": outcome.store.data["status"],
-                "runs": [
-                    {k: r[k] for k in ("id", "status", "error", "config", "metrics")}
-                    for r in outcome.store.runs
-                ],
             }
         )
     else:
@@ -77,8 +152,52 @@ def show_outcome(
             click.echo(note)
     if outcome.failures:
         click.echo(
-            f"{len(outcome.failures)} of {len(outcome.store.runs)} run(s) failed; "
-            "see the results file for errors",
+            f"{len(outcome.failures)} of {len(outcome.store.runs)} run(s) did not succeed:",
             err=True,
         )
+        for run in outcome.failures:
+            error = (run.get("error") or "").strip().splitlines()
+            click.echo(f"  {run['id']}  {run['status']}: {error[0] if error else ''}", err=True)
+    if outcome.store.data["status"] == "stopped":
+        click.echo(
+            f"{outcome.store.data['note']}; {_resume_hint(outcome.store.data, results_path)}",
+            err=True,
+        )
+    if outcome.failures:
         ctx.exit(1)
+
+
+def _show_interrupted(stop: SuiteInterrupted, as_json: bool) -> None:
+    data, path = stop.store.data, stop.store.path
+    if as_json:
+        echo_json(_summary(data, path))
+    click.echo(f"{data['note']}; saved in {path}", err=True)
+    click.echo(_resume_hint(data, path), err=True)
+
+
+def _summary(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    return {
+        "results": str(path),
+        "status": data["status"],
+        "note": data.get("note"),
+        "runs": [
+            {k: r[k] for k in ("id", "status", "error", "config", "metrics")} for r in data["runs"]
+        ],
+    }
+
+
+def _resume_hint(data: dict[str, Any], path: Path) -> str:
+    """How to finish the suite: the original ``bench run`` command with --resume."""
+    command = list(data["command"])
+    if "run" not in command:
+        return "the completed runs are kept in the results file"
+    kept: list[str] = []
+    skip = False
+    for arg in command:
+        if skip:
+            skip = False
+        elif arg in ("--out", "--resume"):
+            skip = True
+        elif not arg.startswith(("--out=", "--resume=")):
+            kept.append(arg)
+    return f"finish it with: {shlex.join([*kept, '--resume', str(path.parent)])}"

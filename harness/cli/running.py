@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from harness.cli.common import get_plugins, plugin_option, show_outcome
+from harness.cli.common import get_plugins, make_policy, plugin_option, policy_options, run_and_show
 from harness.data import DataContext
-from harness.options import parse_assignments
-from harness.runner import default_out_dir, run_suite
+from harness.options import BenchError, parse_assignments
+from harness.runner import default_out_dir
 from harness.suites import Overrides, load_suite_with
 from harness.training import OPTIMIZERS
 
@@ -60,6 +60,13 @@ from harness.training import OPTIMIZERS
     help="Output directory (default results/<timestamp>-<name>).",
 )
 @click.option(
+    "--resume",
+    type=click.Path(path_type=Path, file_okay=False),
+    metavar="RESULTS_DIR",
+    help="Finish an interrupted run of the same suite in RESULTS_DIR: runs recorded ok are "
+    "skipped, the others run and join its results file.",
+)
+@click.option(
     "--data-root",
     type=click.Path(path_type=Path),
     envvar="BENCH_DATA_ROOT",
@@ -68,6 +75,7 @@ from harness.training import OPTIMIZERS
 @click.option("--download", is_flag=True, help="Allow on-disk datasets to be downloaded.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@policy_options
 @plugin_option
 @click.pass_context
 def run_command(
@@ -89,10 +97,12 @@ def run_command(
     device,
     threads,
     out,
+    resume,
     data_root,
     download,
     as_json,
     quiet,
+    **policy,
 ) -> None:
     """Run a suite, or train --model(s) on --dataset(s) and test them.
 
@@ -102,7 +112,10 @@ def run_command(
       bench run --suite ./my-suite.toml --epochs 3
       bench run --model lenet5 --dataset digits --epochs 10 --seed 0
       bench run --model mlp --dataset mnist1d --model-opt hidden=100 --json --out /tmp/r
+      bench run --suite cnn-pruning --resume results/20260101-120000-cnn-pruning
     """
+    if out and resume:
+        raise BenchError("--resume continues in RESULTS_DIR; it cannot be combined with --out")
     registry = get_plugins(ctx).registry
     train = {
         "epochs": epochs,
@@ -126,14 +139,17 @@ def run_command(
         device=device,
     )
     parsed = load_suite_with(suite, registry, overrides)
-    outcome = run_suite(
+    run_and_show(
+        ctx,
         parsed,
         registry,
-        out_dir=out or default_out_dir(parsed.name),
+        as_json=as_json,
+        out_dir=resume or out or default_out_dir(parsed.name),
+        resume=resume is not None,
         device=parsed.device,
         data=DataContext(data_root=data_root, download=download),
         command=["bench", *sys.argv[1:]],
-        quiet=quiet or as_json,
+        quiet=quiet,
         threads=threads,
+        policy=make_policy(ctx, **policy),
     )
-    show_outcome(ctx, outcome, as_json)

@@ -14,10 +14,10 @@ from typing import Any
 
 import click
 
-from harness.cli.common import get_plugins, plugin_option, show_outcome
+from harness.cli.common import get_plugins, make_policy, plugin_option, policy_options, run_and_show
 from harness.data import DataContext
 from harness.options import parse_assignments
-from harness.runner import default_out_dir, run_suite
+from harness.runner import default_out_dir
 from harness.suites import Overrides, parse_suite
 from harness.timing import AMP_DTYPES, MODES, STEP_MODES
 
@@ -79,7 +79,7 @@ SHARED_OPTIONS = [
 def shared_options(command: Callable) -> Callable:
     for option in reversed(SHARED_OPTIONS):
         command = option(command)
-    return command
+    return policy_options(command)
 
 
 @click.command("time")
@@ -199,6 +199,7 @@ def _run(
     data_root,
     as_json,
     quiet,
+    **policy,
 ) -> None:
     registry = get_plugins(ctx).registry
     settings = {
@@ -222,22 +223,24 @@ def _run(
         default_name="-".join([command, *models]),
     )
     out = out or default_out_dir(suite.name)
-    outcome = run_suite(
+    traces = out / "traces"
+    run_and_show(
+        ctx,
         suite,
         registry,
+        as_json=as_json,
+        notes=lambda: (
+            [
+                f"traces:  {traces}  (tensorboard --logdir {traces}, or open a *.pt.trace.json in "
+                "https://ui.perfetto.dev)"
+            ]
+            if traces.is_dir()
+            else []
+        ),
         out_dir=out,
         data=DataContext(data_root=data_root),
         command=["bench", *sys.argv[1:]],
-        quiet=quiet or as_json,
+        quiet=quiet,
         threads=threads,
+        policy=make_policy(ctx, **policy),
     )
-    traces = out / "traces"
-    notes = (
-        [
-            f"traces:  {traces}  (tensorboard --logdir {traces}, or open a *.pt.trace.json in "
-            "https://ui.perfetto.dev)"
-        ]
-        if traces.is_dir()
-        else []
-    )
-    show_outcome(ctx, outcome, as_json, notes=notes)

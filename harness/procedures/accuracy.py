@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.experiment import train_and_test
-from harness.procedure import Procedure, Report, RunContext
+from harness.procedure import Procedure, Report, RunContext, Table
 from harness.registry import Registry
 from harness.report import context_line, failures_section, group, human, markdown_table, pct
 from harness.suites import Run, Suite, apply_point, grid_points
@@ -90,13 +90,14 @@ def summary_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:
     suite = results["suite"]
     runs = results["runs"]
+    table = Table("accuracy", summary_rows(runs), key=("model", "dataset", "settings"))
     text = (
         f"## {suite['name']}: accuracy versus parameters\n\n{context_line(results)}\n\n"
-        + markdown_table(summary_rows(runs))
+        + markdown_table(table.rows)
         + failures_section(runs)
         + "\n"
     )
-    return Report(markdown=text)
+    return Report(markdown=text, tables=[table])
 
 
 PROCEDURE = Procedure(

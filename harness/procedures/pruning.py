@@ -19,9 +19,9 @@ from torch import nn
 
 from harness.experiment import build_model, open_splits
 from harness.flops import count_params, effective_flops, forward_flops
-from harness.options import BenchError, Option
+from harness.options import BenchError, Option, UnknownNameError
 from harness.plots import plot_pruning
-from harness.procedure import Procedure, Report, RunContext
+from harness.procedure import Procedure, Report, RunContext, Table
 from harness.pruning import PruningContext, make_permanent, sparsity_facts
 from harness.registry import ModelSpec, Registry
 from harness.report import (
@@ -33,7 +33,8 @@ from harness.report import (
     mean_std,
     pct,
 )
-from harness.suites import Run, Suite
+from harness.results import atomic_write
+from harness.suites import Run, Suite, SuiteError, safe_name
 from harness.timing import forward_latency
 from harness.training import TrainConfig, evaluate, seed_everything, train
 
@@ -60,8 +61,10 @@ SETTINGS = {
 def plan(suite: Suite, registry: Registry) -> list[Run]:
     settings = suite.settings
     for method in settings["methods"]:
-        if method != SCRATCH:
-            registry.pruning_methods.get(method)
+        if method != SCRATCH and method not in registry.pruning_methods:
+            known = [*registry.pruning_methods.names(), SCRATCH]
+            error = UnknownNameError("pruning method", method, known)
+            raise SuiteError(f"suite {suite.source}: key 'pruning.methods': {error}")
     quick = settings["quick"]
     seeds = suite.seeds[:1] if quick else suite.seeds
     targets = [t for t in settings["targets"] if t > 0]
@@ -129,8 +132,7 @@ def _dense(config, ctx: RunContext, splits) -> dict[str, Any]:
     train_config = TrainConfig.from_options(config["train"])
     history = train(model, splits, train_config, device=ctx.device, seed=config["seed"]).history
     path = _checkpoint_path(config, ctx)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), path)
+    atomic_write(path, lambda handle: torch.save(model.state_dict(), handle))
     before = _test(model, splits, ctx, train_config)
     control = copy.deepcopy(model)
     finetune = _finetune(control, config, ctx, splits)
@@ -240,7 +242,7 @@ def _describe(model: nn.Module, dense: nn.Module, splits, config, ctx: RunContex
 
 def _checkpoint_path(config: dict[str, Any], ctx: RunContext) -> Path:
     name = f"{config['model_label']}-{config['dataset_label']}-s{config['seed']}.pt"
-    return ctx.out_dir / "checkpoints" / name
+    return ctx.out_dir / "checkpoints" / safe_name(name)
 
 
 def _load_dense(config, ctx: RunContext, splits) -> nn.Module:
@@ -305,7 +307,7 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
+def _table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     control = {(r["model"], r["dataset"]): r for r in rows if r["method"] == "dense" and r["seeds"]}
     lines = []
     for r in rows:
@@ -342,25 +344,32 @@ def _table(rows: list[dict[str, Any]]) -> str:
                 "seeds": r["seeds"],
             }
         )
-    return markdown_table(lines)
+    return lines
+
+
+NOTE = (
+    "Test accuracy (mean ± std over seeds) of each pruned variant before and after the same "
+    "fine-tuning budget; the dense row is the control, fine-tuned with that budget too. Achieved "
+    "drop and compression count nonzero parameters against the dense model; effective FLOPs skip "
+    "zero weights; speed-up is dense FLOPs / effective FLOPs."
+)
 
 
 def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:
     rows = summarize(results)
     runs = results["runs"]
+    table = Table("pruning", _table_rows(rows), key=("model", "method", "target %"), note=NOTE)
     text = (
         f"## {results['suite']['name']}: accuracy against parameters removed\n\n"
-        f"{context_line(results)}\n\n"
-        "Test accuracy (mean ± std over seeds) of each pruned variant before and after the "
-        "same fine-tuning budget; the dense row is the control, fine-tuned with that budget "
-        "too. Achieved drop and compression count nonzero parameters against the dense "
-        "model; effective FLOPs skip zero weights; speed-up is dense FLOPs / effective "
-        "FLOPs.\n\n" + _table(rows) + failures_section(runs) + "\n"
+        f"{context_line(results)}\n\n{NOTE}\n\n"
+        + markdown_table(table.rows)
+        + failures_section(runs)
+        + "\n"
     )
     files = plot_pruning(rows, plots_dir) if plots_dir else []
     for path in files:
         text += f"\n![{path.stem}]({path.name})\n"
-    return Report(markdown=text, files=files)
+    return Report(markdown=text, files=files, tables=[table])
 
 
 PROCEDURE = Procedure(

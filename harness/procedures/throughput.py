@@ -10,6 +10,7 @@ the suite gives a ``shape``. Only the suite's first seed is used: it fixes the d
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
@@ -24,7 +25,7 @@ from harness.experiment import build_model, open_splits
 from harness.flops import count_params, step_flops
 from harness.memory import release_cached
 from harness.options import BenchError, Option
-from harness.procedure import Procedure, Report, RunContext
+from harness.procedure import Procedure, Report, RunContext, Table
 from harness.procedures.accuracy import point_label
 from harness.profiling import profile_step, top_ops_markdown
 from harness.registry import Registry
@@ -243,12 +244,12 @@ def _first_batch(
 
 
 LATENCY_COLUMNS = {"forward": "forward", "forward_backward": "fwd+bwd", "train_step": "train step"}
-NOTES = (
-    "_Latency: median (IQR) of one batch. FLOP/s: achieved, from the forward FLOPs. "
+NOTE = (
+    "Latency: median (IQR) of one batch. FLOP/s: achieved, from the forward FLOPs. "
     "train samples/s: batch / train-step median; epoch samples/s: one training epoch "
     "through the harness's data path. Peak memory: CUDA peak allocated; on CPU the rise of "
     "resident memory during the measurement. noisy: IQR/median > 10%; capped: stopped at "
-    "max_time before repeats and min_time were met._"
+    "max_time before repeats and min_time were met."
 )
 
 
@@ -269,7 +270,7 @@ def summary_row(run: dict[str, Any], modes: list[str]) -> dict[str, Any]:
     ok = run["status"] == "ok"
     for mode in modes:
         if mode in LATENCY_COLUMNS:
-            row[f"{LATENCY_COLUMNS[mode]} (IQR)"] = (
+            row[f"{LATENCY_COLUMNS[mode]} (IQR) ms"] = (
                 _latency(metrics.get(mode)) if ok else run["status"]
             )
         if mode == "forward":
@@ -278,22 +279,25 @@ def summary_row(run: dict[str, Any], modes: list[str]) -> dict[str, Any]:
             row["train samples/s"] = _rate(metrics.get("train_step"))
         if mode == "epoch":
             row["epoch samples/s"] = _rate(metrics.get("epoch"))
-    row["peak mem"] = _peak_memory(metrics, modes)
+    row["peak mem MiB"] = _peak_memory(metrics, modes)
     row["noisy"] = _flags(metrics, modes) if ok else run["status"]
     return row
 
 
 def _latency(record: dict[str, Any] | None) -> str:
+    """Median (IQR) in milliseconds, the unit its column header names."""
     if not record:
         return "—"
-    median, iqr = record["median"], record["iqr"]
-    unit, scale = ("s", 1.0) if median >= 1 else ("ms", 1e3) if median >= 1e-3 else ("µs", 1e6)
-    return f"{_digits(median * scale)} {unit} ({_digits(iqr * scale)})"
+    return f"{_digits(record['median'] * 1e3)} ({_digits(record['iqr'] * 1e3)})"
 
 
 def _digits(value: float) -> str:
     """Three significant digits, never in exponent notation."""
-    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value <= 0:
+        return "0"
+    return f"{value:.{2 - math.floor(math.log10(value))}f}"
 
 
 def _rate(record: dict[str, Any] | None) -> str:
@@ -310,7 +314,7 @@ def _peak_memory(metrics: dict[str, Any], modes: list[str]) -> str:
         peak = memory.get("peak_allocated_bytes", memory.get("rss_increase_bytes"))
         if peak is not None:
             peaks.append(peak)
-    return f"{max(peaks) / 2**20:,.1f} MiB" if peaks else "—"
+    return f"{max(peaks) / 2**20:,.1f}" if peaks else "—"
 
 
 def _flags(metrics: dict[str, Any], modes: list[str]) -> str:
@@ -327,11 +331,17 @@ def _flags(metrics: dict[str, Any], modes: list[str]) -> str:
 def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:
     suite, runs = results["suite"], results["runs"]
     modes = list(dict.fromkeys(m for r in runs for m in r["config"].get("modes", [])))
+    table = Table(
+        "throughput",
+        [summary_row(r, modes) for r in runs],
+        key=("model", "settings", "input", "device", "batch"),
+        note=NOTE,
+    )
     parts = [
         f"## {suite['name']}: latency, throughput and memory",
         context_line(results),
-        markdown_table([summary_row(r, modes) for r in runs]),
-        NOTES,
+        markdown_table(table.rows),
+        f"_{NOTE}_",
     ]
     for run in runs:
         profile = run["metrics"].get("profile") if run["status"] == "ok" else None
@@ -341,7 +351,7 @@ def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:
                 f"{profile['active_steps']} profiled steps)\n\n"
                 f"{top_ops_markdown(profile)}\n\ntrace: `{profile['trace_dir']}`"
             )
-    return Report(markdown="\n\n".join(parts) + failures_section(runs) + "\n")
+    return Report(markdown="\n\n".join(parts) + failures_section(runs) + "\n", tables=[table])
 
 
 PROCEDURE = Procedure(

@@ -1,0 +1,111 @@
+"""``bench report`` and ``bench compare``: read stored results, never re-run anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from harness.cli.common import get_plugins, plugin_option
+from harness.compare import Rules, compare_files, to_json, to_markdown, to_text
+from harness.reporting import FORMATS, render
+from harness.results import atomic_write_text
+
+
+@click.command("report")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="markdown",
+    show_default=True,
+    help="Output format.",
+)
+@click.option("--out", type=click.Path(path_type=Path), help="Write to this file, not stdout.")
+@click.option(
+    "--plots",
+    type=click.Path(path_type=Path),
+    metavar="DIR",
+    help="Regenerate the suites' plots into DIR (a folder per file when there are several).",
+)
+@plugin_option
+@click.pass_context
+def report_command(ctx, files, fmt, out, plots) -> None:
+    """Render the tables of one or more results files (FILE or its directory).
+
+    Several files are shown side by side: one table per suite with a `results` column naming
+    the file, rows of the same configuration next to each other.
+
+    \b
+    Examples:
+      bench report results/20261123-quickstart
+      bench report a/results.json b/results.json --format csv --out table.csv
+      bench report results/pruning --plots plots/
+    """
+    text = render(files, get_plugins(ctx).registry, fmt, plots)
+    if out:
+        atomic_write_text(out, text)
+        click.echo(f"report: {out}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@click.command("compare")
+@click.argument("baseline", type=click.Path(path_type=Path))
+@click.argument("candidate", type=click.Path(path_type=Path))
+@click.option(
+    "--threshold",
+    "thresholds",
+    multiple=True,
+    metavar="[GLOB=]VALUE",
+    help="Regression threshold: N% for timings (default 10%), Npp for accuracies (default "
+    "1.0pp); GLOB=VALUE for matching metrics only (repeatable; the last match wins).",
+)
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    metavar="GLOB",
+    help="Compare only metrics matching GLOB, e.g. 'train_step*' (repeatable).",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail noisy regressions too (exit 1), and different machines or software (exit 3).",
+)
+@click.option(
+    "--markdown-out",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="Also write a markdown summary fit for a pull-request comment.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object, not a table.")
+@click.pass_context
+def compare_command(ctx, baseline, candidate, thresholds, metrics, strict, markdown_out, as_json):
+    """Compare CANDIDATE results against BASELINE; the exit code is the verdict.
+
+    Both are bench results files (or their directories), or both pytest-benchmark JSON files.
+    Runs are matched by configuration. A timing regresses when its median is worse by more
+    than the threshold and a one-sided Mann-Whitney U test on the raw samples gives p < 0.01
+    (non-overlapping 99% confidence intervals when samples are too few); an accuracy regresses
+    when its mean over seeds drops by more than the threshold and by more than twice the
+    standard error of the difference. Noisy timings (IQR/median > 25%) are reported, not
+    failed, unless --strict.
+
+    \b
+    Exit codes: 0 no regression, 1 regression, 2 usage error (a file that is missing or not a
+    results file), 3 nothing comparable, a failed run or an unfinished file (and, with
+    --strict, different machines, devices or torch versions).
+
+    \b
+    Examples:
+      bench compare results/base results/candidate
+      bench compare base.json new.json --threshold 5% --threshold 'train_step*=3%' \\
+                    --metric 'train_step*' --markdown-out summary.md
+    """
+    comparison = compare_files(baseline, candidate, Rules.parse(thresholds, metrics, strict))
+    click.echo(to_json(comparison) if as_json else to_text(comparison), nl=False)
+    if markdown_out:
+        atomic_write_text(markdown_out, to_markdown(comparison))
+    ctx.exit(comparison.exit_code)

@@ -1,0 +1,88 @@
+"""One run in this process: execute it, and turn whatever goes wrong into a recorded status.
+
+Statuses: ``ok``; ``diverged`` (a NaN or infinite loss); ``oom`` (CUDA or CPU out of memory);
+``timeout`` (past ``--run-timeout``); ``failed`` (any other exception, including a plugin calling
+``sys.exit``, a model that does not fit the data, or, under ``--isolate``, a crashed worker).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Any
+
+import torch
+
+from harness.interrupts import RunTimeout, time_limit
+from harness.procedure import Procedure, RunContext
+from harness.results import now
+from harness.suites import Run
+from harness.training import DivergedError
+
+_CPU_OOM = ("can't allocate memory", "not enough memory", "out of memory")
+
+
+def execute_run(
+    procedure: Procedure, run: Run, ctx: RunContext, *, timeout: float | None = None
+) -> dict[str, Any]:
+    """Run one configuration; any failure becomes a recorded status instead of an exception.
+
+    ``KeyboardInterrupt`` (Ctrl-C, and SIGTERM via :mod:`harness.interrupts`) is not a failure
+    of the run: it propagates, and the run is left unrecorded so that ``--resume`` repeats it.
+    """
+    started, start = now(), time.perf_counter()
+    status, error, metrics, trace = "ok", None, {}, None
+    try:
+        with time_limit(timeout):
+            metrics = procedure.execute(run, ctx)
+    except RunTimeout as exc:
+        status, error = "timeout", str(exc)
+    except DivergedError as exc:
+        status, error = "diverged", str(exc)
+    except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+        status, error = "oom", _first_line(exc)
+    except (Exception, SystemExit) as exc:  # recorded, and the suite goes on
+        cpu_oom = isinstance(exc, RuntimeError) and any(s in str(exc) for s in _CPU_OOM)
+        status = "oom" if cpu_oom else "failed"
+        error = f"{type(exc).__name__}: {_first_line(exc) if cpu_oom else exc}"
+        trace = traceback.format_exc(limit=-3)
+    return make_record(
+        run,
+        status=status,
+        error=error,
+        traceback=trace,
+        metrics=metrics,
+        started_at=started,
+        wall_time_s=time.perf_counter() - start,
+    )
+
+
+def make_record(
+    run: Run,
+    *,
+    status: str,
+    started_at: str,
+    wall_time_s: float,
+    error: str | None = None,
+    traceback: str | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A run's entry in the results file (see :mod:`harness.results`)."""
+    return {
+        "id": run.id,
+        "index": run.index,
+        "hash": run.hash,
+        "procedure": run.procedure,
+        "config": run.config,
+        "status": status,
+        "error": error,
+        "traceback": traceback,
+        "metrics": metrics or {},
+        "started_at": started_at,
+        "wall_time_s": round(wall_time_s, 3),
+    }
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,172 @@
+"""``bench rerun``: repeat one recorded run exactly and compare its numbers with the original.
+
+A run's record holds its procedure and full configuration (seed included); the results file's
+``execution`` holds the device, thread count, ``--deterministic`` and plugins it ran with. That
+is all a rerun needs. Files that a procedure shares between runs through the output directory
+(the pruning procedure's dense checkpoints in ``checkpoints/``) are copied from the original
+output directory into the new one, so that a run that starts from such a file starts from the
+same one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.data import DataContext
+from harness.determinism import determinism
+from harness.devices import resolve_device
+from harness.environment import capture_environment
+from harness.options import UnknownNameError
+from harness.procedure import RunContext
+from harness.registry import Registry
+from harness.results import RESULTS_NAME, ResultsStore, results_path
+from harness.runner import RunPolicy, execute_with
+from harness.suites import Run
+
+TOLERANCE = 1e-6
+SHARED_DIRS = ("checkpoints",)
+# Numbers that depend only on the seed and the code: accuracies, losses, counts, FLOPs.
+_COMPARED = re.compile(r"accuracy|loss|params|flops|drop|compression|speedup|width|^epochs?$")
+# Timings are never the same twice.
+_TIMING = re.compile(r"seconds|time|latency|memory|per_s$")
+
+
+CONTEXT_KEYS = ("torch", "python", "device_name", "git_commit")
+
+
+@dataclass
+class Rerun:
+    original: dict[str, Any]
+    record: dict[str, Any]
+    store: ResultsStore
+    context_changes: dict[str, tuple[Any, Any]]  # environment facts that differ: (then, now)
+
+    @property
+    def before(self) -> dict[str, float]:
+        return comparable(self.original["metrics"])
+
+    @property
+    def after(self) -> dict[str, float]:
+        return comparable(self.record["metrics"])
+
+    @property
+    def differences(self) -> list[tuple[str, float | None, float | None]]:
+        return differences(self.before, self.after)
+
+    @property
+    def reproduced(self) -> bool:
+        """Same status, and every compared metric within :data:`TOLERANCE`."""
+        return self.record["status"] == self.original["status"] and not self.differences
+
+
+def find_run(results: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """A recorded run by id (``003-lenet5-digits-s0``), index (``3``) or configuration hash."""
+    for record in results["runs"]:
+        if run_id in (record["id"], record["hash"], str(record.get("index"))):
+            return record
+    raise UnknownNameError("run", run_id, [r["id"] for r in results["runs"]])
+
+
+def rerun(
+    results: dict[str, Any],
+    source: Path,
+    run_id: str,
+    registry: Registry,
+    *,
+    out_dir: Path,
+    command: list[str],
+    data_root: Path | None = None,
+    isolate: bool = False,
+    run_timeout: float | None = None,
+) -> Rerun:
+    """Execute the recorded run ``run_id`` of ``results`` (read from ``source``) again, into a new
+    results file in ``out_dir``, on the device and with the settings it ran with."""
+    original = find_run(results, run_id)
+    execution = {
+        "device": results["environment"].get("device", "cpu"),
+        "threads": results["environment"].get("threads"),
+        "deterministic": False,
+        **results.get("execution", {}),
+    }
+    device = resolve_device(execution["device"])
+    if execution["threads"]:
+        torch.set_num_threads(execution["threads"])
+    policy = RunPolicy(
+        run_timeout=run_timeout,
+        isolate=isolate,
+        deterministic=execution["deterministic"],
+        plugins=tuple(execution.get("plugins", ())),
+    )
+    root = execution.get("data_root")
+    ctx = RunContext(
+        registry=registry,
+        device=device,
+        data=DataContext(data_root=data_root or (Path(root) if root else None)),
+        out_dir=out_dir,
+    )
+    environment = capture_environment(device)
+    store = ResultsStore.create(
+        out_dir / RESULTS_NAME,
+        command=command,
+        suite=results["suite"],
+        environment=environment,
+        execution={**execution, "threads": torch.get_num_threads(), "isolate": isolate},
+    )
+    store.data["rerun_of"] = {"results": str(results_path(source)), "run": original["id"]}
+    _copy_shared_files(results_path(source).parent, out_dir)
+    run = Run(original.get("index", 0), original["procedure"], original["config"])
+    procedure = registry.procedures.get(run.procedure)
+    with determinism(policy.deterministic, device):
+        record = execute_with(procedure, run, ctx, policy)
+    store.add(record)
+    store.finish("complete")
+    then = results["environment"]
+    changes = {
+        k: (then.get(k), environment[k]) for k in CONTEXT_KEYS if then.get(k) != environment[k]
+    }
+    return Rerun(original, record, store, changes)
+
+
+def _copy_shared_files(source: Path, out_dir: Path) -> None:
+    for name in SHARED_DIRS:
+        if (source / name).is_dir():
+            shutil.copytree(source / name, out_dir / name, dirs_exist_ok=True)
+
+
+def comparable(metrics: Any, path: str = "") -> dict[str, float]:
+    """The numbers of ``metrics`` that a repeat must reproduce, by dotted path
+    (``history.0.val_loss``); timings are left out."""
+    if isinstance(metrics, dict):
+        items = metrics.items()
+    elif isinstance(metrics, list):
+        items = enumerate(metrics)
+    else:
+        parts = path.split(".")
+        numeric = isinstance(metrics, (int, float)) and not isinstance(metrics, bool)
+        wanted = any(_COMPARED.search(p) for p in parts if not p.isdigit())
+        timing = any(_TIMING.search(p) for p in parts)
+        return {path: float(metrics)} if numeric and wanted and not timing else {}
+    found: dict[str, float] = {}
+    for key, value in items:
+        found.update(comparable(value, f"{path}.{key}" if path else str(key)))
+    return found
+
+
+def differences(
+    before: dict[str, float], after: dict[str, float], tolerance: float = TOLERANCE
+) -> list[tuple[str, float | None, float | None]]:
+    """The metrics that differ by more than ``tolerance`` (or exist on one side only)."""
+    return [
+        (key, before.get(key), after.get(key))
+        for key in sorted(before.keys() | after.keys())
+        if key not in before
+        or key not in after
+        or not math.isclose(before[key], after[key], rel_tol=0, abs_tol=tolerance)
+    ]

@@ -1,0 +1,104 @@
+"""Deliberately broken models, loaded with ``--plugin`` by tests/test_reliability.py.
+
+Each is a tiny MLP that misbehaves in one way while training (``forward`` in train mode), so that
+the geometry check before training (eval mode) passes unless the shape itself is the fault.
+"""
+
+import ctypes
+import importlib.util
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from harness import hookimpl
+from harness.registry import ModelSpec
+
+
+class Misbehaving(nn.Module):
+    def __init__(self, input_shape, num_classes, fault, outputs=None):
+        super().__init__()
+        self.fault = fault
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(math.prod(input_shape), outputs or num_classes)
+        )
+
+    def forward(self, x):
+        if self.training:
+            self.fault()
+        return self.net(x)
+
+
+def _raise():
+    raise RuntimeError("boom in forward")
+
+
+def _cuda_oom():
+    raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
+def _sleep():
+    time.sleep(0.05)
+
+
+def _segfault():
+    ctypes.string_at(0)  # reads address 0: SIGSEGV
+
+
+def _exit():
+    os._exit(3)
+
+
+def _hang():
+    """Stuck where no alarm reaches it, as a long native call would be."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    time.sleep(60)
+
+
+class NaNOutput(nn.Module):
+    def __init__(self, input_shape, num_classes):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), num_classes))
+
+    def forward(self, x):
+        out = self.net(x)
+        return out * float("nan") if self.training else out
+
+
+def _missing_import(input_shape, num_classes):
+    import bench_module_that_does_not_exist  # noqa: F401
+
+
+def _slow_import(input_shape, num_classes):
+    """Imports a module that takes a second, then trains slowly."""
+    spec = importlib.util.spec_from_file_location(
+        "slow_import", Path(__file__).with_name("slow_import.py")
+    )
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    return Misbehaving(input_shape, num_classes, _sleep)
+
+
+def _model(name, fault, outputs=None):
+    return ModelSpec(
+        name,
+        f"misbehaves: {name}",
+        lambda input_shape, num_classes: Misbehaving(input_shape, num_classes, fault, outputs),
+    )
+
+
+@hookimpl
+def register_models(register):
+    register(_model("raises-forward", _raise))
+    register(_model("wrong-shape", lambda: None, outputs=3))
+    register(_model("cuda-oom", _cuda_oom))
+    register(_model("sleepy", _sleep))
+    register(_model("segfault", _segfault))
+    register(_model("exits", _exit))
+    register(_model("hangs", _hang))
+    register(ModelSpec("nan-output", "returns NaN logits in training", NaNOutput))
+    register(ModelSpec("slow-import", "imports slowly, then trains slowly", _slow_import))
+    register(ModelSpec("missing-import", "imports a module that is not installed", _missing_import))

@@ -1,0 +1,5 @@
+"""A module that takes a second to import (see the ``slow-import`` model in broken_plugins.py)."""
+
+import time
+
+time.sleep(1.0)

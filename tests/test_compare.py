@@ -1,0 +1,522 @@
+"""bench compare: run matching, metric directions, the regression rules and the exit codes.
+
+Results files are written in the real schema: timing records come from
+:class:`harness.timing.Timing`, run hashes from :class:`harness.suites.Run`, with samples drawn
+from seeded distributions, so nothing here depends on the speed of the machine.
+"""
+
+import json
+import re
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import cli
+from harness.compare import (
+    ACCURACY,
+    IMPROVED,
+    NOISY,
+    OK,
+    REGRESSION,
+    TIME,
+    UNCLEAR,
+    Measurement,
+    Rules,
+    compare_files,
+    judge,
+    metric_kind,
+)
+from harness.suites import Run
+from harness.timing import Timing
+
+ENVIRONMENT = {
+    "bench_version": "0.1.0",
+    "python": "3.11.7",
+    "torch": "2.4.0",
+    "cuda": None,
+    "device": "cpu",
+    "device_name": "Test CPU",
+    "cpu": "Test CPU",
+    "threads": 2,
+    "platform": "Linux",
+    "hostname": "ci-runner",
+    "git_commit": "0123456789abcdef",
+}
+
+
+def draws(seed: int, n: int = 30, median: float = 0.010, spread: float = 0.05) -> list[float]:
+    """``n`` log-normal timing samples around ``median`` seconds (IQR/median about 1.35 x
+    ``spread``)."""
+    rng = np.random.default_rng(seed)
+    return list(median * np.exp(rng.normal(0.0, spread, n)))
+
+
+def timing_run(index: int, samples: dict[str, list[float]], *, batch: int = 32, **config):
+    config = {
+        "name": f"lenet5-synthetic-cpu-b{batch}",
+        "model": "lenet5",
+        "model_label": "lenet5",
+        "model_options": {},
+        "dataset": "synthetic",
+        "dataset_label": "synthetic",
+        "dataset_options": {"shape": "1x28x28"},
+        "grid_point": {},
+        "train": {},
+        "device": "cpu",
+        "batch_size": batch,
+        "seed": 0,
+        "modes": list(samples),
+        **config,
+    }
+    metrics = {mode: Timing(list(s), 1, 0.0, False).to_dict() for mode, s in samples.items()}
+    return record(Run(index, "throughput", config), metrics)
+
+
+def accuracy_run(index: int, seed: int, test_accuracy: float, model: str = "mlp"):
+    config = {
+        "name": f"{model}-digits-s{seed}",
+        "model": model,
+        "model_label": model,
+        "model_options": {},
+        "dataset": "digits",
+        "dataset_label": "digits",
+        "dataset_options": {},
+        "grid_point": {},
+        "train": {"epochs": 10},
+        "seed": seed,
+    }
+    metrics = {
+        "test_accuracy": test_accuracy,
+        "val_accuracy": test_accuracy,
+        "params": 101_770,
+        "history": [{"epoch": 1, "train_loss": 0.5}],
+    }
+    return record(Run(index, "accuracy", config), metrics)
+
+
+def record(run: Run, metrics: dict, status: str = "ok"):
+    return {
+        "id": run.id,
+        "index": run.index,
+        "hash": run.hash,
+        "procedure": run.procedure,
+        "config": run.config,
+        "status": status,
+        "error": None if status == "ok" else "RuntimeError: boom",
+        "traceback": None,
+        "metrics": metrics if status == "ok" else {},
+        "started_at": "2026-11-23T00:00:00+00:00",
+        "wall_time_s": 1.0,
+    }
+
+
+def write(path, runs, *, status="complete", procedure="throughput", **environment):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "schema_version": 1,
+        "tool": "bench",
+        "bench_version": "0.1.0",
+        "status": status,
+        "command": ["bench", "run"],
+        "created_at": "2026-11-23T00:00:00+00:00",
+        "updated_at": "2026-11-23T00:00:00+00:00",
+        "suite": {
+            "name": "test",
+            "procedure": procedure,
+            "source": "test",
+            "description": "",
+            "settings": {},
+        },
+        "environment": {**ENVIRONMENT, **environment},
+        "runs": runs,
+    }
+    path.write_text(json.dumps(document))
+    return path
+
+
+def bench_compare(*args):
+    result = CliRunner().invoke(cli, ["compare", *map(str, args)])
+    return result.exit_code, result.output
+
+
+def pair(tmp_path, base_samples, cand_samples, **candidate_environment):
+    base = write(tmp_path / "base.json", [timing_run(0, {"train_step": base_samples})])
+    cand = write(
+        tmp_path / "cand.json",
+        [timing_run(0, {"train_step": cand_samples})],
+        **candidate_environment,
+    )
+    return base, cand
+
+
+def verdicts(comparison):
+    return {(row.config, row.metric): row.verdict for row in comparison.rows}
+
+
+def test_runs_match_by_configuration_whatever_their_order(tmp_path):
+    base = write(
+        tmp_path / "base.json",
+        [
+            timing_run(0, {"forward": draws(1)}, batch=1),
+            timing_run(1, {"forward": draws(2)}, batch=32),
+            timing_run(2, {"forward": draws(3)}, batch=64),
+        ],
+    )
+    cand = write(
+        tmp_path / "cand.json",
+        [
+            timing_run(0, {"forward": draws(4)}, batch=32),
+            timing_run(1, {"forward": draws(5)}, batch=1),
+            timing_run(2, {"forward": draws(6)}, batch=128),
+        ],
+    )
+    comparison = compare_files(base, cand, Rules())
+    assert [row.config for row in comparison.rows] == [
+        "lenet5-synthetic-cpu-b1",
+        "lenet5-synthetic-cpu-b32",
+    ]
+    assert comparison.only_baseline == ["lenet5-synthetic-cpu-b64"]
+    assert comparison.only_candidate == ["lenet5-synthetic-cpu-b128"]
+    code, output = bench_compare(base, cand)
+    assert code == 0
+    assert "only in baseline (1): lenet5-synthetic-cpu-b64" in output
+    assert "only in candidate (1): lenet5-synthetic-cpu-b128" in output
+
+
+def test_a_run_of_the_same_name_with_other_settings_is_not_matched_and_says_why(tmp_path):
+    base = write(tmp_path / "base.json", [timing_run(0, {"forward": draws(1)})])
+    cand = write(tmp_path / "cand.json", [timing_run(0, {"forward": draws(2)}, amp="bf16")])
+    code, output = bench_compare(base, cand)
+    assert code == 3
+    assert "lenet5-synthetic-cpu-b32 (configuration differs in: amp)" in output
+    assert "nothing comparable" in output
+
+
+def test_seeds_are_pooled_and_matched_whatever_the_seed_numbers(tmp_path):
+    base = write(
+        tmp_path / "base.json",
+        [accuracy_run(0, 0, 0.96), accuracy_run(1, 1, 0.97)],
+        procedure="accuracy",
+    )
+    cand = write(
+        tmp_path / "cand.json",
+        [accuracy_run(0, 5, 0.965), accuracy_run(1, 6, 0.975)],
+        procedure="accuracy",
+    )
+    (test, val) = compare_files(base, cand, Rules()).rows
+    assert (test.config, test.metric, val.metric) == ("mlp-digits", "test_accuracy", "val_accuracy")
+    assert test.baseline.samples == (0.96, 0.97) and test.candidate.n == 2
+    assert test.change == pytest.approx(0.5)
+
+
+def test_each_metric_knows_its_kind_and_the_rest_is_not_compared():
+    timing = Timing([0.01, 0.02], 1, 0.0, False).to_dict()
+    assert metric_kind("train_step", timing) == TIME
+    assert metric_kind("latency", {**timing, "median_ms": 10.0}) == TIME
+    assert metric_kind("test_accuracy", 0.97) == ACCURACY
+    assert metric_kind("accuracy_after", 0.9) == ACCURACY
+    for name, value in [("params", 61_706), ("flops", 1e6), ("history", []), ("noisy", True)]:
+        assert metric_kind(name, value) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "base", "cand", "expected"),
+    [
+        (TIME, draws(1), [1.3 * s for s in draws(2)], REGRESSION),  # slower is worse
+        (TIME, draws(1), [0.7 * s for s in draws(2)], IMPROVED),  # faster is better
+        (ACCURACY, [0.97, 0.971, 0.969], [0.94, 0.941, 0.939], REGRESSION),  # lower is worse
+        (ACCURACY, [0.94, 0.941, 0.939], [0.97, 0.971, 0.969], IMPROVED),  # higher is better
+    ],
+)
+def test_direction_of_each_kind(kind, base, cand, expected):
+    row = judge("run", "m", Measurement.of(kind, base), Measurement.of(kind, cand), Rules())
+    assert row.verdict == expected
+
+
+def test_a_clear_30_percent_slowdown_on_30_samples_is_a_regression(tmp_path):
+    base, cand = pair(tmp_path, draws(1), [1.3 * s for s in draws(2)])
+    code, output = bench_compare(base, cand)
+    assert code == 1
+    line = next(line for line in output.splitlines() if "| train_step" in line)
+    assert "REGRESSION" in line and "Mann-Whitney U, n=30/30" in line
+    assert re.search(r"\+\d\d\.\d%", line)
+    assert "verdict: 1 REGRESSION (exit 1)" in output
+
+
+def test_two_draws_from_the_same_distribution_are_not_a_regression(tmp_path):
+    base, cand = pair(tmp_path, draws(1), draws(2))
+    assert bench_compare(base, cand)[0] == 0
+
+
+@pytest.mark.parametrize("threshold", ["10%", "0%"])
+def test_false_positive_rate_over_500_draws_stays_below_2_percent(threshold):
+    """Same distribution on both sides, IQR/median about 11% (not noisy). With the default 10%
+    threshold a false alarm needs both a 10% median shift and p < 0.01; with a 0% threshold the
+    Mann-Whitney U test alone decides and its false-positive rate is its level, about 1%."""
+    rules = Rules.parse([threshold], [], strict=False)
+    rng = np.random.default_rng(20261123)
+    alarms = 0
+    for _ in range(500):
+        base, cand = (list(0.01 * np.exp(rng.normal(0.0, 0.08, 30))) for _ in range(2))
+        row = judge("run", "m", Measurement.of(TIME, base), Measurement.of(TIME, cand), rules)
+        assert not row.noisy
+        alarms += row.fails
+    assert alarms / 500 < 0.02
+
+
+def test_an_improvement_never_fails(tmp_path):
+    base, cand = pair(tmp_path, draws(1), [0.5 * s for s in draws(2)])
+    for flags in ([], ["--strict"]):
+        code, output = bench_compare(base, cand, *flags)
+        assert code == 0 and "improved" in output and "-50.0%" in output
+
+
+def test_a_noisy_regression_is_reported_not_failed_unless_strict(tmp_path):
+    base, cand = pair(tmp_path, draws(1, spread=0.4), [1.5 * s for s in draws(2, spread=0.4)])
+    code, output = bench_compare(base, cand)
+    assert code == 0 and NOISY in output
+    code, output = bench_compare(base, cand, "--strict")
+    assert code == 1 and "REGRESSION (noisy)" in output
+
+
+def test_a_slowdown_within_the_threshold_is_ok_even_when_significant(tmp_path):
+    base, cand = pair(tmp_path, draws(1, spread=0.01), [1.05 * s for s in draws(2, spread=0.01)])
+    row = compare_files(base, cand, Rules()).rows[0]
+    assert row.p_value < 1e-6 and row.verdict == OK
+
+
+def test_per_metric_threshold_globs_override_the_default(tmp_path):
+    samples = {"forward": draws(1), "train_step": draws(2)}
+    slower = {"forward": [1.3 * s for s in draws(3)], "train_step": [1.3 * s for s in draws(4)]}
+    base = write(tmp_path / "base.json", [timing_run(0, samples)])
+    cand = write(tmp_path / "cand.json", [timing_run(0, slower)])
+    comparison = compare_files(base, cand, Rules.parse(["train_step*=50%"], [], False))
+    assert verdicts(comparison) == {
+        ("lenet5-synthetic-cpu-b32", "forward"): REGRESSION,
+        ("lenet5-synthetic-cpu-b32", "train_step"): OK,
+    }
+    assert bench_compare(base, cand, "--threshold", "40%")[0] == 0
+    code, output = bench_compare(base, cand, "--metric", "train_step*")
+    assert code == 1 and "| forward" not in output
+    code, output = bench_compare(base, cand, "--metric", "epoch")
+    assert code == 3 and "matches --metric epoch" in output
+
+
+@pytest.mark.parametrize("bad", ["10", "ten%", "-5%", "=5%", "5 ms"])
+def test_a_malformed_threshold_is_a_usage_error(tmp_path, bad):
+    base, cand = pair(tmp_path, draws(1), draws(2))
+    code, output = bench_compare(base, cand, "--threshold", bad)
+    assert code == 2 and "expected [GLOB=]N% for timings or [GLOB=]Npp" in output
+
+
+def test_few_samples_fall_back_to_confidence_intervals_and_one_sample_decides_nothing():
+    rules = Rules()
+    base = Measurement.of(TIME, [0.010, 0.0101, 0.0099])
+    slower = Measurement.of(TIME, [0.015, 0.0151, 0.0149])
+    row = judge("run", "m", base, slower, rules)
+    assert row.verdict == REGRESSION and row.test.startswith("99% CIs disjoint (n=3/3)")
+    wide = Measurement.of(TIME, [0.008, 0.015, 0.022])
+    assert judge("run", "m", base, wide, rules).verdict == UNCLEAR
+    one = judge("run", "epoch", Measurement.of(TIME, [1.0]), Measurement.of(TIME, [2.0]), rules)
+    assert one.verdict == UNCLEAR and one.test == "too few samples (n=1/1)"
+
+
+def test_an_accuracy_drop_beyond_threshold_and_spread_is_a_regression(tmp_path):
+    def files(base_values, cand_values):
+        base = write(
+            tmp_path / "base.json",
+            [accuracy_run(i, i, v) for i, v in enumerate(base_values)],
+            procedure="accuracy",
+        )
+        cand = write(
+            tmp_path / "cand.json",
+            [accuracy_run(i, i, v) for i, v in enumerate(cand_values)],
+            procedure="accuracy",
+        )
+        return base, cand
+
+    code, output = bench_compare(*files([0.970, 0.972, 0.968], [0.950, 0.952, 0.948]))
+    assert code == 1 and "-2.00 pp" in output and "2·SE" in output
+    # a 1.5 pp drop, but the seeds spread by 2 pp: within two standard errors
+    code, output = bench_compare(*files([0.95, 0.97, 0.99], [0.935, 0.955, 0.975]))
+    assert code == 0 and UNCLEAR in output
+    # a 0.5 pp drop is within the default 1 pp, not within 0.2pp
+    base, cand = files([0.970, 0.972, 0.968], [0.965, 0.967, 0.963])
+    assert bench_compare(base, cand)[0] == 0
+    assert bench_compare(base, cand, "--threshold", "*accuracy=0.2pp")[0] == 1
+
+
+def test_different_machines_are_reported_and_fail_only_when_strict(tmp_path):
+    base, cand = pair(tmp_path, draws(1), draws(2), hostname="laptop", torch="2.5.0")
+    code, output = bench_compare(base, cand)
+    assert code == 0
+    warning = next(line for line in output.splitlines() if line.startswith("warning:"))
+    assert "hostname: ci-runner vs laptop" in warning and "torch: 2.4.0 vs 2.5.0" in warning
+    code, output = bench_compare(base, cand, "--strict")
+    assert code == 3 and "different machines or software (--strict)" in output
+
+
+def test_unreadable_files_are_usage_errors(tmp_path):
+    base, _ = pair(tmp_path, draws(1), draws(2))
+    empty = tmp_path / "empty.json"
+    empty.write_text("")
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(base.read_text()[:100])
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text('{"hello": "world"}')
+    cases = {
+        tmp_path / "missing.json": "no results file at",
+        empty: "is not valid JSON",
+        truncated: "is not valid JSON",
+        foreign: "is not a bench results file",
+    }
+    for path, message in cases.items():
+        code, output = bench_compare(base, path)
+        assert code == 2 and message in output and "Traceback" not in output
+
+
+def test_failed_runs_unfinished_files_and_empty_files_exit_3(tmp_path):
+    base, cand = pair(tmp_path, draws(1), draws(2))
+    failed = write(
+        tmp_path / "failed.json",
+        [timing_run(0, {"train_step": draws(3)}), record(Run(1, "throughput", {}), {}, "failed")],
+    )
+    code, output = bench_compare(base, failed)
+    assert code == 3 and "run 001-run1 failed: RuntimeError: boom" in output
+    interrupted = write(
+        tmp_path / "interrupted.json", [timing_run(0, {"train_step": draws(3)})], status="running"
+    )
+    code, output = bench_compare(base, interrupted)
+    assert code == 3 and "the file is 'running', not complete" in output
+    no_runs = write(tmp_path / "none.json", [])
+    code, output = bench_compare(base, no_runs)
+    assert code == 3 and "nothing comparable" in output
+
+
+def pytest_benchmark_file(path, medians: dict[str, list[float]], save_data=True, node="ci"):
+    """A pytest-benchmark (5.x) JSON document holding the given per-iteration samples."""
+    benchmarks = []
+    for name, samples in medians.items():
+        values = np.asarray(samples)
+        q1, median, q3 = np.percentile(values, [25, 50, 75])
+        stats = {
+            name: float(value)
+            for name, value in {
+                "min": values.min(),
+                "max": values.max(),
+                "mean": values.mean(),
+                "stddev": values.std(ddof=1),
+                "rounds": len(values),
+                "median": median,
+                "iqr": q3 - q1,
+                "q1": q1,
+                "q3": q3,
+                "iqr_outliers": 0,
+                "stddev_outliers": 0,
+                "ld15iqr": values.min(),
+                "hd15iqr": values.max(),
+                "ops": 1 / values.mean(),
+                "total": values.sum(),
+                "iterations": 1,
+            }.items()
+        }
+        stats["outliers"] = "0;0"
+        if save_data:
+            stats["data"] = list(values)
+        benchmarks.append(
+            {
+                "group": "train_step",
+                "name": name,
+                "fullname": f"benchmarks/test_model_speed.py::{name}",
+                "params": {"workload": name[16:-1]},
+                "param": name[16:-1],
+                "extra_info": {"torch": "2.4.0", "device": "cpu", "threads": 2},
+                "options": {"min_rounds": 5, "max_time": 1.0, "timer": "perf_counter"},
+                "stats": stats,
+            }
+        )
+    document = {
+        "machine_info": {"node": node, "processor": "x86_64", "python_version": "3.11.7"},
+        "commit_info": {"id": "0123456789abcdef", "dirty": False},
+        "benchmarks": benchmarks,
+        "datetime": "2026-11-23T00:00:00",
+        "version": "5.2.3",
+    }
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_pytest_benchmark_files_with_raw_data_or_only_stats(tmp_path):
+    names = ["test_train_step[mlp]", "test_train_step[lenet5]"]
+    base_samples = {name: draws(i, n=40) for i, name in enumerate(names)}
+    cand_samples = {names[0]: draws(7, n=40), names[1]: [1.3 * s for s in draws(8, n=40)]}
+    for save_data, method in ((True, "Mann-Whitney U"), (False, "99% CIs")):
+        base = pytest_benchmark_file(tmp_path / "0001.json", base_samples, save_data)
+        cand = pytest_benchmark_file(tmp_path / "0002.json", cand_samples, save_data)
+        comparison = compare_files(base, cand, Rules())
+        assert verdicts(comparison) == {
+            ("train_step", names[0]): OK,
+            ("train_step", names[1]): REGRESSION,
+        }
+        assert all(method in row.test for row in comparison.rows)
+        assert comparison.exit_code == 1
+    assert comparison.baseline.environment["torch"] == "2.4.0"
+    code, output = bench_compare(base, cand, "--metric", "test_train_step*")
+    assert code == 1 and "test_train_step[lenet5]" in output
+    code, output = bench_compare(base, write(tmp_path / "bench.json", []))
+    assert code == 2 and "cannot compare a pytest-benchmark file" in output
+
+
+def markdown_tables(text: str) -> list[list[str]]:
+    tables, current = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+def assert_valid_tables(text: str) -> int:
+    tables = markdown_tables(text)
+    for header, rule, *rows in tables:
+        cells = header.count("|")
+        assert re.fullmatch(r"\|(:?-+:?\|)+", rule) and rule.count("|") == cells
+        assert all(row.endswith("|") and row.count("|") == cells for row in rows)
+    return len(tables)
+
+
+def test_markdown_summary_for_a_pull_request(tmp_path):
+    base = write(
+        tmp_path / "base.json",
+        [timing_run(0, {"forward": draws(1), "train_step": draws(2)})],
+    )
+    cand = write(
+        tmp_path / "cand.json",
+        [
+            timing_run(0, {"forward": draws(3), "train_step": [1.3 * s for s in draws(4)]}),
+            timing_run(1, {"forward": draws(5)}, batch=128),
+        ],
+        threads=4,
+    )
+    summary = tmp_path / "out" / "summary.md"
+    code, _ = bench_compare(base, cand, "--markdown-out", summary)
+    assert code == 1
+    text = summary.read_text()
+    assert text.startswith("## bench compare: regression\n")
+    assert "> **Warning:** different machines or software" in text and "threads: 2 vs 4" in text
+    assert "### Changes beyond the thresholds" in text and "<details>" in text
+    assert "Only in candidate (1): lenet5-synthetic-cpu-b128" in text
+    assert assert_valid_tables(text) == 3  # environment, notable changes, all comparisons
+
+
+def test_json_output_carries_the_verdicts(tmp_path):
+    base, cand = pair(tmp_path, draws(1), [1.3 * s for s in draws(2)])
+    result = CliRunner().invoke(cli, ["compare", str(base), str(cand), "--json"])
+    document = json.loads(result.output)
+    assert result.exit_code == document["exit_code"] == 1
+    (row,) = document["rows"]
+    assert row["verdict"] == REGRESSION and row["p_value"] < 0.01
+    assert row["baseline"]["n"] == 30 and row["change"] == pytest.approx(0.3, abs=0.05)

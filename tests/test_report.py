@@ -1,0 +1,229 @@
+"""bench report: every built-in procedure's tables from real (tiny) results files, in markdown,
+CSV and JSON, one file or several side by side, plots on request, and any other procedure."""
+
+import csv
+import io
+import json
+
+import pytest
+from click.testing import CliRunner
+from test_compare import assert_valid_tables
+
+from harness.cli import cli
+from harness.plugins import load_plugins
+from harness.procedure import Procedure, Report
+from harness.reporting import render
+from harness.results import load_results
+from harness.runner import run_suite
+from harness.suites import parse_suite
+
+DIGITS_8X8 = [{"name": "digits", "options": {"size": 8}}]
+MLP_10 = [{"name": "mlp", "options": {"hidden": 10}}]
+SUITES = {
+    "accuracy": {"models": MLP_10, "datasets": DIGITS_8X8, "seeds": [0, 1], "train": {"epochs": 1}},
+    "pruning": {
+        "models": MLP_10,
+        "datasets": DIGITS_8X8,
+        "train": {"epochs": 1},
+        "pruning": {
+            "methods": ["random", "scratch"],
+            "targets": [50],
+            "finetune_epochs": 0,
+            "latency_batch": 4,
+        },
+    },
+    "throughput": {
+        "models": MLP_10,
+        "datasets": [{"name": "synthetic", "options": {"samples": 8}}],
+        "throughput": {
+            "batch_sizes": [1, 4],
+            "devices": ["cpu"],
+            "quick": True,
+            "threads": 1,
+            "modes": ["forward", "train_step"],
+        },
+    },
+}
+TABLE_COLUMNS = {
+    "accuracy": ["model", "dataset", "params", "test acc %", "val acc %", "seeds"],
+    "pruning": ["model", "method", "target %", "achieved %", "acc after FT %"],
+    "throughput": ["model", "batch", "forward (IQR) ms", "train step (IQR) ms", "peak mem MiB"],
+}
+
+
+@pytest.fixture(scope="module")
+def results_files(registry, tmp_path_factory):
+    """One real results file per built-in procedure, from a tiny suite (seconds in all)."""
+    files = {}
+    for procedure, data in SUITES.items():
+        suite = parse_suite(
+            {"procedure": procedure, **data}, registry, source="test", default_name=procedure
+        )
+        out = tmp_path_factory.mktemp(procedure)
+        outcome = run_suite(suite, registry, out_dir=out / "run", quiet=True, command=[])
+        assert all(r["status"] == "ok" for r in outcome.store.runs)
+        files[procedure] = outcome.store.path
+    return files
+
+
+def bench_report(*args):
+    result = CliRunner().invoke(cli, ["report", *map(str, args)])
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize("procedure", list(SUITES))
+def test_markdown_report_of_each_builtin_procedure(results_files, procedure):
+    code, text = bench_report(results_files[procedure])
+    assert code == 0
+    assert text.startswith("# bench report\n") and "## Environment" in text
+    assert f"## {procedure} ({procedure})" in text and f"### {procedure}" in text
+    header = next(line for line in text.splitlines() if line.startswith("| model"))
+    assert "results" not in header  # one file: no column naming it
+    assert all(column in header for column in TABLE_COLUMNS[procedure])
+    assert text.count("| torch ") == 1  # the environment once, at the top
+    assert assert_valid_tables(text) == 3  # files, environment, the procedure's table
+
+
+@pytest.mark.parametrize("procedure", list(SUITES))
+def test_csv_and_json_hold_the_same_rows_as_the_markdown_table(registry, results_files, procedure):
+    path = results_files[procedure]
+    rows = list(csv.DictReader(io.StringIO(render([path], registry, "csv"))))
+    document = json.loads(render([path], registry, "json"))
+    (suite,) = document["suites"]
+    (table,) = suite["tables"]
+    assert table["name"] == procedure and table["rows"] and len(rows) == len(table["rows"])
+    for csv_row, json_row in zip(rows, table["rows"], strict=True):
+        assert csv_row["table"] == f"{procedure}/{procedure}" and csv_row["results"] == "run"
+        assert all(csv_row[k] == str(v) for k, v in json_row.items())
+        assert all(column in json_row for column in TABLE_COLUMNS[procedure])
+    (source,) = document["files"]
+    assert source["environment"] == load_results(path)["environment"]
+
+
+def test_accuracy_seeds_aggregate_in_every_format(registry, results_files):
+    document = json.loads(render([results_files["accuracy"]], registry, "json"))
+    (row,) = document["suites"][0]["tables"][0]["rows"]
+    assert row["seeds"] == "2/2" and " ± " in row["test acc %"]
+
+
+def test_two_files_side_by_side(registry, results_files, tmp_path):
+    """The same suite from two files (two machines, two commits): one table, a results column,
+    the rows of one configuration next to each other; the environment differences are marked."""
+    first = results_files["throughput"]
+    data = load_results(first)
+    data["environment"] = {**data["environment"], "hostname": "other-machine"}
+    data["runs"] = data["runs"][::-1]  # another order: lined up by configuration anyway
+    second = tmp_path / "other" / "results.json"
+    second.parent.mkdir()
+    second.write_text(json.dumps(data))
+
+    code, text = bench_report(first, second)
+    assert code == 0 and assert_valid_tables(text) == 3
+    assert "| hostname ≠ " in text and "| torch  " in text
+    header, _, *rows = text.split("### throughput\n\n")[1].split("\n\n")[0].splitlines()
+    cells = [[cell.strip() for cell in row.split("|")[1:-1]] for row in [header, *rows]]
+    assert cells[0][:2] == ["results", "model"]
+    batch = cells[0].index("batch")
+    assert [(row[0], row[batch]) for row in cells[1:]] == [
+        ("run", "1"),
+        ("other", "1"),
+        ("run", "4"),
+        ("other", "4"),
+    ]
+
+    rows = list(csv.DictReader(io.StringIO(render([first, second], registry, "csv"))))
+    assert [(r["results"], r["batch"]) for r in rows] == [
+        ("run", "1"),
+        ("other", "1"),
+        ("run", "4"),
+        ("other", "4"),
+    ]
+    document = json.loads(render([first, second], registry, "json"))
+    assert [f["results"] for f in document["files"]] == ["run", "other"]
+
+
+def test_different_suites_get_their_own_sections_and_csv_columns(registry, results_files):
+    paths = [results_files["accuracy"], results_files["throughput"]]
+    text = render(paths, registry)
+    assert "## accuracy (accuracy)" in text and "## throughput (throughput)" in text
+    rows = list(csv.DictReader(io.StringIO(render(paths, registry, "csv"))))
+    assert {r["table"] for r in rows} == {"accuracy/accuracy", "throughput/throughput"}
+    # both folders are named run: their parents tell them apart
+    assert [r["results"] for r in rows] == ["accuracy0/run", "throughput0/run", "throughput0/run"]
+    throughput = [r for r in rows if r["table"] == "throughput/throughput"]
+    assert throughput[0]["test acc %"] == "" and throughput[0]["forward (IQR) ms"]
+
+
+def test_the_same_file_twice_is_told_apart(registry, results_files):
+    path = results_files["accuracy"]
+    document = json.loads(render([path, path.parent], registry, "json"))
+    assert [f["results"] for f in document["files"]] == ["run#1", "run#2"]
+
+
+def test_plots_are_regenerated_on_request_only(results_files, tmp_path):
+    code, text = bench_report(results_files["pruning"])
+    assert code == 0 and "![" not in text
+    plots = tmp_path / "plots"
+    code, text = bench_report(results_files["pruning"], "--plots", plots)
+    (plot,) = plots.glob("*.png")
+    assert code == 0 and f"![{plot.stem}]({plot})" in text
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_out_writes_the_report_to_a_file(results_files, tmp_path):
+    out = tmp_path / "reports" / "table.csv"
+    code, output = bench_report(results_files["accuracy"], "--format", "csv", "--out", out)
+    assert code == 0 and f"report: {out}" in output
+    assert out.read_text().startswith("table,results,model,dataset")
+
+
+def test_a_procedure_without_tables_is_reported_with_its_own_markdown(results_files):
+    """Any registered procedure works: one that gives no tables as data keeps its markdown, and
+    CSV/JSON get one generic row per run."""
+    data = load_results(results_files["accuracy"])
+    registry = load_plugins().registry
+    registry.procedures.add(
+        Procedure(
+            name="custom",
+            description="a plugin's procedure",
+            plan=lambda suite, registry: [],
+            execute=lambda run, ctx: {},
+            report=lambda results, plots_dir: Report(markdown="## custom report\n\nits text\n"),
+        ),
+        "test",
+    )
+    data["suite"]["procedure"] = "custom"
+    path = results_files["accuracy"].parent.parent / "custom.json"
+    path.write_text(json.dumps(data))
+
+    text = render([path], registry)
+    assert "## accuracy (custom)" in text and "### custom\n\n## custom report\n\nits text" in text
+    (table,) = json.loads(render([path], registry, "json"))["suites"][0]["tables"]
+    assert table["name"] == "runs" and len(table["rows"]) == 2
+    row = table["rows"][0]
+    assert row["model"] == "mlp" and row["status"] == "ok" and 0 <= row["test_accuracy"] <= 1
+    assert "history" not in row  # only scalar metrics
+
+    unknown = render([path], load_plugins().registry)  # no plugin provides "custom" here
+    assert "procedure 'custom' is not loaded here" in unknown and "| test_accuracy" in unknown
+
+
+def test_timing_records_become_medians_in_the_generic_table(registry, results_files):
+    data = load_results(results_files["throughput"])
+    data["suite"]["procedure"] = "not-registered"
+    path = results_files["throughput"].parent.parent / "unknown.json"
+    path.write_text(json.dumps(data))
+    rows = list(csv.DictReader(io.StringIO(render([path], registry, "csv"))))
+    assert len(rows) == 2 and float(rows[0]["forward median ms"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "no results file at"), ("", "is not valid JSON"), ("[1, 2]", "not a bench results")],
+)
+def test_unreadable_files_are_usage_errors(tmp_path, content, message):
+    path = tmp_path / "results.json"
+    if content is not None:
+        path.write_text(content)
+    code, output = bench_report(path)
+    assert code == 2 and message in output and "Traceback" not in output
