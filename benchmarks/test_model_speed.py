@@ -8,11 +8,13 @@ A benchmark, not a test: the default ``pytest`` run collects only ``tests/``. Ru
 
 Each model is measured on one random batch shaped like its own input, of ``BENCH_BATCH_SIZE``
 samples (default 8) on ``BENCH_DEVICE`` (default cpu) with ``BENCH_THREADS`` torch threads
-(default: torch's choice). Images larger than 64x64 (the torchvision models' 3x224x224) are
-shrunk to 64x64 so that a run stays in minutes on a laptop.
-The steps are the harness's own (:class:`harness.timing.Workload`), so these numbers measure
-what ``bench time`` measures. ``extra_info`` records torch, device, threads, batch and input
-shape, which ``bench compare`` reads as the environment.
+(default: torch's choice; on a small or busy machine use fewer threads than free cores, e.g. 1:
+torch threads that compete with other processes for the cores make timings slow and erratic).
+Images larger than 64x64 (the torchvision models' 3x224x224) are shrunk to 64x64 so that a run
+stays in minutes on a laptop. The steps are the harness's own (:class:`harness.timing.Workload`),
+so these numbers measure what ``bench time`` measures. ``extra_info`` records torch, device,
+threads, batch size and input shape; ``bench compare`` reports torch, device and threads with the
+environment and matches benchmarks by name, batch size, input shape and device.
 """
 
 from __future__ import annotations

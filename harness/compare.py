@@ -5,7 +5,9 @@ dataset, their options, training settings, batch size, device, ...) without its 
 ``name`` derived from it). Runs of one configuration with different seeds are pooled: their
 timing samples together, their accuracies as one value per seed. Configurations found in only one
 file are listed, never compared; failed runs are listed and make the comparison incomplete.
-pytest-benchmark files are matched by each benchmark's ``fullname``.
+pytest-benchmark files are matched by each benchmark's ``fullname`` and, when its ``extra_info``
+records them (``benchmarks/test_model_speed.py`` does), its batch size, input shape and device:
+a run with another ``BENCH_BATCH_SIZE`` is listed as unmatched, not compared.
 
 Metrics and their direction. Timing records (a metric holding raw ``samples`` in seconds:
 ``forward``, ``forward_backward``, ``train_step``, ``epoch``, pruning's ``latency``, every
@@ -23,8 +25,9 @@ that level most CPU timings on a shared machine could never fail.)
 
 Accuracies. A regression is a drop of the mean over seeds by more than the threshold (default
 1.0 percentage points) that also exceeds twice the standard error of the difference of the
-means, sqrt(s_b^2/n_b + s_c^2/n_c) from the seeds' sample standard deviations; with one seed a
-side the spread is unknown and the threshold alone decides.
+means, sqrt(s_b^2/n_b + s_c^2/n_c) from the seeds' sample standard deviations; a side with a
+single seed has no spread of its own and borrows the other side's (the same training, only the
+code differs); with one seed on both sides the spread is unknown and the threshold alone decides.
 
 Improvements never fail. Different machines, devices, thread counts or software (torch, CUDA)
 are reported; with ``strict`` they make the comparison invalid (exit 3).
@@ -98,6 +101,11 @@ class Config:
     label: str
     config: dict[str, Any]
     metrics: dict[str, Measurement]
+    title: str = ""  # how lists of unmatched configurations name it (default: the label)
+
+    @property
+    def name(self) -> str:
+        return self.title or self.label
 
 
 @dataclass(frozen=True)
@@ -182,16 +190,22 @@ def _metrics(runs: Iterable[dict[str, Any]]) -> dict[str, Measurement]:
     return {name: Measurement.of(kind, values) for name, (kind, values) in pooled.items() if values}
 
 
+PYTEST_CONFIGURATION = ("batch_size", "input_shape", "device")  # from extra_info, when there
+
+
 def _from_pytest_benchmark(path: Path, data: dict[str, Any]) -> ResultSet:
     configs = {}
     for bench in data["benchmarks"]:
         try:
             fullname, name = bench["fullname"], bench["name"]
             measurement = _pytest_measurement(bench["stats"])
-        except (KeyError, TypeError, ValueError) as exc:
+            extra = bench.get("extra_info") or {}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BenchError(f"{path}: a benchmark without usable stats ({exc!r})") from None
         label = bench.get("group") or fullname.rsplit("::", 1)[0]
-        configs[fullname] = Config(label, {"fullname": fullname}, {name: measurement})
+        config = {"fullname": fullname, **{k: extra[k] for k in PYTEST_CONFIGURATION if k in extra}}
+        key = json.dumps(config, sort_keys=True, default=str)
+        configs[key] = Config(label, config, {name: measurement}, title=name)
     return ResultSet(path, "pytest-benchmark", _pytest_environment(data), configs)
 
 
@@ -354,7 +368,9 @@ def _time_evidence(base: Measurement, cand: Measurement):
 def _accuracy_evidence(base: Measurement, cand: Measurement):
     """Change of the mean in percentage points (+: better), clear beyond two standard errors."""
     change = 100 * (cand.mean - base.mean)
-    margin = 200 * math.sqrt(base.std**2 / base.n + cand.std**2 / cand.n)
+    base_std = base.std if base.n > 1 else cand.std  # one seed: the other side's spread
+    cand_std = cand.std if cand.n > 1 else base.std
+    margin = 200 * math.sqrt(base_std**2 / base.n + cand_std**2 / cand.n)
     seeds = f"seeds {base.n}/{cand.n}"
     test = f"2·SE {margin:.2f} pp ({seeds})" if margin else f"threshold only ({seeds})"
     return change, -change, abs(change) > margin, test, None
@@ -432,16 +448,16 @@ def compare_files(baseline: Path | str, candidate: Path | str, rules: Rules) -> 
 
 
 def _unmatched(config: Config, other: ResultSet) -> str:
-    """A configuration's label and, when the other file has one of the same name, what differs."""
-    twin = next((c for c in other.configs.values() if c.label == config.label), None)
+    """A configuration's name and, when the other file has one of the same name, what differs."""
+    twin = next((c for c in other.configs.values() if c.name == config.name), None)
     if twin is None:
-        return config.label
+        return config.name
     keys = sorted(
         k
         for k in config.config.keys() | twin.config.keys()
         if k not in NOT_CONFIGURATION and config.config.get(k) != twin.config.get(k)
     )
-    return f"{config.label} (configuration differs in: {', '.join(keys) or 'procedure'})"
+    return f"{config.name} (configuration differs in: {', '.join(keys) or 'procedure'})"
 
 
 def environment_differences(
@@ -465,8 +481,11 @@ def _seconds(value: float) -> str:
 
 
 def _value(m: Measurement) -> str:
+    """A timing's median and its IQR relative to the median (the noise rule's measure); an
+    accuracy's mean and standard deviation over seeds, in percent."""
     if m.kind == TIME:
-        return _seconds(m.median)
+        spread = f" (IQR {100 * m.iqr / m.median:.0f}%)" if m.median > 0 and m.n > 1 else ""
+        return _seconds(m.median) + spread
     spread = f" ± {100 * m.std:.2f}" if m.n > 1 else ""
     return f"{100 * m.mean:.2f}{spread} %"
 
@@ -528,17 +547,24 @@ def summary(comparison: Comparison) -> str:
 
 
 def rules_text(rules: Rules) -> str:
-    custom = ", ".join(
-        f"{t.glob}={100 * t.value:g}%" if t.kind == TIME else f"{t.glob}={t.value:g}pp"
-        for t in rules.thresholds
-    )
+    def thresholds(kind: str) -> str:
+        default = DEFAULT_THRESHOLDS[kind]
+        text = f"{100 * default:g}%" if kind == TIME else f"{default:g} pp"
+        custom = [
+            f"{t.glob}={100 * t.value:g}%" if kind == TIME else f"{t.glob}={t.value:g}pp"
+            for t in rules.thresholds
+            if t.kind == kind
+        ]
+        return f"{text} (then {', '.join(custom)}: the last matching glob wins)" if custom else text
+
     return (
-        f"timings regress when the median is worse by > {100 * DEFAULT_THRESHOLDS[TIME]:g}% "
-        f"and a one-sided Mann-Whitney U test gives p < {ALPHA} (disjoint 99% CIs when samples "
-        f"are too few), unless noisy (IQR/median > {100 * NOISE_LIMIT:g}%)"
+        f"timings regress when the median is worse by > {thresholds(TIME)} and a one-sided "
+        f"Mann-Whitney U test on the raw samples gives p < {ALPHA} (disjoint 99% confidence "
+        "intervals of the mean when the samples are too few for that test or were not saved), "
+        f"unless noisy (IQR/median > {100 * NOISE_LIMIT:g}% on either side)"
         f"{'; --strict: noisy ones too' if rules.strict else ''}; accuracies regress when the "
-        f"mean over seeds drops by > {DEFAULT_THRESHOLDS[ACCURACY]:g} pp and by > 2 standard "
-        "errors" + (f"; thresholds: {custom}" if custom else "")
+        f"mean over seeds drops by > {thresholds(ACCURACY)} and by > 2 standard errors of the "
+        "difference"
     )
 
 
@@ -568,6 +594,9 @@ def to_markdown(comparison: Comparison) -> str:
     full table folded."""
     base, cand = comparison.baseline, comparison.candidate
     title = {0: "no regression", 1: "regression", 3: "incomplete"}[comparison.exit_code]
+    noisy = sum(row.verdict == NOISY for row in comparison.rows)
+    if noisy and comparison.exit_code == 0:
+        title += f" ({noisy} noisy, not failed)"
     environment = [
         {"": "file", "baseline": f"`{base.path}`", "candidate": f"`{cand.path}`"},
         *(

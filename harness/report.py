@@ -42,13 +42,20 @@ def human(n: float | None) -> str:
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """A GitHub-flavoured markdown table (pandas + tabulate)."""
+    """A GitHub-flavoured markdown table (pandas + tabulate); a cell's pipes are escaped and its
+    line breaks become spaces, so that no value (an error message, a name) can break a row."""
     if not rows:
         return "_no rows_"
-    frame = pd.DataFrame(list(rows))
+    frame = pd.DataFrame([{_cell(k): _cell(v) for k, v in row.items()} for row in rows])
     if columns is not None:
-        frame = frame[list(columns)]
+        frame = frame[[_cell(c) for c in columns]]
     return frame.to_markdown(index=False, disable_numparse=True)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str):
+        return " ".join(value.splitlines()).replace("|", "\\|")
+    return value
 
 
 def group(

@@ -321,7 +321,10 @@ def render(
 ) -> str:
     """The report of ``paths`` in ``fmt`` (one of :data:`FORMATS`)."""
     sources = load_sources(paths)
-    sections = build(sources, registry, plots_dir)
+    return formatted(sources, build(sources, registry, plots_dir), fmt)
+
+
+def formatted(sources: Sequence[Source], sections: Sequence[Section], fmt: str) -> str:
     if fmt == "csv":
         return to_csv(sections)
     if fmt == "json":

@@ -249,20 +249,38 @@ def test_two_draws_from_the_same_distribution_are_not_a_regression(tmp_path):
     assert bench_compare(base, cand)[0] == 0
 
 
-@pytest.mark.parametrize("threshold", ["10%", "0%"])
-def test_false_positive_rate_over_500_draws_stays_below_2_percent(threshold):
-    """Same distribution on both sides, IQR/median about 11% (not noisy). With the default 10%
-    threshold a false alarm needs both a 10% median shift and p < 0.01; with a 0% threshold the
-    Mann-Whitney U test alone decides and its false-positive rate is its level, about 1%."""
-    rules = Rules.parse([threshold], [], strict=False)
+@pytest.mark.parametrize(
+    ("threshold", "n", "sigma"),
+    [
+        ("10%", 30, 0.08),  # the default rule on quiet timings (IQR/median about 11%)
+        ("0%", 30, 0.08),  # the Mann-Whitney U test alone: its level, about 1%
+        ("0%", 30, 0.2),  # spread timings (most of them noisy), failed anyway: --strict
+        ("10%", 5, 0.08),  # the smallest samples the exact test can decide at p < 0.01
+        ("0%", 5, 0.08),
+        ("0%", 3, 0.08),  # too few for the test: disjoint 99% confidence intervals
+    ],
+)
+def test_false_positive_rate_over_500_draws_stays_below_2_percent(threshold, n, sigma):
+    """Both sides drawn from one log-normal distribution, 500 times: a regression verdict is a
+    false alarm. --strict, so that noisy draws are failed too rather than excused."""
+    rules = Rules.parse([threshold], [], strict=True)
     rng = np.random.default_rng(20261123)
     alarms = 0
     for _ in range(500):
-        base, cand = (list(0.01 * np.exp(rng.normal(0.0, 0.08, 30))) for _ in range(2))
+        base, cand = (list(0.01 * np.exp(rng.normal(0.0, sigma, n))) for _ in range(2))
         row = judge("run", "m", Measurement.of(TIME, base), Measurement.of(TIME, cand), rules)
-        assert not row.noisy
         alarms += row.fails
     assert alarms / 500 < 0.02
+
+
+def test_a_30_percent_slowdown_on_30_samples_is_caught_in_every_draw():
+    rng = np.random.default_rng(7)
+    caught = 0
+    for _ in range(200):
+        base = Measurement.of(TIME, list(0.01 * np.exp(rng.normal(0.0, 0.08, 30))))
+        cand = Measurement.of(TIME, list(0.013 * np.exp(rng.normal(0.0, 0.08, 30))))
+        caught += judge("run", "m", base, cand, Rules()).verdict == REGRESSION
+    assert caught == 200
 
 
 def test_an_improvement_never_fails(tmp_path):
@@ -274,8 +292,10 @@ def test_an_improvement_never_fails(tmp_path):
 
 def test_a_noisy_regression_is_reported_not_failed_unless_strict(tmp_path):
     base, cand = pair(tmp_path, draws(1, spread=0.4), [1.5 * s for s in draws(2, spread=0.4)])
-    code, output = bench_compare(base, cand)
+    summary = tmp_path / "summary.md"
+    code, output = bench_compare(base, cand, "--markdown-out", summary)
     assert code == 0 and NOISY in output
+    assert summary.read_text().startswith("## bench compare: no regression (1 noisy, not failed)")
     code, output = bench_compare(base, cand, "--strict")
     assert code == 1 and "REGRESSION (noisy)" in output
 
@@ -345,6 +365,13 @@ def test_an_accuracy_drop_beyond_threshold_and_spread_is_a_regression(tmp_path):
     base, cand = files([0.970, 0.972, 0.968], [0.965, 0.967, 0.963])
     assert bench_compare(base, cand)[0] == 0
     assert bench_compare(base, cand, "--threshold", "*accuracy=0.2pp")[0] == 1
+    # one seed against three: a 2.5 pp drop, beyond 2 SE of the three seeds' mean alone (2.31
+    # pp), but the single seed is as uncertain as any one of them: 2 SE of the difference 4.62
+    code, output = bench_compare(*files([0.95, 0.97, 0.99], [0.945]))
+    assert code == 0 and "2·SE 4.62 pp (seeds 3/1)" in output and UNCLEAR in output
+    # one seed a side: the threshold alone decides
+    code, output = bench_compare(*files([0.97], [0.955]))
+    assert code == 1 and "threshold only (seeds 1/1)" in output
 
 
 def test_different_machines_are_reported_and_fail_only_when_strict(tmp_path):
@@ -365,8 +392,10 @@ def test_unreadable_files_are_usage_errors(tmp_path):
     truncated.write_text(base.read_text()[:100])
     foreign = tmp_path / "foreign.json"
     foreign.write_text('{"hello": "world"}')
+    (tmp_path / "no-results").mkdir()
     cases = {
         tmp_path / "missing.json": "no results file at",
+        tmp_path / "no-results": "no results file at",
         empty: "is not valid JSON",
         truncated: "is not valid JSON",
         foreign: "is not a bench results file",
@@ -468,6 +497,37 @@ def test_pytest_benchmark_files_with_raw_data_or_only_stats(tmp_path):
     assert code == 2 and "cannot compare a pytest-benchmark file" in output
 
 
+def test_pytest_benchmark_runs_of_another_batch_size_or_machine(tmp_path):
+    """Benchmarks match by name and by the batch size, input shape and device that
+    benchmarks/test_model_speed.py records; the machine is compared from machine_info."""
+    names = ["test_train_step[mlp]", "test_train_step[lenet5]"]
+    samples = {name: draws(i, n=40) for i, name in enumerate(names)}
+    base = pytest_benchmark_file(tmp_path / "0001.json", samples)
+    cand = pytest_benchmark_file(tmp_path / "0002.json", samples, node="laptop")
+    document = json.loads(cand.read_text())
+    document["benchmarks"][1]["extra_info"]["batch_size"] = 16
+    cand.write_text(json.dumps(document))
+    code, output = bench_compare(base, cand)
+    assert code == 0 and "| test_train_step[mlp] " in output
+    unmatched = "test_train_step[lenet5] (configuration differs in: batch_size)"
+    assert f"only in baseline (1): {unmatched}" in output
+    assert f"only in candidate (1): {unmatched}" in output
+    assert "warning: different machines or software" in output
+    assert "hostname: ci vs laptop" in output
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),  # not "benchmark": pytest-benchmark owns that fixture name
+    [({"name": "t", "fullname": "m::t"}, "'stats'"), ("oops", "without usable stats")],
+)
+def test_a_malformed_pytest_benchmark_file_is_a_usage_error(tmp_path, entry, message):
+    good = pytest_benchmark_file(tmp_path / "0001.json", {"test_x": draws(1)})
+    bad = tmp_path / "0002.json"
+    bad.write_text(json.dumps({"benchmarks": [entry]}))
+    code, output = bench_compare(good, bad)
+    assert code == 2 and message in output and "Traceback" not in output
+
+
 def markdown_tables(text: str) -> list[list[str]]:
     tables, current = [], []
     for line in [*text.splitlines(), ""]:
@@ -479,12 +539,19 @@ def markdown_tables(text: str) -> list[list[str]]:
     return tables
 
 
+def separators(row: str) -> int:
+    """The cell separators of a table row: pipes not escaped as \\|."""
+    return len(re.findall(r"(?<!\\)\|", row))
+
+
 def assert_valid_tables(text: str) -> int:
+    """Every GitHub-flavoured table in ``text``: a header, a delimiter row with as many cells,
+    and body rows with exactly as many cells."""
     tables = markdown_tables(text)
     for header, rule, *rows in tables:
-        cells = header.count("|")
+        cells = separators(header)
         assert re.fullmatch(r"\|(:?-+:?\|)+", rule) and rule.count("|") == cells
-        assert all(row.endswith("|") and row.count("|") == cells for row in rows)
+        assert all(row.endswith("|") and separators(row) == cells for row in rows)
     return len(tables)
 
 
@@ -510,6 +577,28 @@ def test_markdown_summary_for_a_pull_request(tmp_path):
     assert "### Changes beyond the thresholds" in text and "<details>" in text
     assert "Only in candidate (1): lenet5-synthetic-cpu-b128" in text
     assert assert_valid_tables(text) == 3  # environment, notable changes, all comparisons
+
+
+def test_markdown_stays_valid_whatever_the_names(tmp_path):
+    """A pipe or a line break in a benchmark's name cannot break a table row."""
+    names = {"test_x[a|b]": draws(1), "test_x[line\nbreak]": draws(2)}
+    base = pytest_benchmark_file(tmp_path / "0001.json", names)
+    cand = pytest_benchmark_file(
+        tmp_path / "0002.json", {name: [1.3 * s for s in v] for name, v in names.items()}
+    )
+    summary = tmp_path / "summary.md"
+    code, output = bench_compare(base, cand, "--markdown-out", summary)
+    assert code == 1 and "test_x[a\\|b]" in output and "test_x[line break]" in output
+    assert assert_valid_tables(output) == 1
+    assert assert_valid_tables(summary.read_text()) == 3
+
+
+def test_help_lists_the_exit_codes_one_per_line():
+    """Not rewrapped into one paragraph by click (the \\b marker), and no line too long."""
+    help_text = CliRunner().invoke(cli, ["compare", "--help"]).output
+    section = help_text[help_text.index("\n  Exit codes:\n") :].split("\n\n")[0]
+    assert re.findall(r"^    (\d)  \S", section, re.MULTILINE) == ["0", "1", "2", "3"]
+    assert max(map(len, help_text.splitlines())) <= 100
 
 
 def test_json_output_carries_the_verdicts(tmp_path):

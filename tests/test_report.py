@@ -166,8 +166,11 @@ def test_plots_are_regenerated_on_request_only(results_files, tmp_path):
     plots = tmp_path / "plots"
     code, text = bench_report(results_files["pruning"], "--plots", plots)
     (plot,) = plots.glob("*.png")
-    assert code == 0 and f"![{plot.stem}]({plot})" in text
+    assert code == 0 and f"![{plot.stem}]({plot})" in text and f"plot:    {plot}" in text
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a suite whose procedure draws none says so rather than leaving DIR empty unexplained
+    code, text = bench_report(results_files["throughput"], "--plots", tmp_path / "none")
+    assert code == 0 and "plots: none, the throughput procedure draws no plots" in text
 
 
 def test_out_writes_the_report_to_a_file(results_files, tmp_path):

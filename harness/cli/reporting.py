@@ -8,7 +8,7 @@ import click
 
 from harness.cli.common import get_plugins, plugin_option
 from harness.compare import Rules, compare_files, to_json, to_markdown, to_text
-from harness.reporting import FORMATS, render
+from harness.reporting import FORMATS, build, formatted, load_sources
 from harness.results import atomic_write_text
 
 
@@ -43,12 +43,21 @@ def report_command(ctx, files, fmt, out, plots) -> None:
       bench report a/results.json b/results.json --format csv --out table.csv
       bench report results/pruning --plots plots/
     """
-    text = render(files, get_plugins(ctx).registry, fmt, plots)
+    sources = load_sources(files)
+    sections = build(sources, get_plugins(ctx).registry, plots)
+    text = formatted(sources, sections, fmt)
     if out:
         atomic_write_text(out, text)
         click.echo(f"report: {out}", err=True)
     else:
         click.echo(text, nl=False)
+    if plots is not None:
+        drawn = [path for section in sections for path in section.files]
+        for path in drawn:
+            click.echo(f"plot:    {path}", err=True)
+        if not drawn:
+            procedures = ", ".join(sorted({section.procedure for section in sections}))
+            click.echo(f"plots: none, the {procedures} procedure draws no plots", err=True)
 
 
 @click.command("compare")
@@ -67,7 +76,8 @@ def report_command(ctx, files, fmt, out, plots) -> None:
     "metrics",
     multiple=True,
     metavar="GLOB",
-    help="Compare only metrics matching GLOB, e.g. 'train_step*' (repeatable).",
+    help="Compare only metrics matching GLOB, e.g. 'train_step*'; for pytest-benchmark files "
+    "the benchmark's name, e.g. 'test_train_step*' (repeatable).",
 )
 @click.option(
     "--strict",
@@ -86,17 +96,22 @@ def compare_command(ctx, baseline, candidate, thresholds, metrics, strict, markd
     """Compare CANDIDATE results against BASELINE; the exit code is the verdict.
 
     Both are bench results files (or their directories), or both pytest-benchmark JSON files.
-    Runs are matched by configuration. A timing regresses when its median is worse by more
-    than the threshold and a one-sided Mann-Whitney U test on the raw samples gives p < 0.01
-    (non-overlapping 99% confidence intervals when samples are too few); an accuracy regresses
+    Runs are matched by configuration (seeds apart); unmatched ones are listed. A timing
+    regresses when its median is worse by more than the threshold and a one-sided Mann-Whitney
+    U test on the raw samples gives p < 0.01 (non-overlapping 99% confidence intervals of the
+    mean when samples are too few or were not saved); an accuracy regresses
     when its mean over seeds drops by more than the threshold and by more than twice the
     standard error of the difference. Noisy timings (IQR/median > 25%) are reported, not
     failed, unless --strict.
 
     \b
-    Exit codes: 0 no regression, 1 regression, 2 usage error (a file that is missing or not a
-    results file), 3 nothing comparable, a failed run or an unfinished file (and, with
-    --strict, different machines, devices or torch versions).
+    Exit codes:
+      0  no regression (noisy regressions are reported, not failed)
+      1  a regression
+      2  usage error: a file missing, empty, truncated or not a results file;
+         a malformed option
+      3  nothing comparable, a failed run or an unfinished file; with --strict,
+         also different machines, devices, thread counts or torch versions
 
     \b
     Examples:
