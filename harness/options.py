@@ -14,14 +14,29 @@ class BenchError(Exception):
 
 
 class UnknownNameError(BenchError):
-    def __init__(self, kind: str, name: str, known: Iterable[str]):
+    """A name that is not known: the message suggests the closest known one and lists them all.
+
+    ``owner`` says whose names they are (``unknown option 'hiden' of model 'mlp'``).
+    """
+
+    def __init__(self, kind: str, name: str, known: Iterable[str], *, owner: str | None = None):
         known = sorted(known)
         close = difflib.get_close_matches(name, known, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
+        of = f" of {owner}" if owner else ""
         listing = ", ".join(known) if known else "(none)"
-        super().__init__(f"unknown {kind} '{name}'.{hint} Known {kind}s: {listing}")
+        super().__init__(f"unknown {kind} '{name}'{of}.{hint} Known {kind}s{of}: {listing}")
         self.name = name
         self.suggestion = close[0] if close else None
+
+
+class OptionError(BenchError):
+    """A bad option name or value; ``key`` is the option, so that a suite file's error can name
+    the exact key (``train.epochs``) rather than only its table."""
+
+    def __init__(self, message: str, key: str):
+        super().__init__(message)
+        self.key = key
 
 
 def _parse_bool(text: str) -> bool:
@@ -130,16 +145,18 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
 def resolve_options(
     owner: str, declared: Mapping[str, Option], given: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Validate ``given`` against ``declared`` and fill in defaults; errors name owner and key."""
+    """Validate ``given`` against ``declared`` and fill in defaults; errors (:class:`OptionError`)
+    name owner and key."""
     unknown = [key for key in given if key not in declared]
     if unknown:
-        raise UnknownNameError(f"option of {owner}", unknown[0], declared)
+        message = str(UnknownNameError("option", unknown[0], declared, owner=owner))
+        raise OptionError(message, unknown[0])
     resolved = {key: option.default for key, option in declared.items()}
     for key, value in given.items():
         try:
             resolved[key] = declared[key].coerce(value)
         except (ValueError, TypeError) as exc:
-            raise BenchError(f"{owner} option {key}={value!r}: {exc}") from None
+            raise OptionError(f"{owner} option {key}={value!r}: {exc}", key) from None
     return resolved
 
 

@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # files only: no display needed, none assumed
 import matplotlib.pyplot as plt  # noqa: E402
 
 from harness.report import group, mean_std  # noqa: E402
+from harness.suites import safe_name  # noqa: E402
 
 
 def plot_pruning(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
@@ -50,11 +51,8 @@ def plot_pruning(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         axes[0].set_ylabel("test accuracy after fine-tuning (%)")
         axes[1].legend(loc="lower left", fontsize=8)
         figure.suptitle(f"{model} on {dataset}: accuracy vs parameters removed (mean ± std)")
-        figure.tight_layout()
-        path = out_dir / f"pruning-{model}-{dataset}.png"
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        files.append(path)
+        # labels come from a results file, which may have been edited since bench wrote it
+        files.append(_save(figure, out_dir / safe_name(f"pruning-{model}-{dataset}.png")))
     return files
 
 

@@ -35,6 +35,18 @@ from harness.options import BenchError
 SCHEMA_VERSION = 1
 RESULTS_NAME = "results.json"
 STATUSES = ("ok", "failed", "diverged", "oom", "timeout")
+SUITE_STATUSES = ("running", "complete", "interrupted", "stopped")
+# What every reader relies on: the document's keys, its suite's and each run record's, by type.
+_DOCUMENT_KEYS = {"status": str, "command": list, "suite": dict, "environment": dict, "runs": list}
+_SUITE_KEYS = {"name": str, "procedure": str}
+_RUN_KEYS = {
+    "id": str,
+    "hash": str,
+    "procedure": str,
+    "status": str,
+    "config": dict,
+    "metrics": dict,
+}
 
 
 def now() -> str:
@@ -52,6 +64,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     with signals_held():
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
+            _chmod_as_created(fd)
             with os.fdopen(fd, "wb") as handle:
                 write(handle)
                 handle.flush()
@@ -61,6 +74,16 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             Path(tmp).unlink(missing_ok=True)
             raise
         _fsync_directory(path.parent)
+
+
+def _chmod_as_created(fd: int) -> None:
+    """Give the temporary file the permissions ``open()`` would have: ``mkstemp`` makes it
+    private (0600), and the rename would carry that over to results others need to read."""
+    if not hasattr(os, "fchmod"):  # Windows: no POSIX modes
+        return
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -191,19 +214,44 @@ def load_results(path: Path | str) -> dict[str, Any]:
         raise BenchError(
             f"{path} is not valid JSON (truncated or not a results file): {exc}"
         ) from None
-    if not isinstance(data, dict) or data.get("tool") != "bench" or "runs" not in data:
+    if not isinstance(data, dict) or data.get("tool") != "bench":
         raise BenchError(f"{path} is not a bench results file")
     if data.get("schema_version") != SCHEMA_VERSION:
         raise BenchError(
             f"{path} has schema version {data.get('schema_version')}; "
             f"this bench reads version {SCHEMA_VERSION}"
         )
-    runs = data["runs"]
-    if not isinstance(runs, list) or not all(
-        isinstance(r, dict)
-        and {"id", "hash", "status", "config", "metrics"} <= set(r)
-        and r["status"] in STATUSES
-        for r in runs
-    ):
-        raise BenchError(f"{path} is damaged: its runs are not bench run records")
+    problem = _schema_problem(data)
+    if problem:
+        raise BenchError(f"{path} is damaged, not a complete bench results file: {problem}")
     return data
+
+
+def _schema_problem(data: dict[str, Any]) -> str | None:
+    """What is missing or of the wrong type in a results document (``None``: nothing)."""
+    problem = _missing(data, _DOCUMENT_KEYS, "") or _missing(data["suite"], _SUITE_KEYS, "suite.")
+    if problem:
+        return problem
+    if data["status"] not in SUITE_STATUSES:
+        return f"status {data['status']!r} is not one of {', '.join(SUITE_STATUSES)}"
+    if not isinstance(data.get("execution", {}), dict):
+        return "execution is not a table"
+    for i, record in enumerate(data["runs"]):
+        if not isinstance(record, dict):
+            return f"runs[{i}] is not a run record"
+        problem = _missing(record, _RUN_KEYS, f"runs[{i}].")
+        if problem:
+            return problem
+        if record["status"] not in STATUSES:
+            return f"runs[{i}].status {record['status']!r} is not one of {', '.join(STATUSES)}"
+    return None
+
+
+def _missing(table: dict[str, Any], keys: dict[str, type], where: str) -> str | None:
+    """The first of ``keys`` that ``table`` lacks or holds with another type, described."""
+    for key, kind in keys.items():
+        if key not in table:
+            return f"{where}{key} is missing"
+        if not isinstance(table[key], kind):
+            return f"{where}{key} is not a {kind.__name__}"
+    return None

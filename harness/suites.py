@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.devices import resolve_device
-from harness.options import BenchError, Option, UnknownNameError, resolve_options
+from harness.options import BenchError, Option, OptionError, UnknownNameError, resolve_options
 from harness.registry import Registry, SuiteSpec
 from harness.training import TRAIN_OPTIONS
 
@@ -30,6 +30,7 @@ TOP_LEVEL_KEYS = {
     "datasets",
     "seeds",
     "device",
+    "threads",
     "train",
     "model_options",
     "dataset_options",
@@ -39,6 +40,13 @@ TOP_LEVEL_KEYS = {
 
 class SuiteError(BenchError):
     pass
+
+
+def suite_error(source: str, key: str, message: str) -> SuiteError:
+    """An error about ``key`` of the suite read from ``source`` (a file, or ``command line``),
+    worded the same wherever a suite is checked: ``suite file X: key 'K': message``."""
+    where = source if source == "command line" else f"suite file {source}"
+    return SuiteError(f"{where}: key '{key}': {message}")
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._,=+@-]+")
@@ -72,6 +80,11 @@ class Suite:
     grid: dict[str, list[Any]]
     settings: dict[str, Any]
     source: str
+    threads: int = 0  # torch CPU threads for the runs; 0: torch's default (--threads wins)
+
+    def error(self, key: str, message: str) -> SuiteError:
+        """For procedures that check more when they plan: see :func:`suite_error`."""
+        return suite_error(self.source, key, message)
 
     def header(self) -> dict[str, Any]:
         """How the suite is described in the results file."""
@@ -126,7 +139,8 @@ def find_suite(name_or_path: str, registry: Registry) -> Path:
     candidate = Path(name_or_path).expanduser()
     if name_or_path.endswith(".toml") or candidate.is_file():
         if not candidate.is_file():
-            raise SuiteError(f"suite file {candidate} does not exist")
+            problem = "is not a file" if candidate.exists() else "does not exist"
+            raise SuiteError(f"suite file {candidate} {problem}")
         return candidate
     return registry.suites.get(name_or_path).path
 
@@ -136,6 +150,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(f"suite file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SuiteError(f"suite file {path} is not UTF-8 text, as TOML must be: {exc}") from None
     except OSError as exc:
         raise SuiteError(f"cannot read suite file {path}: {exc}") from None
 
@@ -144,21 +160,13 @@ def parse_suite(
     data: Mapping[str, Any], registry: Registry, *, source: str, default_name: str = "suite"
 ) -> Suite:
     """Validate a parsed suite document against the registry; errors name ``source`` and the key."""
-
-    where = source if source == "command line" else f"suite file {source}"
-
-    def fail(key: str, message: str) -> SuiteError:
-        return SuiteError(f"{where}: key '{key}': {message}")
-
+    fail = partial(suite_error, source)
     procedure_name = _typed(data, "procedure", str, "accuracy", fail)
     try:
         procedure = registry.procedures.get(procedure_name)
     except UnknownNameError as exc:
         raise fail("procedure", str(exc)) from None
-    allowed = TOP_LEVEL_KEYS | {procedure_name}
-    for key in data:
-        if key not in allowed:
-            raise fail(key, f"unknown key; expected one of {', '.join(sorted(allowed))}")
+    _check_keys(data, TOP_LEVEL_KEYS | {procedure_name}, "", fail)
 
     models = _entries(data, "models", registry.models, fail, procedure.default_models)
     datasets = _entries(data, "datasets", registry.datasets, fail, procedure.default_datasets)
@@ -169,14 +177,9 @@ def parse_suite(
         ("datasets", datasets, registry.datasets),
     ):
         for i, entry in enumerate(entries):
-            spec = collection.get(entry.name)
-            _validated(
-                lambda spec=spec, entry=entry: resolve_options(
-                    f"{spec.name}", spec.options, entry.options
-                ),
-                f"{kind}[{i}].options",
-                fail,
-            )
+            owner = f"{collection.kind} '{entry.name}'"
+            declared = collection.get(entry.name).options
+            _resolved(f"{kind}[{i}].options", fail, owner, declared, entry.options)
 
     seeds = _typed(data, "seeds", list, [0], fail)
     if not seeds or not all(
@@ -186,17 +189,17 @@ def parse_suite(
     if len(set(seeds)) != len(seeds):
         raise fail("seeds", "a seed is listed twice; every run must differ from the others")
     train = _typed(data, "train", dict, {}, fail)
-    _validated(lambda: resolve_options("training", TRAIN_OPTIONS, train), "train", fail)
+    _resolved("train", fail, "training", TRAIN_OPTIONS, train)
     grid = _parse_grid(_typed(data, "grid", dict, {}, fail), fail)
     _check_grid_values(grid, registry, models, datasets, fail)
     device = _typed(data, "device", str, "auto", fail)
     _validated(lambda: resolve_device(device), "device", fail)
+    threads = _typed(data, "threads", int, 0, fail)
+    if isinstance(threads, bool) or threads < 0:
+        raise fail("threads", "expected a number of torch CPU threads >= 1 (0: torch's default)")
     settings_table = _typed(data, procedure_name, dict, {}, fail)
-    settings = _validated(
-        lambda: resolve_options(f"[{procedure_name}]", procedure.settings, settings_table),
-        procedure_name,
-        fail,
-    )
+    owner = f"[{procedure_name}]"
+    settings = _resolved(procedure_name, fail, owner, procedure.settings, settings_table)
     return Suite(
         name=_typed(data, "name", str, default_name, fail),
         description=_typed(data, "description", str, "", fail),
@@ -209,13 +212,29 @@ def parse_suite(
         grid=grid,
         settings=settings,
         source=source,
+        threads=threads,
     )
+
+
+# TOML's names for what tomllib returns, as a suite's author knows them
+_TOML_TYPES = {
+    str: "a string",
+    list: "an array",
+    dict: "a table",
+    int: "an integer",
+    float: "a float",
+    bool: "a boolean",
+}
+
+
+def _toml_type(kind: type) -> str:
+    return _TOML_TYPES.get(kind, f"a {kind.__name__}")
 
 
 def _typed(data: Mapping[str, Any], key: str, kind: type, default: Any, fail) -> Any:
     value = data.get(key, default)
     if not isinstance(value, kind):
-        raise fail(key, f"expected {kind.__name__}, got {type(value).__name__}")
+        raise fail(key, f"expected {_toml_type(kind)}, got {_toml_type(type(value))}")
     return value
 
 
@@ -224,6 +243,26 @@ def _validated(check, key: str, fail) -> Any:
         return check()
     except BenchError as exc:
         raise fail(key, str(exc)) from None
+
+
+def _resolved(
+    key: str, fail, owner: str, declared: Mapping[str, Option], given: Mapping[str, Any]
+) -> dict[str, Any]:
+    """:func:`resolve_options` for the table at ``key``; an error names ``key.OPTION``."""
+    try:
+        return resolve_options(owner, declared, given)
+    except OptionError as exc:
+        raise fail(f"{key}.{exc.key}", str(exc)) from None
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str, fail) -> None:
+    """Refuse a key not in ``allowed``, suggesting the closest (``where`` prefixes the key)."""
+    for key in table:
+        if key not in allowed:
+            message = str(UnknownNameError("key", key, allowed))
+            if key in TRAIN_OPTIONS:
+                message += f"; training options such as {key} go in the [train] table"
+            raise fail(f"{where}{key}", message)
 
 
 def _entries(data, key: str, collection, fail, default: list[str]) -> list[Entry]:
@@ -239,9 +278,7 @@ def _entries(data, key: str, collection, fail, default: list[str]) -> list[Entry
             item = {"name": item}
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise fail(where, "expected a name or a table with a 'name' key")
-        extra = set(item) - {"name", "label", "options"}
-        if extra:
-            raise fail(f"{where}.{sorted(extra)[0]}", "unknown key; expected name, label, options")
+        _check_keys(item, {"name", "label", "options"}, f"{where}.", fail)
         if item["name"] not in collection:
             raise fail(
                 f"{where}.name",

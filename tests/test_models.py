@@ -81,7 +81,7 @@ def test_convnet_exposes_its_dropouts(registry):
         ({"hidden": "0"}, "must be >= 1"),
         ({"dropout": "1.0"}, "must be < 1"),
         ({"dropout": "abc"}, "could not convert"),
-        ({"depth": "3"}, "unknown option of model 'mlp' 'depth'"),
+        ({"depth": "3"}, "unknown option 'depth' of model 'mlp'"),
         ({"dropout_impl": "magic"}, "expected one of torch, bernoulli"),
     ],
 )

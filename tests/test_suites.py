@@ -66,9 +66,9 @@ def test_model_options_table_applies_to_entries(registry):
         ({"models": [{"label": "x"}]}, "models[0]", "'name' key"),
         ({"models": [{"name": "mlp", "opts": {}}]}, "models[0].opts", "unknown key"),
         ({"models": ["mlp"], "seeds": [-1]}, "seeds", "non-negative"),
-        ({"models": ["mlp"], "seeds": "0"}, "seeds", "expected list"),
-        ({"models": ["mlp"], "train": {"epochs": "ten"}}, "train", "epochs='ten'"),
-        ({"models": ["mlp"], "train": {"epoch": 3}}, "train", "Did you mean 'epochs'"),
+        ({"models": ["mlp"], "seeds": "0"}, "seeds", "expected an array"),
+        ({"models": ["mlp"], "train": {"epochs": "ten"}}, "train.epochs", "epochs='ten'"),
+        ({"models": ["mlp"], "train": {"epoch": 3}}, "train.epoch", "Did you mean 'epochs'"),
         ({"models": ["mlp"], "grid": {"lr": 0.1}}, "grid.lr", "non-empty list"),
         ({"models": ["mlp"], "grid": {"colour": [1]}}, "grid.colour", "training option"),
         (
@@ -76,9 +76,13 @@ def test_model_options_table_applies_to_entries(registry):
             "model_options.lenet5",
             "not one of",
         ),
-        ({"models": [{"name": "mlp", "options": {"hidden": 0}}]}, "models[0].options", ">= 1"),
+        (
+            {"models": [{"name": "mlp", "options": {"hidden": 0}}]},
+            "models[0].options.hidden",
+            ">= 1",
+        ),
         ({"models": ["mlp"], "procedure": "magic"}, "procedure", "unknown procedure"),
-        ({"models": ["mlp"], "accuracy": {"x": 1}}, "accuracy", "unknown option"),
+        ({"models": ["mlp"], "accuracy": {"x": 1}}, "accuracy.x", "unknown option"),
     ],
 )
 def test_malformed_suites_name_file_and_key(registry, data, key, message):

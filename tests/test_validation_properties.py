@@ -14,8 +14,8 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.options import BenchError, Option
-from harness.suites import Overrides, parse_suite, safe_name
+from harness.options import BenchError, Option, OptionError, resolve_options
+from harness.suites import Overrides, Run, parse_suite, safe_name
 from harness.training import TRAIN_OPTIONS
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -88,13 +88,18 @@ def parse_and_plan(registry, document):
     return registry.procedures.get(suite.procedure).plan(suite, registry)
 
 
+def assert_names_file_and_key(error: BenchError) -> None:
+    """A suite's error says which file and which key (``suite file fuzz.toml: key 'x': ...``)."""
+    assert re.match(r"suite file fuzz\.toml: key '[^']+': \S", str(error)), str(error)
+
+
 @FUZZ
 @given(document=documents())
-def test_any_document_is_planned_or_refused_with_a_bench_error(registry, document):
+def test_any_document_is_planned_or_refused_naming_file_and_key(registry, document):
     try:
         parse_and_plan(registry, document)
     except BenchError as exc:
-        assert str(exc)
+        assert_names_file_and_key(exc)
 
 
 @FUZZ
@@ -111,7 +116,7 @@ def test_command_line_overrides_never_crash_on_a_malformed_document(registry, do
     try:
         parse_and_plan(registry, overrides.apply(document))
     except BenchError as exc:
-        assert str(exc)
+        assert_names_file_and_key(exc)
 
 
 @settings(max_examples=100, deadline=None)
@@ -221,3 +226,39 @@ def test_safe_names_are_one_harmless_path_component(text):
     name = safe_name(text)
     assert SAFE.fullmatch(name)
     assert safe_name(name) == name
+
+
+@settings(max_examples=300)
+@given(
+    given_options=st.dictionaries(
+        st.sampled_from([*TRAIN_OPTIONS, "epoch", "learning_rate", "x"]), anything, max_size=4
+    )
+)
+def test_option_errors_name_the_option_at_fault(given_options):
+    """What a suite file's message calls ``train.KEY``: the first bad option given."""
+    try:
+        resolved = resolve_options("training", TRAIN_OPTIONS, given_options)
+    except OptionError as exc:
+        assert exc.key in given_options and exc.key in str(exc)
+    else:
+        assert resolved.keys() == TRAIN_OPTIONS.keys()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=8,
+)
+configs = st.dictionaries(st.text(max_size=6), json_values, min_size=1, max_size=5)  # as planned
+
+
+@settings(max_examples=300)
+@given(config=configs, data=st.data())
+def test_run_hash_depends_on_the_configuration_not_its_key_order(config, data):
+    """``--resume`` matches runs by this hash: the same configuration in another order (as
+    another process may build it) must match, and any changed value must not."""
+    keys = data.draw(st.permutations(list(config)))
+    assert Run(0, "accuracy", {k: config[k] for k in keys}).hash == Run(5, "accuracy", config).hash
+    key = data.draw(st.sampled_from(list(config)))
+    changed = {**config, key: [config[key]]}  # another value, whatever the first one was
+    assert Run(0, "accuracy", changed).hash != Run(0, "accuracy", config).hash

@@ -7,7 +7,7 @@ import sys
 import click
 
 from harness import __version__
-from harness.cli.common import plugin_option
+from harness.cli.common import EXIT_SIGNAL, plugin_option
 from harness.cli.listing import list_group
 from harness.cli.reporting import compare_command, report_command
 from harness.cli.rerun import rerun_command
@@ -18,7 +18,8 @@ from harness.options import BenchError
 
 
 class BenchGroup(click.Group):
-    """Turns user errors into one clear line and exit code 2, without a traceback."""
+    """Turns user errors into one clear line and exit code 2, without a traceback; Ctrl-C
+    outside a suite's runs (which save what they finished and say how to resume) exits 130."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -26,6 +27,9 @@ class BenchGroup(click.Group):
         except BenchError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_SIGNAL["SIGINT"])
 
 
 @click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})

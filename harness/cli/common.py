@@ -59,6 +59,15 @@ def get_plugins(ctx: click.Context) -> Plugins:
     return root.meta["bench.loaded"]
 
 
+def data_root_option(
+    help: str = "Where on-disk datasets live (or BENCH_DATA_ROOT).",
+) -> Callable[[Callable], Callable]:
+    """--data-root, read from BENCH_DATA_ROOT when not given."""
+    return click.option(
+        "--data-root", type=click.Path(path_type=Path), envvar="BENCH_DATA_ROOT", help=help
+    )
+
+
 run_timeout_option = click.option(
     "--run-timeout",
     type=click.FloatRange(min=0, min_open=True),

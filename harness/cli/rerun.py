@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from harness.cli.common import (
+    data_root_option,
     echo_json,
     get_plugins,
     isolate_option,
@@ -28,11 +29,8 @@ from harness.runner import default_out_dir
     type=click.Path(path_type=Path),
     help="Output directory (default results/<timestamp>-rerun-<run>).",
 )
-@click.option(
-    "--data-root",
-    type=click.Path(path_type=Path),
-    envvar="BENCH_DATA_ROOT",
-    help="Where on-disk datasets live, if not where the original run found them.",
+@data_root_option(
+    "Where on-disk datasets live, if not where the original run found them (or BENCH_DATA_ROOT)."
 )
 @isolate_option
 @run_timeout_option

@@ -14,7 +14,14 @@ from typing import Any
 
 import click
 
-from harness.cli.common import get_plugins, make_policy, plugin_option, policy_options, run_and_show
+from harness.cli.common import (
+    data_root_option,
+    get_plugins,
+    make_policy,
+    plugin_option,
+    policy_options,
+    run_and_show,
+)
 from harness.data import DataContext
 from harness.options import parse_assignments
 from harness.runner import default_out_dir
@@ -64,12 +71,7 @@ SHARED_OPTIONS = [
         type=click.Path(path_type=Path),
         help="Output directory (default results/<timestamp>-<name>).",
     ),
-    click.option(
-        "--data-root",
-        type=click.Path(path_type=Path),
-        envvar="BENCH_DATA_ROOT",
-        help="Where on-disk datasets live (or BENCH_DATA_ROOT).",
-    ),
+    data_root_option(),
     click.option("--json", "as_json", is_flag=True, help="Print one JSON object, not tables."),
     click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
     plugin_option,

@@ -34,7 +34,7 @@ from harness.report import (
     pct,
 )
 from harness.results import atomic_write
-from harness.suites import Run, Suite, SuiteError, safe_name
+from harness.suites import Run, Suite, safe_name
 from harness.timing import forward_latency
 from harness.training import TrainConfig, evaluate, seed_everything, train
 
@@ -64,7 +64,7 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
         if method != SCRATCH and method not in registry.pruning_methods:
             known = [*registry.pruning_methods.names(), SCRATCH]
             error = UnknownNameError("pruning method", method, known)
-            raise SuiteError(f"suite {suite.source}: key 'pruning.methods': {error}")
+            raise suite.error("pruning.methods", str(error))
     quick = settings["quick"]
     seeds = suite.seeds[:1] if quick else suite.seeds
     targets = [t for t in settings["targets"] if t > 0]

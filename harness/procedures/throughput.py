@@ -30,7 +30,7 @@ from harness.procedures.accuracy import point_label
 from harness.profiling import profile_step, top_ops_markdown
 from harness.registry import Registry
 from harness.report import context_line, failures_section, human, markdown_table
-from harness.suites import Entry, Run, Suite, SuiteError, apply_point, grid_points
+from harness.suites import Entry, Run, Suite, apply_point, grid_points
 from harness.timing import MODES, STEP_MODES, LoopSettings, Workload, check_amp, measure
 from harness.training import TrainConfig, seed_everything
 
@@ -76,10 +76,10 @@ SETTINGS = {
 def plan(suite: Suite, registry: Registry) -> list[Run]:
     settings = suite.settings
     if "batch_size" in suite.train:
-        raise SuiteError(
-            f"suite {suite.source}: the throughput procedure takes batch sizes from "
-            "[throughput] batch_sizes (--batch-size on bench time, "
-            "--set batch_sizes=... on bench run), not from [train]"
+        raise suite.error(
+            "train.batch_size",
+            "the throughput procedure takes batch sizes from [throughput] batch_sizes "
+            "(--batch-size on bench time, --set batch_sizes=... on bench run), not from [train]",
         )
     devices = _devices(suite.device, settings["devices"])
     for device in devices:

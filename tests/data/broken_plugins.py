@@ -9,6 +9,7 @@ import importlib.util
 import math
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -41,8 +42,9 @@ def _cuda_oom():
     raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
 
-def _sleep():
-    time.sleep(0.05)
+def _stuck():
+    """A training step that never ends by itself, in Python code a time limit can stop."""
+    time.sleep(3600)
 
 
 def _segfault():
@@ -73,13 +75,18 @@ def _missing_import(input_shape, num_classes):
     import bench_module_that_does_not_exist  # noqa: F401
 
 
+SLOW_IMPORT = "bench_test_slow_import"
+
+
 def _slow_import(input_shape, num_classes):
-    """Imports a module that takes a second, then trains slowly."""
+    """Imports a module that takes a second, then gets stuck in training."""
     spec = importlib.util.spec_from_file_location(
-        "slow_import", Path(__file__).with_name("slow_import.py")
+        SLOW_IMPORT, Path(__file__).with_name("slow_import.py")
     )
-    spec.loader.exec_module(importlib.util.module_from_spec(spec))
-    return Misbehaving(input_shape, num_classes, _sleep)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[SLOW_IMPORT] = module  # as `import` does: cut short, it would stay half-made
+    spec.loader.exec_module(module)
+    return Misbehaving(input_shape, num_classes, _stuck)
 
 
 def _model(name, fault, outputs=None):
@@ -95,10 +102,10 @@ def register_models(register):
     register(_model("raises-forward", _raise))
     register(_model("wrong-shape", lambda: None, outputs=3))
     register(_model("cuda-oom", _cuda_oom))
-    register(_model("sleepy", _sleep))
+    register(_model("stuck", _stuck))
     register(_model("segfault", _segfault))
     register(_model("exits", _exit))
     register(_model("hangs", _hang))
     register(ModelSpec("nan-output", "returns NaN logits in training", NaNOutput))
-    register(ModelSpec("slow-import", "imports slowly, then trains slowly", _slow_import))
+    register(ModelSpec("slow-import", "imports slowly, then gets stuck", _slow_import))
     register(ModelSpec("missing-import", "imports a module that is not installed", _missing_import))
