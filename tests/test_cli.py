@@ -6,6 +6,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import harness.experiment
 from harness.cli import cli
 
 
@@ -125,3 +126,77 @@ def test_cuda_without_cuda_is_an_error():
         cli, ["run", "--model", "mlp", "--dataset", "digits", "--device", "cuda"]
     )
     assert result.exit_code == 2 and "CUDA is not available" in result.output
+
+
+def test_run_training_flags_reach_the_train_config(tmp_path, monkeypatch):
+    """What training receives, seen by wrapping harness.experiment.train."""
+    seen = []
+
+    def spy(model, splits, config, **kwargs):
+        seen.append(config)
+        return train(model, splits, config, **kwargs)
+
+    train = harness.experiment.train
+    monkeypatch.setattr(harness.experiment, "train", spy)
+    flags = {
+        "--weight-decay": "0.001",
+        "--weight-decay-mode": "decoupled",
+        "--l1": "0.0001",
+        "--l2-loss": "0.01",
+        "--patience": "3",
+    }
+    args = ["--model", "mlp", "--dataset", "digits", "--epochs", "1", "--threads", "1"]
+    args += ["--json", "--out", str(tmp_path)]
+    result = bench("run", *args, *[arg for pair in flags.items() for arg in pair])
+    assert result.exit_code == 0, result.output
+    expected = {
+        "weight_decay": 1e-3,
+        "weight_decay_mode": "decoupled",
+        "l1": 1e-4,
+        "l2_loss": 1e-2,
+        "patience": 3,
+    }
+    (config,) = seen
+    assert {key: getattr(config, key) for key in expected} == expected
+    stored = json.loads((tmp_path / "results.json").read_text())["runs"][0]["config"]["train"]
+    assert {key: stored[key] for key in expected} == expected
+
+
+def test_weight_decay_mode_switches_the_regularization_grid(tmp_path):
+    tiny = ["--models", "mlp", "--dataset", "digits", "--dataset-opt", "size=8", "--epochs", "1"]
+    studies = ["dropouts=0", "weight_decays=0,0.01", "l1=0", "l2=0", "compare_dropout=0"]
+    settings = [arg for setting in [*studies, "patience=0"] for arg in ("--set", setting)]
+    result = bench(
+        "run",
+        *["--suite", "regularization", *tiny, "--seed", "0", *settings],
+        *["--weight-decay-mode", "decoupled", "--json", "--out", str(tmp_path)],
+    )
+    assert result.exit_code == 0, result.output
+    runs = json.loads(result.stdout)["runs"]
+    assert [run["metrics"]["weight_decay_kind"] for run in runs] == ["decoupled"] * 2
+    assert "Weight decay is decoupled (AdamW-style)" in (tmp_path / "report.md").read_text()
+
+
+def test_regularization_suite_refuses_a_flag_it_sets_per_cell():
+    result = CliRunner().invoke(cli, ["run", "--suite", "regularization", "--l1", "0.001"])
+    assert result.exit_code == 2, result.output
+    assert "--l1 can" in result.output and "--set" in result.output
+
+
+@pytest.mark.parametrize(("flag", "threads"), [([], 1), (["--threads", "2"], 2)])
+def test_a_suite_sets_torch_threads_and_the_flag_wins(tmp_path, flag, threads):
+    suite = tmp_path / "s.toml"
+    suite.write_text('models = ["mlp"]\ndatasets = ["digits"]\nthreads = 1\n[train]\nepochs = 1\n')
+    result = bench("run", "--suite", str(suite), *flag, "--json", "--out", str(tmp_path / "o"))
+    assert result.exit_code == 0, result.output
+    assert (
+        json.loads((tmp_path / "o" / "results.json").read_text())["execution"]["threads"] == threads
+    )
+
+
+@pytest.mark.parametrize("value", ["-1", "true", '"2"'])
+def test_a_suite_s_threads_must_be_a_count(tmp_path, value):
+    suite = tmp_path / "s.toml"
+    suite.write_text(f'models = ["mlp"]\ndatasets = ["digits"]\nthreads = {value}\n')
+    result = CliRunner().invoke(cli, ["run", "--suite", str(suite)])
+    assert result.exit_code == 2 and "key 'threads'" in result.output, result.output

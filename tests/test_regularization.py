@@ -10,10 +10,10 @@ from torch import nn
 from harness.data import DataContext, Splits, TensorSplit
 from harness.layers import BernoulliDropout
 from harness.options import BenchError
-from harness.procedures.regularization import cell_label, weight_stats
+from harness.procedures.regularization import best_cell, cell_label, weight_stats
 from harness.results import load_results
 from harness.runner import run_suite
-from harness.suites import parse_suite
+from harness.suites import Overrides, load_suite_with, parse_suite
 from harness.training import (
     DivergedError,
     TrainConfig,
@@ -109,6 +109,20 @@ def test_grid_and_studies_expand_to_the_right_cells(registry):
     }
 
 
+def test_the_builtin_suite_runs_the_issue_s_plan(registry):
+    """mlp (100, 100) on mnist1d, 3 seeds, one thread: 20 grid cells and 7 more, 81 runs;
+    --quick: 10 runs of at most 30 epochs."""
+    suite = load_suite_with("regularization", registry, Overrides())
+    assert (suite.models[0].name, suite.models[0].options) == ("mlp", {"hidden": [100, 100]})
+    assert [d.name for d in suite.datasets] == ["mnist1d"]
+    assert (suite.seeds, suite.threads) == ([0, 1, 2], 1)
+    runs = registry.procedures.get("regularization").plan(suite, registry)
+    assert len(runs) == 81 and {r.config["train"]["epochs"] for r in runs} == {60}
+    quick = load_suite_with("regularization", registry, Overrides(settings={"quick": "true"}))
+    runs = registry.procedures.get("regularization").plan(quick, registry)
+    assert len(runs) == 10 and {r.config["train"]["epochs"] for r in runs} == {30}
+
+
 def test_quick_takes_one_seed_and_the_ends_of_each_sweep(registry):
     document = {**TINY, "seeds": [0, 1, 2], "train": {"epochs": 50}}
     document["regularization"] = {
@@ -127,13 +141,32 @@ def test_quick_takes_one_seed_and_the_ends_of_each_sweep(registry):
     assert {r.config["train"]["epochs"] for r in runs} == {30}
 
 
+def test_weight_decay_mode_switches_the_grid_but_not_the_l2_study(registry):
+    document = {**TINY, "train": {**TINY["train"], "weight_decay_mode": "decoupled"}}
+    document["regularization"] = {**TINY["regularization"], "weight_decays": [0, 1e-3]}
+    _, runs = plan(registry, document)
+    grid = [r.config for r in runs if "grid" in r.config["studies"]]
+    assert {c["train"]["weight_decay_mode"] for c in grid} == {"decoupled"}
+    l2 = {cell_label(r.config["cell"]): r.config for r in runs if "l2" in r.config["studies"]}
+    assert set(l2) == {"wd=0.001", "l2_loss=0.001", "wd=0.001,decoupled"}
+    assert l2["wd=0.001"]["train"]["weight_decay_mode"] == "coupled"
+    # the grid's decoupled 1e-3 cell is the L2 study's decoupled one, trained once
+    assert l2["wd=0.001,decoupled"]["studies"] == ["grid", "l2"]
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         ({"train": {"weight_decay": 1e-3}}, "train.weight_decay.*per cell"),
+        ({"train": {"l1": 1e-4}}, r"suite file test.toml: key 'train.l1': .*--l1 can.*--set"),
+        ({"train": {"l2_loss": 1e-4}}, r"key 'train.l2_loss': .*--l2-loss can"),
+        ({"train": {"patience": 2}}, r"key 'train.patience': .*--patience can"),
         ({"grid": {"lr": [0.1, 0.2]}}, "key 'grid'"),
-        ({"models": ["resnet18"]}, "resnet18' has no dropout"),
-        ({"train": {"optimizer": "adamw"}}, "adamw's weight decay is always decoupled"),
+        ({"models": ["resnet18"]}, "key 'models\\[0\\]': model 'resnet18' has no dropout"),
+        (
+            {"train": {"optimizer": "adamw"}},
+            "key 'train.optimizer': adamw's weight decay is always decoupled",
+        ),
     ],
 )
 def test_settings_the_studies_would_override_are_refused(registry, change, message):
@@ -296,7 +329,7 @@ def test_a_diverging_cell_is_recorded_as_diverged(registry, tmp_path):
     document["regularization"] = {"dropouts": [0], "weight_decays": [0], "l1": [0], "l2": 0}
     document["regularization"] |= {"compare_dropout": 0, "patience": 0}
     suite = parse_suite(document, registry, source="test.toml")
-    outcome = run_suite(suite, registry, out_dir=tmp_path, device="cpu", quiet=True)
+    outcome = run_suite(suite, registry, out_dir=tmp_path, device="cpu", quiet=True, threads=1)
     (run,) = outcome.store.runs
     assert run["status"] == "diverged"
     assert "first seen at step" in run["error"] and "of epoch 1" in run["error"]
@@ -306,9 +339,21 @@ def test_a_diverging_cell_is_recorded_as_diverged(registry, tmp_path):
 # ---- the report ----
 
 
+def test_the_best_cell_is_the_grid_cell_with_the_highest_validation_accuracy():
+    def cell(studies: list[str], val: float, test: float, seeds: int = 1) -> dict:
+        return {"studies": studies, "seeds": seeds, "val": [val] * seeds, "test": [test] * seeds}
+
+    best_on_test, best = cell(["grid"], 0.6, 0.9), cell(["grid", "l2"], 0.7, 0.5)
+    failed, early = cell(["grid"], 0.0, 0.0, seeds=0), cell(["early_stopping"], 0.8, 0.8)
+    assert best_cell([best_on_test, failed, best, early]) is best  # test and other studies ignored
+    assert best_cell([early, cell(["l1"], 0.5, 0.5)]) is early  # without a grid, any cell
+
+
 def test_report_renders_tables_and_plots_and_regenerates_from_json(registry, tmp_path):
     suite = parse_suite(TINY, registry, source="test.toml")
-    outcome = run_suite(suite, registry, out_dir=tmp_path / "run", device="cpu", quiet=True)
+    outcome = run_suite(
+        suite, registry, out_dir=tmp_path / "run", device="cpu", quiet=True, threads=1
+    )
     assert all(r["status"] == "ok" for r in outcome.store.runs)
     text = outcome.report.markdown
     for title in (
@@ -339,7 +384,16 @@ def test_report_renders_tables_and_plots_and_regenerates_from_json(registry, tmp
     cells = tables["mlp-digits-cells"]
     marked = [row for row in cells if row["cell"].endswith(" ★")]
     assert len(cells) == 10 and len(marked) == 1
-    assert float(marked[0]["val acc %"]) == max(float(row["val acc %"]) for row in cells)
+    # the best cell is chosen among the grid's cells, on validation accuracy
+    grid_labels = {
+        cell_label(r["config"]["cell"])
+        for r in outcome.store.runs
+        if "grid" in r["config"]["studies"]
+    }
+    in_grid = [row for row in cells if row["cell"].removesuffix(" ★") in grid_labels]
+    assert marked[0] in in_grid and len(in_grid) == 4
+    assert float(marked[0]["val acc %"]) == max(float(row["val acc %"]) for row in in_grid)
+    assert sum(value.endswith(" ★") for row in grid for value in row.values()) == 1
     metrics = outcome.store.runs[0]["metrics"]
     assert metrics["gap"] == pytest.approx(
         metrics["train_eval_accuracy"] - metrics["test_accuracy"]

@@ -7,12 +7,19 @@ from pathlib import Path
 
 import click
 
-from harness.cli.common import get_plugins, make_policy, plugin_option, policy_options, run_and_show
+from harness.cli.common import (
+    data_root_option,
+    get_plugins,
+    make_policy,
+    plugin_option,
+    policy_options,
+    run_and_show,
+)
 from harness.data import DataContext
 from harness.options import BenchError, parse_assignments
 from harness.runner import default_out_dir
 from harness.suites import Overrides, load_suite_with
-from harness.training import OPTIMIZERS
+from harness.training import OPTIMIZERS, WEIGHT_DECAY_MODES
 
 
 @click.command("run")
@@ -42,7 +49,32 @@ from harness.training import OPTIMIZERS
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), help="Optimizer.")
 @click.option("--lr", type=float, help="Learning rate.")
 @click.option("--momentum", type=float, help="SGD momentum.")
-@click.option("--weight-decay", type=float, help="Optimizer weight decay.")
+@click.option(
+    "--weight-decay",
+    type=float,
+    help="Weight decay of Linear/Conv weights (see --weight-decay-mode).",
+)
+@click.option(
+    "--weight-decay-mode",
+    type=click.Choice(WEIGHT_DECAY_MODES),
+    help="How --weight-decay acts. coupled (default): L2 through the optimizer, wd*w added to "
+    "the gradient; decoupled: the weights shrink by a factor 1-lr*wd before each step, as in "
+    "AdamW (adamw is always decoupled).",
+)
+@click.option(
+    "--l1", type=float, help="L1 penalty: adds L1 * sum|w| of Linear/Conv weights to the loss."
+)
+@click.option(
+    "--l2-loss",
+    type=float,
+    help="Explicit L2 penalty: adds L2_LOSS/2 * sum w^2 of Linear/Conv weights to the loss.",
+)
+@click.option(
+    "--patience",
+    type=int,
+    help="Early stopping: stop after this many epochs without a lower validation loss and "
+    "restore the best weights (0 = off).",
+)
 @click.option("--seed", "seeds", multiple=True, type=int, help="Seed (repeatable for several).")
 @click.option(
     "--set",
@@ -53,7 +85,11 @@ from harness.training import OPTIMIZERS
 )
 @click.option("--quick", is_flag=True, help="The suite's quick variant (--set quick=true).")
 @click.option("--device", metavar="auto|cpu|cuda[:N]", help="Device (default: the suite's, auto).")
-@click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads.")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="torch CPU threads (default: the suite's threads key, else torch's default).",
+)
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -66,12 +102,7 @@ from harness.training import OPTIMIZERS
     help="Finish an interrupted run of the same suite in RESULTS_DIR: runs recorded ok are "
     "skipped, the others run and join its results file.",
 )
-@click.option(
-    "--data-root",
-    type=click.Path(path_type=Path),
-    envvar="BENCH_DATA_ROOT",
-    help="Where on-disk datasets live (or BENCH_DATA_ROOT).",
-)
+@data_root_option()
 @click.option("--download", is_flag=True, help="Allow on-disk datasets to be downloaded.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -91,6 +122,10 @@ def run_command(
     lr,
     momentum,
     weight_decay,
+    weight_decay_mode,
+    l1,
+    l2_loss,
+    patience,
     seeds,
     settings,
     quick,
@@ -111,6 +146,8 @@ def run_command(
       bench run --suite quickstart
       bench run --suite ./my-suite.toml --epochs 3
       bench run --model lenet5 --dataset digits --epochs 10 --seed 0
+      bench run --model mlp --dataset mnist1d --epochs 60 --weight-decay 1e-3 --patience 5
+      bench run --suite regularization --weight-decay-mode decoupled
       bench run --model mlp --dataset mnist1d --model-opt hidden=100 --json --out /tmp/r
       bench run --suite cnn-pruning --resume results/20260101-120000-cnn-pruning
     """
@@ -124,6 +161,10 @@ def run_command(
         "lr": lr,
         "momentum": momentum,
         "weight_decay": weight_decay,
+        "weight_decay_mode": weight_decay_mode,
+        "l1": l1,
+        "l2_loss": l2_loss,
+        "patience": patience,
     }
     procedure_settings = dict(parse_assignments(settings, "--set"))
     if quick:
@@ -150,6 +191,6 @@ def run_command(
         data=DataContext(data_root=data_root, download=download),
         command=["bench", *sys.argv[1:]],
         quiet=quiet,
-        threads=threads,
+        threads=threads or parsed.threads,
         policy=make_policy(ctx, **policy),
     )

@@ -7,7 +7,7 @@ Each study is a list of *cells*: training configurations that differ only in the
 (the unregularized one is in most of them) is trained once per seed. Each trained model is tested
 exactly once; its train accuracy is measured afterwards in eval mode on the whole train split, so
 the generalization gap (train minus test accuracy) compares like with like. The best cell is the
-one with the highest mean validation accuracy.
+grid cell with the highest mean validation accuracy.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from harness.plots import plot_heatmap, plot_loss_curves, plot_sweep
 from harness.procedure import Procedure, Report, RunContext, Table
 from harness.registry import Registry
 from harness.report import context_line, failures_section, group, markdown_table, mean_std, pct
-from harness.suites import Run, Suite, SuiteError
+from harness.suites import Run, Suite, safe_name
 from harness.training import TrainConfig, evaluate, penalized_weights
 
 VARIED_TRAIN_KEYS = ("weight_decay", "l1", "l2_loss", "patience")  # [train] may not set these
@@ -164,27 +164,30 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
 
 def _check_suite(suite: Suite, registry: Registry) -> None:
     """Refuse what the studies would silently override, and models without dropout options."""
-    where = f"suite {suite.source}"
     for key in VARIED_TRAIN_KEYS:
         if key in suite.train:
-            raise SuiteError(
-                f"{where}: key 'train.{key}': the regularization studies set {key} per cell; "
-                "use the [regularization] settings (dropouts, weight_decays, l1, l2, patience)"
+            flag = "--" + key.replace("_", "-")
+            raise suite.error(
+                f"train.{key}",
+                f"the regularization studies set {key} per cell, so neither this key nor "
+                f"{flag} can; use the [regularization] settings (dropouts, weight_decays, l1, "
+                "l2, patience), or --set KEY=VALUE on the command line",
             )
     if suite.grid:
-        raise SuiteError(f"{where}: key 'grid': use [regularization] dropouts and weight_decays")
+        raise suite.error("grid", "use [regularization] dropouts and weight_decays")
     if TrainConfig.from_options(suite.train).optimizer == "adamw":
-        raise SuiteError(
-            f"{where}: key 'train.optimizer': adamw's weight decay is always decoupled, so the L2 "
-            'study could not compare; use optimizer = "adam" with weight_decay_mode = '
-            '"decoupled", which is the same thing'
+        raise suite.error(
+            "train.optimizer",
+            "adamw's weight decay is always decoupled, so the L2 study could not compare; use "
+            'optimizer = "adam" with weight_decay_mode = "decoupled", which is the same thing',
         )
-    for model in suite.models:
+    for index, model in enumerate(suite.models):
         missing = {"dropout", "dropout_impl"} - set(registry.models.get(model.name).options)
         if missing:
-            raise SuiteError(
-                f"{where}: model '{model.name}' has no {' or '.join(sorted(missing))} option, "
-                "which the dropout studies set (mlp, cnn, cnn-small, lenet5 and convnet have)"
+            raise suite.error(
+                f"models[{index}]",
+                f"model '{model.name}' has no {' or '.join(sorted(missing))} option, which the "
+                "dropout studies set (mlp, cnn, cnn-small, lenet5 and convnet have)",
             )
 
 
@@ -263,9 +266,15 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def best_cell(cells: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The cell with the highest mean validation accuracy, the first listed on a tie (the test
-    split plays no part)."""
+    split plays no part).
+
+    Chosen among the grid's cells when there is a grid: the grid is the search, the other
+    studies are side-by-side comparisons, and the early-stopped cell's validation accuracy is
+    biased upwards (validation already picked its epoch).
+    """
     trained = [c for c in cells if c["seeds"]]
-    return max(trained, key=lambda c: mean_std(c["val"])[0], default=None)
+    candidates = [c for c in trained if "grid" in c["studies"]] or trained
+    return max(candidates, key=lambda c: mean_std(c["val"])[0], default=None)
 
 
 def unregularized(cells: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -401,7 +410,8 @@ def section(model: str, dataset: str, cells: list[dict[str, Any]]) -> tuple[str,
         )
     if best:
         text += (
-            f"Best cell on validation accuracy (★): **{cell_label(best['cell'])}**: "
+            f"Best {'grid ' if 'grid' in best['studies'] else ''}cell on validation accuracy "
+            f"(★): **{cell_label(best['cell'])}**: "
             f"val {pct(best['val'])}%, test {pct(best['test'])}%, gap {pct(best['gap'])} pp."
         )
     text += "\n\n"
@@ -434,8 +444,8 @@ def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:
         f"## {results['suite']['name']}: regularization trade-offs\n\n"
         f"{context_line(results)}\n\n"
         f"Mean ± std over {seeds} seed(s). Every cell had the same training budget; the test split "
-        "was evaluated once per trained model; the best cell (★) is chosen on validation "
-        "accuracy.\n\n"
+        "was evaluated once per trained model; the best cell (★) is chosen among the grid's cells "
+        "on validation accuracy.\n\n"
     )
     tables, files = [], []
     for (model, dataset), members in group(cells, lambda c: (c["model"], c["dataset"])).items():
@@ -455,7 +465,8 @@ def plot_section(
 ) -> list[Path]:
     """Heatmaps of test accuracy and gap over the grid, the L1 sweep, and the loss curves of the
     unregularized and the best cell."""
-    prefix = f"regularization-{model}-{dataset}"
+    # labels come from a results file, which may have been edited since bench wrote it
+    prefix = safe_name(f"regularization-{model}-{dataset}")
     title = f"{model} on {dataset}"
     best = best_cell(cells)
     grid = {key: c for key, c in grid_cells(cells).items() if c["seeds"]}
