@@ -67,6 +67,25 @@ class Entry:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+def subject(
+    model: Entry,
+    dataset: Entry,
+    model_options: dict[str, Any] | None = None,
+    dataset_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The model-and-dataset part of a run's configuration, with the same keys in every
+    procedure, because ``bench compare`` and ``--resume`` match runs on them. The options default
+    to the entries' own; a grid point or a study passes its changed ones."""
+    return {
+        "model": model.name,
+        "model_label": model.label,
+        "model_options": model.options if model_options is None else model_options,
+        "dataset": dataset.name,
+        "dataset_label": dataset.label,
+        "dataset_options": dataset.options if dataset_options is None else dataset_options,
+    }
+
+
 @dataclass(frozen=True)
 class Suite:
     name: str

@@ -27,6 +27,7 @@ from harness.compare import (
     judge,
     metric_kind,
 )
+from harness.execution import make_record
 from harness.suites import Run
 from harness.timing import Timing
 
@@ -96,19 +97,15 @@ def accuracy_run(index: int, seed: int, test_accuracy: float, model: str = "mlp"
 
 
 def record(run: Run, metrics: dict, status: str = "ok"):
-    return {
-        "id": run.id,
-        "index": run.index,
-        "hash": run.hash,
-        "procedure": run.procedure,
-        "config": run.config,
-        "status": status,
-        "error": None if status == "ok" else "RuntimeError: boom",
-        "traceback": None,
-        "metrics": metrics if status == "ok" else {},
-        "started_at": "2026-11-23T00:00:00+00:00",
-        "wall_time_s": 1.0,
-    }
+    ok = status == "ok"
+    return make_record(
+        run,
+        status=status,
+        started_at="2026-11-23T00:00:00+00:00",
+        wall_time_s=1.0,
+        error=None if ok else "RuntimeError: boom",
+        metrics=metrics if ok else {},
+    )
 
 
 def write(path, runs, *, status="complete", procedure="throughput", **environment):

@@ -12,7 +12,7 @@ from harness.experiment import train_and_test
 from harness.procedure import Procedure, Report, RunContext, Table
 from harness.registry import Registry
 from harness.report import context_line, failures_section, group, human, markdown_table, pct
-from harness.suites import Run, Suite, apply_point, grid_points
+from harness.suites import Run, Suite, apply_point, grid_points, subject
 
 
 def point_label(point: dict[str, Any]) -> str:
@@ -37,12 +37,7 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
                             "accuracy",
                             {
                                 "name": name,
-                                "model": model.name,
-                                "model_label": model.label,
-                                "model_options": model_options,
-                                "dataset": dataset.name,
-                                "dataset_label": dataset.label,
-                                "dataset_options": dataset_options,
+                                **subject(model, dataset, model_options, dataset_options),
                                 "grid_point": point,
                                 "train": train,
                                 "seed": seed,

@@ -34,7 +34,7 @@ from harness.report import (
     pct,
 )
 from harness.results import atomic_write
-from harness.suites import Run, Suite, safe_name
+from harness.suites import Run, Suite, safe_name, subject
 from harness.timing import forward_latency
 from harness.training import TrainConfig, evaluate, seed_everything, train
 
@@ -86,12 +86,7 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
                 {
                     "name": f"{model.label}-{dataset.label}-{tag}-s{seed}",
                     "kind": kind,
-                    "model": model.name,
-                    "model_label": model.label,
-                    "model_options": model.options,
-                    "dataset": dataset.name,
-                    "dataset_label": dataset.label,
-                    "dataset_options": dataset.options,
+                    **subject(model, dataset),
                     "train": train_options,
                     "finetune_epochs": finetune,
                     "latency_batch": settings["latency_batch"],

@@ -26,7 +26,7 @@ from harness.plots import plot_heatmap, plot_loss_curves, plot_sweep
 from harness.procedure import Procedure, Report, RunContext, Table
 from harness.registry import Registry
 from harness.report import context_line, failures_section, group, markdown_table, mean_std, pct
-from harness.suites import Run, Suite, safe_name
+from harness.suites import Run, Suite, safe_name, subject
 from harness.training import TrainConfig, evaluate, penalized_weights
 
 VARIED_TRAIN_KEYS = ("weight_decay", "l1", "l2_loss", "patience")  # [train] may not set these
@@ -146,12 +146,7 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
                 for seed in seeds:
                     config = {
                         "name": f"{model.label}-{dataset.label}-{cell_label(cell)}-s{seed}",
-                        "model": model.name,
-                        "model_label": model.label,
-                        "model_options": model.options | dropout,
-                        "dataset": dataset.name,
-                        "dataset_label": dataset.label,
-                        "dataset_options": dataset.options,
+                        **subject(model, dataset, model.options | dropout),
                         "train": train | {key: cell[key] for key in TRAIN_KEYS},
                         "cell": cell,
                         "studies": studies,

@@ -30,7 +30,7 @@ from harness.procedures.accuracy import point_label
 from harness.profiling import profile_step, top_ops_markdown
 from harness.registry import Registry
 from harness.report import context_line, failures_section, human, markdown_table
-from harness.suites import Entry, Run, Suite, apply_point, grid_points
+from harness.suites import Entry, Run, Suite, apply_point, grid_points, subject
 from harness.timing import MODES, STEP_MODES, LoopSettings, Workload, check_amp, measure
 from harness.training import TrainConfig, seed_everything
 
@@ -108,12 +108,7 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
                 ]
                 config = {
                     "name": "-".join(p for p in parts if p),
-                    "model": model.name,
-                    "model_label": model.label,
-                    "model_options": model_options,
-                    "dataset": dataset.name,
-                    "dataset_label": dataset.label,
-                    "dataset_options": dataset_options,
+                    **subject(model, dataset, model_options, dataset_options),
                     "grid_point": point,
                     "train": train,
                     "device": str(device),
