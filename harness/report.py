@@ -20,15 +20,21 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def pct(values: Iterable[float], digits: int = 1) -> str:
-    """Fractions as 'mean +- std' percentages ('97.5 ± 0.3'); a single value has no spread."""
+def mean_std_text(values: Iterable[float], digits: int = 2, scale: float = 1.0) -> str:
+    """``scale`` times the values as 'mean ± std' ('0.42 ± 0.03'); a single value has no
+    spread, none is '—'."""
     values = list(values)
     mean, std = mean_std(values)
     if math.isnan(mean):
         return "—"
     if len(values) < 2:
-        return f"{100 * mean:.{digits}f}"
-    return f"{100 * mean:.{digits}f} ± {100 * std:.{digits}f}"
+        return f"{scale * mean:.{digits}f}"
+    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
+
+
+def pct(values: Iterable[float], digits: int = 1) -> str:
+    """Fractions as 'mean +- std' percentages ('97.5 ± 0.3'); a single value has no spread."""
+    return mean_std_text(values, digits, scale=100)
 
 
 def human(n: float | None) -> str:
@@ -80,12 +86,17 @@ def context_line(results: dict[str, Any]) -> str:
     return "_" + ", ".join(parts) + "_"
 
 
-def failures_section(runs: Iterable[dict[str, Any]]) -> str:
-    failed = [r for r in runs if r["status"] != "ok"]
-    if not failed:
-        return ""
-    rows = [
+def failure_rows(runs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per run that is not ``ok``: its id, status and the start of its error."""
+    return [
         {"run": r["id"], "status": r["status"], "error": (r.get("error") or "")[:160]}
-        for r in failed
+        for r in runs
+        if r["status"] != "ok"
     ]
-    return f"\n\n**{len(failed)} run(s) did not finish:**\n\n" + markdown_table(rows)
+
+
+def failures_section(runs: Iterable[dict[str, Any]]) -> str:
+    rows = failure_rows(runs)
+    if not rows:
+        return ""
+    return f"\n\n**{len(rows)} run(s) did not finish:**\n\n" + markdown_table(rows)

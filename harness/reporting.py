@@ -29,7 +29,7 @@ from typing import Any
 
 from harness.procedure import Report, Table
 from harness.registry import Registry
-from harness.report import markdown_table
+from harness.report import failure_rows, markdown_table
 from harness.results import RESULTS_NAME, load_results
 
 FORMATS = ("markdown", "csv", "json")
@@ -199,15 +199,9 @@ def _scalar(value: Any) -> bool:
 
 def failures_table(sources: Sequence[Source]) -> Table:
     rows = [
-        {
-            "results": source.label,
-            "run": run["id"],
-            "status": run["status"],
-            "error": (run.get("error") or "")[:160],
-        }
+        {"results": source.label, **row}
         for source in sources
-        for run in source.results["runs"]
-        if run["status"] != "ok"
+        for row in failure_rows(source.results["runs"])
     ]
     return Table("runs that did not finish", rows)
 

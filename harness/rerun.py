@@ -27,7 +27,7 @@ from harness.options import UnknownNameError
 from harness.procedure import RunContext
 from harness.registry import Registry
 from harness.results import RESULTS_NAME, ResultsStore, results_path
-from harness.runner import RunPolicy, execute_with
+from harness.runner import RunPolicy, execute_with, recorded_execution
 from harness.suites import Run
 
 TOLERANCE = 1e-6
@@ -89,13 +89,8 @@ def rerun(
     """Execute the recorded run ``run_id`` of ``results`` (read from ``source``) again, into a new
     results file in ``out_dir``, on the device and with the settings it ran with."""
     original = find_run(results, run_id)
-    execution = {
-        "device": results["environment"].get("device", "cpu"),
-        "threads": results["environment"].get("threads"),
-        "deterministic": False,
-        **results.get("execution", {}),
-    }
-    device = resolve_device(execution["device"])
+    execution = recorded_execution(results)
+    device = resolve_device(execution["device"] or "cpu")
     if execution["threads"]:
         torch.set_num_threads(execution["threads"])
     policy = RunPolicy(

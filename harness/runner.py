@@ -91,12 +91,14 @@ def run_suite(
     """Execute every run of ``suite``; results are saved after each run, whatever its outcome.
 
     With ``resume``, ``out_dir`` holds the results of an earlier, unfinished invocation of the
-    same suite; runs it recorded as ``ok`` are not repeated.
+    same suite; runs it recorded as ``ok`` are not repeated. ``device`` and ``threads`` default
+    to the suite's own.
     """
     procedure = registry.procedures.get(suite.procedure)
     policy = policy or RunPolicy()
     if policy.run_timeout is not None and not policy.isolate and not time_limit_supported():
         raise BenchError("--run-timeout needs SIGALRM (POSIX, main thread) here; add --isolate")
+    threads = threads or suite.threads
     if threads:
         torch.set_num_threads(threads)
     ctx = RunContext(
@@ -190,10 +192,7 @@ def check_resumable(
             f"cannot resume {store.path}: it holds suite '{recorded.get('name')}' "
             f"({recorded.get('procedure')}), not '{suite.name}' ({suite.procedure})"
         )
-    environment = data["environment"]
-    made = {"device": environment.get("device"), "threads": environment.get("threads")}
-    made["deterministic"] = False
-    made.update(data.get("execution", {}))
+    made = recorded_execution(data)
     for key in ("device", "threads", "deterministic"):
         if made[key] != execution[key]:
             raise BenchError(
@@ -216,6 +215,18 @@ def _check_distinct(runs: list[Run]) -> None:
         if run.hash in seen:
             raise BenchError(f"runs {seen[run.hash]} and {run.id} have the same configuration")
         seen[run.hash] = run.id
+
+
+def recorded_execution(results: dict[str, Any]) -> dict[str, Any]:
+    """How a results file's runs were executed: its ``execution``, over the environment's device
+    and thread count and ``deterministic`` off (a file may predate ``execution``)."""
+    environment = results.get("environment", {})
+    return {
+        "device": environment.get("device"),
+        "threads": environment.get("threads"),
+        "deterministic": False,
+        **results.get("execution", {}),
+    }
 
 
 def _execution(ctx: RunContext, policy: RunPolicy) -> dict[str, Any]:

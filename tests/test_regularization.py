@@ -141,6 +141,12 @@ def test_quick_takes_one_seed_and_the_ends_of_each_sweep(registry):
     assert {r.config["train"]["epochs"] for r in runs} == {30}
 
 
+def test_quick_skips_an_empty_sweep_instead_of_crashing(registry):
+    document = {**TINY, "regularization": {**TINY["regularization"], "l1": [], "quick": True}}
+    _, runs = plan(registry, document)
+    assert runs and not any("l1" in r.config["studies"] for r in runs)
+
+
 def test_weight_decay_mode_switches_the_grid_but_not_the_l2_study(registry):
     document = {**TINY, "train": {**TINY["train"], "weight_decay_mode": "decoupled"}}
     document["regularization"] = {**TINY["regularization"], "weight_decays": [0, 1e-3]}

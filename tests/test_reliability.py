@@ -418,6 +418,13 @@ def test_deterministic_flag_is_recorded_restored_and_changes_nothing_on_cpu(tmp_
     assert unknown.exit_code == 2 and "Did you mean '000-mlp-digits-s0'" in unknown.output
 
 
+def test_run_suite_takes_the_suite_s_threads_unless_given(registry, tmp_path):
+    data = {"models": [MLP16], **DIGITS8, "train": {"epochs": 1}, "threads": 1}
+    suite = parse_suite(data, registry, source="test")
+    outcome = run_suite(suite, registry, out_dir=tmp_path, quiet=True, command=[])
+    assert outcome.store.data["execution"]["threads"] == torch.get_num_threads() == 1
+
+
 # --- bad input gets a clear error ----------------------------------------------------------------
 
 BAD_SUITES = sorted((DATA / "bad_suites").glob("*.toml"))

@@ -90,12 +90,13 @@ def _show(outcome: Rerun) -> None:
     if record["error"]:
         click.echo(f"error: {record['error']}")
     before, after = outcome.before, outcome.after
+    differing = {key for key, _, _ in outcome.differences}
     rows = [
         {
             "metric": key,
             "original": f"{value:.9g}",
             "rerun": f"{after[key]:.9g}" if key in after else "—",
-            "same": "yes" if key in after and abs(after[key] - value) <= TOLERANCE else "NO",
+            "same": "NO" if key in differing else "yes",
         }
         for key, value in before.items()
         if not key.startswith(("history.", "finetune_history."))  # compared, not listed

@@ -191,6 +191,6 @@ def run_command(
         data=DataContext(data_root=data_root, download=download),
         command=["bench", *sys.argv[1:]],
         quiet=quiet,
-        threads=threads or parsed.threads,
+        threads=threads,
         policy=make_policy(ctx, **policy),
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,15 @@ from harness.options import Option
 from harness.plots import plot_heatmap, plot_loss_curves, plot_sweep
 from harness.procedure import Procedure, Report, RunContext, Table
 from harness.registry import Registry
-from harness.report import context_line, failures_section, group, markdown_table, mean_std, pct
+from harness.report import (
+    context_line,
+    failures_section,
+    group,
+    markdown_table,
+    mean_std,
+    mean_std_text,
+    pct,
+)
 from harness.suites import Run, Suite, safe_name, subject
 from harness.training import TrainConfig, evaluate, penalized_weights
 
@@ -104,7 +113,8 @@ def study_cells(settings: dict[str, Any], mode: str) -> dict[str, list[dict[str,
 
 
 def _ends(values: tuple[float, ...]) -> list[float]:
-    return list(dict.fromkeys([values[0], values[-1]]))
+    """The first and last values (one if they are the same; none of an empty sweep)."""
+    return list(dict.fromkeys(values[:1] + values[-1:]))
 
 
 def cell_label(cell: dict[str, Any]) -> str:
@@ -276,16 +286,9 @@ def unregularized(cells: list[dict[str, Any]]) -> dict[str, Any] | None:
     return next((c for c in cells if c["seeds"] and cell_label(c["cell"]) == "none"), None)
 
 
-def _number(values: list[float], digits: int = 2) -> str:
-    mean, std = mean_std(values)
-    if math.isnan(mean):
-        return "—"
-    return f"{mean:.{digits}f}" if len(values) < 2 else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
 def _epochs(values: list[int]) -> str:
     """An epoch number, or mean ± std when the seeds differ."""
-    return str(values[0]) if len(set(values)) == 1 else _number(values, 1)
+    return str(values[0]) if len(set(values)) == 1 else mean_std_text(values, 1)
 
 
 def _percent(values: list[float]) -> tuple[float, float]:
@@ -310,8 +313,8 @@ def cell_row(cell: dict[str, Any], best: dict[str, Any] | None) -> dict[str, Any
         "gap pp": pct(cell["gap"]),
         "stop epoch": _epochs(cell["stopped"]),
         "best epoch": _epochs(cell["best_epoch"]),
-        "weight L1": _number(cell["weight_l1"], 1),
-        "weight L2": _number(cell["weight_l2"]),
+        "weight L1": mean_std_text(cell["weight_l1"], 1),
+        "weight L2": mean_std_text(cell["weight_l2"]),
         "near-zero %": pct(cell["near_zero"]),
         "seeds": f"{cell['seeds']}/{cell['runs']}",
     }
@@ -320,7 +323,11 @@ def cell_row(cell: dict[str, Any], best: dict[str, Any] | None) -> dict[str, Any
 GRID_TABLES = (  # title, file-name slug, how a cell reads
     ("Test accuracy %", "test-accuracy", lambda cell: pct(cell["test"])),
     ("Generalization gap (train − test accuracy), pp", "gap", lambda cell: pct(cell["gap"])),
-    ("Weight L2 norm (Linear/Conv weights)", "weight-l2", lambda cell: _number(cell["weight_l2"])),
+    (
+        "Weight L2 norm (Linear/Conv weights)",
+        "weight-l2",
+        lambda cell: mean_std_text(cell["weight_l2"]),
+    ),
 )
 ACCURACY = ["train acc %", "val acc %", "test acc %", "gap pp"]
 STUDY_TABLES = {  # study: title, the long-form columns it shows
@@ -361,7 +368,11 @@ def grid_axes(grid: dict[tuple[float, float], Any]) -> tuple[list[float], list[f
     return list(dict.fromkeys(d for d, _ in grid)), list(dict.fromkeys(w for _, w in grid))
 
 
-def grid_rows(cells: list[dict[str, Any]], best, value) -> list[dict[str, str]]:
+def grid_rows(
+    cells: list[dict[str, Any]],
+    best: dict[str, Any] | None,
+    value: Callable[[dict[str, Any]], str],
+) -> list[dict[str, str]]:
     """The trade-off table: dropout rows, weight-decay columns, ``value(cell)`` in each."""
     grid = grid_cells(cells)
     dropouts, decays = grid_axes(grid)
