@@ -32,8 +32,12 @@ from harness.suites import Run
 
 TOLERANCE = 1e-6
 SHARED_DIRS = ("checkpoints",)
-# Numbers that depend only on the seed and the code: accuracies, losses, counts, FLOPs.
-_COMPARED = re.compile(r"accuracy|loss|params|flops|drop|compression|speedup|width|^epochs?$")
+# Numbers that depend only on the seed and the code: accuracies, losses, counts, FLOPs, and the
+# regularization studies' weight statistics and stopping epochs.
+_COMPARED = re.compile(
+    r"accuracy|loss|params|flops|drop|compression|speedup|width|gap|weight_l[12]|near_zero"
+    r"|^epochs?$|_epoch$"
+)
 # Timings are never the same twice.
 _TIMING = re.compile(r"seconds|time|latency|memory|per_s$")
 

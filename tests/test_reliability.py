@@ -393,6 +393,30 @@ def test_results_writes_are_fsynced_and_hold_signals_back(tmp_path, monkeypatch)
 # --- reproducibility: --deterministic and bench rerun --------------------------------------------
 
 
+def test_rerun_compares_every_seed_determined_number_and_no_timing():
+    metrics = {
+        "test_accuracy": 0.9,
+        "gap": 0.3,
+        "best_epoch": 7,
+        "epochs": 9,
+        "weights": {"weight_l1": 12.5, "weight_l2": 3.0, "near_zero_fraction": 0.01},
+        "history": [{"epoch": 1, "val_loss": 0.5, "seconds": 0.2}],
+        "train_seconds": 1.5,
+        "latency": {"median": 0.001},
+    }
+    assert set(comparable(metrics)) == {
+        "test_accuracy",
+        "gap",
+        "best_epoch",
+        "epochs",
+        "weights.weight_l1",
+        "weights.weight_l2",
+        "weights.near_zero_fraction",
+        "history.0.epoch",
+        "history.0.val_loss",
+    }
+
+
 def test_deterministic_flag_is_recorded_restored_and_changes_nothing_on_cpu(tmp_path):
     common = ["run", "--model", "mlp", "--model-opt", "hidden=16", *TINY, "--quiet"]
     assert bench(*common, "--out", tmp_path / "plain").exit_code == 0
