@@ -13,7 +13,7 @@ from harness.data import DataContext, Splits
 from harness.flops import count_params, forward_flops
 from harness.options import BenchError
 from harness.procedure import RunContext
-from harness.training import TrainConfig, evaluate, seed_everything, train
+from harness.training import TrainConfig, TrainResult, evaluate, seed_everything, train
 
 
 def open_splits(ctx: RunContext, name: str, options: dict[str, Any], seed: int) -> Splits:
@@ -70,9 +70,14 @@ def model_facts(model: nn.Module, splits: Splits) -> dict[str, int]:
     return {"params": count_params(model), "flops": forward_flops(model, splits.input_shape)}
 
 
-def train_and_test(
-    ctx: RunContext, config: dict[str, Any], *, on_epoch=None
-) -> tuple[nn.Module, dict[str, Any]]:
+def fit(
+    ctx: RunContext, model: nn.Module, splits: Splits, train_config: TrainConfig, seed: int
+) -> TrainResult:
+    """Train ``model`` on the context's device, reporting each epoch to ``ctx.on_epoch``."""
+    return train(model, splits, train_config, device=ctx.device, seed=seed, on_epoch=ctx.on_epoch)
+
+
+def train_and_test(ctx: RunContext, config: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
     """Seed, build, train, then evaluate the test split exactly once. Returns model and metrics."""
     seed = config["seed"]
     splits = open_splits(ctx, config["dataset"], config["dataset_options"], seed)
@@ -80,7 +85,7 @@ def train_and_test(
     model = build_model(ctx, config["model"], config["model_options"], splits)
     train_config = TrainConfig.from_options(config["train"])
     start = time.perf_counter()
-    result = train(model, splits, train_config, device=ctx.device, seed=seed, on_epoch=on_epoch)
+    result = fit(ctx, model, splits, train_config, seed)
     test = evaluate(model, splits.test, device=ctx.device, batch_size=train_config.eval_batch_size)
     final = result.final  # the restored epoch's record after early stopping
     metrics = {

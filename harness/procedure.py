@@ -29,6 +29,9 @@ class RunContext:
     out_dir: Path = Path("results")
     quiet: bool = True
     cache: dict[str, Any] = field(default_factory=dict)
+    # Called with each training epoch's record (epoch, losses, accuracies) of the run being
+    # executed; the runner points it at the progress bar, so long runs show where they are.
+    on_epoch: Callable[[dict[str, float]], None] | None = None
 
 
 @dataclass

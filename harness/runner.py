@@ -12,6 +12,7 @@ import shlex
 import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,8 @@ def _run_pending(
         with tqdm(pending, desc=name, unit="run", disable=not show, file=sys.stderr) as bar:
             for run in bar:
                 bar.set_postfix_str(run.name)
+                if show:
+                    ctx.on_epoch = partial(_show_epoch, bar, run.name)
                 record = execute_with(procedure, run, ctx, policy)
                 store.add(record)
                 if policy.fail_fast and record["status"] != "ok":
@@ -169,6 +172,12 @@ def _run_pending(
             f"recorded ({done} ok)",
         )
         raise SuiteInterrupted(store, signal_name) from None
+
+
+def _show_epoch(bar: tqdm, name: str, record: dict[str, float]) -> None:
+    bar.set_postfix_str(
+        f"{name}: epoch {record['epoch']}, val acc {record['val_accuracy']:.1%}", refresh=True
+    )
 
 
 def check_datasets(suite: Suite, registry: Registry, data: DataContext) -> None:

@@ -1,6 +1,7 @@
 """The results file: schema, atomic writes, refusal of foreign or truncated files, failures kept."""
 
 import json
+import sys
 
 import pytest
 import torch
@@ -137,3 +138,19 @@ def test_interrupt_keeps_completed_runs(registry, tmp_path, monkeypatch):
     data = load_results(tmp_path)
     assert data["status"] == "interrupted" and len(data["runs"]) == 1
     assert "1 of 3" in data["note"]
+
+
+def test_progress_bar_shows_each_epoch_of_the_running_run(registry, tmp_path, capsys, monkeypatch):
+    suite = parse_suite(
+        {"models": ["mlp"], "dataset_options": {"digits": {"size": 8}}, "train": {"epochs": 3}},
+        registry,
+        source="t",
+    )
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal: the bar is shown
+    run_suite(suite, registry, out_dir=tmp_path, device="cpu", quiet=False, command=["bench"])
+    shown = capsys.readouterr().err
+    history = load_results(tmp_path)["runs"][0]["metrics"]["history"]
+    for record in history:
+        assert f"mlp-digits-s0: epoch {record['epoch']}, val acc {record['val_accuracy']:.1%}" in (
+            shown
+        )

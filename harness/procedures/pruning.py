@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.experiment import build_model, open_splits
+from harness.experiment import build_model, fit, open_splits
 from harness.flops import count_params, effective_flops, forward_flops
 from harness.options import BenchError, Option, UnknownNameError
 from harness.plots import plot_pruning
@@ -36,7 +36,7 @@ from harness.report import (
 from harness.results import atomic_write
 from harness.suites import Run, Suite, safe_name, subject
 from harness.timing import forward_latency
-from harness.training import TrainConfig, evaluate, seed_everything, train
+from harness.training import TrainConfig, evaluate, seed_everything
 
 SCRATCH = "scratch"
 DEFAULT_METHODS = ("random", "layer-magnitude", "global-magnitude", "structured", SCRATCH)
@@ -125,7 +125,7 @@ def _dense(config, ctx: RunContext, splits) -> dict[str, Any]:
     seed_everything(config["seed"])
     model = build_model(ctx, config["model"], config["model_options"], splits)
     train_config = TrainConfig.from_options(config["train"])
-    history = train(model, splits, train_config, device=ctx.device, seed=config["seed"]).history
+    history = fit(ctx, model, splits, train_config, config["seed"]).history
     path = _checkpoint_path(config, ctx)
     atomic_write(path, lambda handle: torch.save(model.state_dict(), handle))
     before = _test(model, splits, ctx, train_config)
@@ -175,9 +175,7 @@ def _scratch(config, ctx: RunContext, splits) -> dict[str, Any]:
     model = build_model(ctx, config["model"], options, splits)
     train_config = TrainConfig.from_options(config["train"])
     epochs = train_config.epochs + config["finetune_epochs"]
-    history = train(
-        model, splits, _train_config(config, epochs), device=ctx.device, seed=config["seed"]
-    ).history
+    history = fit(ctx, model, splits, _train_config(config, epochs), config["seed"]).history
     return {
         **_describe(model, dense, splits, config, ctx),
         "accuracy_before": None,
@@ -211,7 +209,7 @@ def _finetune(model: nn.Module, config, ctx: RunContext, splits) -> list[dict[st
     if not config["finetune_epochs"]:
         return []
     train_config = _train_config(config, config["finetune_epochs"])
-    return train(model, splits, train_config, device=ctx.device, seed=config["seed"]).history
+    return fit(ctx, model, splits, train_config, config["seed"]).history
 
 
 def _test(model: nn.Module, splits, ctx: RunContext, train_config: TrainConfig) -> float:
