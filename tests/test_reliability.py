@@ -43,14 +43,6 @@ DIGITS8 = {"datasets": ["digits"], "dataset_options": {"digits": {"size": 8}}}
 MLP16 = {"name": "mlp", "options": {"hidden": 16}}
 
 
-@pytest.fixture(autouse=True)
-def keep_torch_threads():
-    """``run_suite(threads=...)`` sets torch's thread count for the process; give it back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def bench(*args: object):
     return CliRunner().invoke(cli, [str(a) for a in args])
 

@@ -20,14 +20,6 @@ from harness.suites import Overrides, SuiteError, find_suite, load_suite_with, p
 TINY = {"devices": ["cpu"], "quick": True, "threads": 1}
 
 
-@pytest.fixture(autouse=True)
-def keep_thread_count():
-    """``bench time --threads`` sets the process's thread count; give it back after each test."""
-    count = torch.get_num_threads()
-    yield
-    torch.set_num_threads(count)
-
-
 def tiny_suite(registry, models=("mlp", "lenet5"), samples=16, **settings):
     return parse_suite(
         {
