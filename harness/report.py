@@ -100,3 +100,25 @@ def failures_section(runs: Iterable[dict[str, Any]]) -> str:
     if not rows:
         return ""
     return f"\n\n**{len(rows)} run(s) did not finish:**\n\n" + markdown_table(rows)
+
+
+def contended(record: dict[str, Any] | None) -> bool:
+    """Whether a timing record was measured under contention (:mod:`harness.contention`)."""
+    return bool(record and (record.get("contention") or {}).get("contended"))
+
+
+def contention_section(runs: Iterable[dict[str, Any]]) -> str:
+    """Every timing measurement taken under contention, with the evidence in words: its figure
+    is not to be trusted however small its spread."""
+    lines = [
+        f"- {run['id']} `{name}`: {value['contention'].get('evidence', '')}"
+        for run in runs
+        for name, value in run.get("metrics", {}).items()
+        if isinstance(value, dict) and contended(value)
+    ]
+    if not lines:
+        return ""
+    return (
+        f"\n\n**{len(lines)} measurement(s) taken under contention** (the machine was busy; "
+        "their timings are not to be trusted, however small their spread):\n\n" + "\n".join(lines)
+    )

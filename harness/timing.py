@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.contention import watch
 from harness.data import Split
 from harness.devices import synchronize
 from harness.memory import peak_memory
@@ -253,7 +254,8 @@ def measure(
     """Time each of ``modes`` in turn; ``flops`` holds per-batch ``forward``/``train_step`` FLOPs.
 
     Each record holds the summary, the raw samples, samples/s, achieved FLOP/s (steps, when
-    ``flops`` is given) and the peak memory of the measurement. ``epoch`` needs ``epoch_split``:
+    ``flops`` is given), the peak memory of the measurement and the evidence of whether it had
+    the machine to itself (:mod:`harness.contention`). ``epoch`` needs ``epoch_split``:
     it runs exactly one epoch.
     """
     timer = timer_for(workload.device, clock)
@@ -265,13 +267,14 @@ def measure(
             records[mode] = _measure_epoch(workload, epoch_split, timer)
             continue
         step = workload.step(mode)
-        with peak_memory(workload.device) as memory:
+        with peak_memory(workload.device) as memory, watch(workload.device) as contention:
             timing = run_loop(step, loop, timer)
         work = flops["forward" if mode == "forward" else "train_step"] if flops else None
         records[mode] = {
             **timing.to_dict(),
             **_rates(timing, workload.batch_size, work),
             "memory": memory,
+            "contention": contention,
         }
     return records
 
@@ -284,7 +287,7 @@ def _measure_epoch(workload: Workload, split: Split, timer: StepTimer) -> dict[s
     epoch = functools.partial(
         train_epoch, workload.model, split, optimizer, config, workload.device, generator
     )
-    with peak_memory(workload.device) as memory:
+    with peak_memory(workload.device) as memory, watch(workload.device) as contention:
         timing = run_loop(epoch, LoopSettings(warmup=0, repeats=1, min_time=0.0), timer)
     return {
         **timing.to_dict(),
@@ -292,6 +295,7 @@ def _measure_epoch(workload: Workload, split: Split, timer: StepTimer) -> dict[s
         "split_size": len(split),
         "amp": "none",
         "memory": memory,
+        "contention": contention,
     }
 
 

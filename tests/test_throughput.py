@@ -69,7 +69,7 @@ def test_suite_runs_on_cpu_and_renders_its_table(registry, tmp_path):
         "train samples/s",
         "epoch samples/s",
         "peak mem",
-        "noisy",
+        "flags",
     ):
         assert column in header
     assert len(rows) == 4 and "| lenet5" in rows[3] and "61.71K" in rows[3]

@@ -134,9 +134,11 @@ def test_every_mode_records_its_metrics():
     flops = step_flops(work.model, (2, 4, 4), work.batch_size)
     records = measure(work, MODES, TINY, flops=flops, epoch_split=split)
     assert set(records) == set(MODES)
-    statistics = {"n", "median", "mean", "std", "iqr", "p10", "p90", "min", "max", "noisy"}
+    statistics = {"n", "median", "mean", "std", "iqr", "p10", "p25", "p75", "p90", "min", "max"}
     for mode, record in records.items():
-        assert statistics | {"samples", "capped", "samples_per_s", "memory"} <= set(record), mode
+        extra = {"noisy", "samples", "capped", "samples_per_s", "memory", "contention"}
+        assert statistics | extra <= set(record), mode
+        assert record["contention"]["contended"] in (True, False), mode
         assert len(record["samples"]) == record["n"] and record["samples_per_s"] > 0
         assert record["memory"]["peak_rss_bytes"] > 0 and record["memory"]["method"]
     for mode in ("forward", "forward_backward", "train_step"):

@@ -23,9 +23,10 @@ from harness.cli.common import (
     run_and_show,
 )
 from harness.data import DataContext
+from harness.measurement import timing_suite
 from harness.options import parse_assignments
 from harness.runner import default_out_dir
-from harness.suites import Overrides, parse_suite
+from harness.suites import Overrides
 from harness.timing import AMP_DTYPES, MODES, STEP_MODES
 
 SHARED_OPTIONS = [
@@ -218,12 +219,7 @@ def _run(
         dataset_options=parse_assignments(dataset_opt, "--dataset-opt"),
         settings={k: v for k, v in settings.items() if v is not None and v != ()},
     )
-    suite = parse_suite(
-        overrides.apply({"procedure": "throughput"}),
-        registry,
-        source="command line",
-        default_name="-".join([command, *models]),
-    )
+    suite = timing_suite(None, overrides, registry, default_name="-".join([command, *models]))
     out = out or default_out_dir(suite.name)
     traces = out / "traces"
     run_and_show(

@@ -25,6 +25,8 @@ from harness.procedure import Procedure, Report, RunContext, Table
 from harness.pruning import PruningContext, make_permanent, sparsity_facts
 from harness.registry import ModelSpec, Registry
 from harness.report import (
+    contended,
+    contention_section,
     context_line,
     failures_section,
     group,
@@ -289,6 +291,7 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "flops_effective": first["flops_effective"],
                 "speedup": mean_std(m["speedup"] for m in ok)[0],
                 "latency_ms": mean_std(m["latency"]["median_ms"] for m in ok)[0],
+                "latency_contended": any(contended(m["latency"]) for m in ok),
                 "latency_batch": first["latency"]["batch_size"],
                 "device": results["environment"].get("device"),
                 "before": before,
@@ -328,7 +331,8 @@ def _table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "FLOPs dense": human(r["flops"]),
                 "FLOPs effective": human(r["flops_effective"]),
                 "speed-up": f"{r['speedup']:.1f}x",
-                f"latency ms (b{r['latency_batch']}, {r['device']})": f"{r['latency_ms']:.2f}",
+                f"latency ms (b{r['latency_batch']}, {r['device']})": f"{r['latency_ms']:.2f}"
+                + (" contended" if r["latency_contended"] else ""),
                 "acc before FT %": pct(r["before"]),
                 "acc after FT %": pct(r["after"]),
                 "Δ vs dense pp": "—"
@@ -356,6 +360,7 @@ def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:
         f"## {results['suite']['name']}: accuracy against parameters removed\n\n"
         f"{context_line(results)}\n\n{NOTE}\n\n"
         + markdown_table(table.rows)
+        + contention_section(runs)
         + failures_section(runs)
         + "\n"
     )

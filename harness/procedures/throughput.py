@@ -11,28 +11,29 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from harness.data import Split, iterate_batches
-from harness.devices import available_devices, device_name, resolve_device
-from harness.experiment import build_model, open_splits
-from harness.flops import count_params, step_flops
-from harness.memory import release_cached
+from harness.devices import available_devices, resolve_device
+from harness.measurement import prepare, threads_set, too_small
 from harness.options import BenchError, Option
 from harness.procedure import Procedure, Report, RunContext, Table
 from harness.procedures.accuracy import point_label
 from harness.profiling import profile_step, top_ops_markdown
 from harness.registry import Registry
-from harness.report import context_line, failures_section, human, markdown_table
+from harness.report import (
+    contended,
+    contention_section,
+    context_line,
+    failures_section,
+    human,
+    markdown_table,
+)
 from harness.suites import Entry, Run, Suite, apply_point, grid_points, subject
-from harness.timing import MODES, STEP_MODES, LoopSettings, Workload, check_amp, measure
-from harness.training import TrainConfig, seed_everything
+from harness.timing import MODES, STEP_MODES, LoopSettings, check_amp, measure
 
 QUICK_LOOP = LoopSettings(warmup=1, repeats=3, min_time=0.0, max_time=1.0)
 
@@ -139,14 +140,7 @@ def _check_fits(
     spec = registry.datasets.get(dataset)
     train = (spec.describe(spec.resolve(options))["sizes"] or {}).get("train")
     if train is not None and max(batch_sizes) > train:
-        raise BenchError(_too_small(max(batch_sizes), train))
-
-
-def _too_small(batch_size: int, samples: int) -> str:
-    return (
-        f"batch size {batch_size} is larger than the training split ({samples} samples); "
-        "use a larger dataset (synthetic: samples=N) rather than a smaller batch"
-    )
+        raise BenchError(too_small(max(batch_sizes), train))
 
 
 def _own_geometry(dataset: Entry, input_shape: tuple[int, ...]) -> Entry:
@@ -157,85 +151,29 @@ def _own_geometry(dataset: Entry, input_shape: tuple[int, ...]) -> Entry:
 
 
 def execute(run: Run, ctx: RunContext) -> dict[str, Any]:
-    with _threads(run.config["threads"]):
-        return _measure(run, ctx)
-
-
-@contextmanager
-def _threads(count: int) -> Iterator[None]:
-    """Run with ``count`` torch CPU threads (0: as they are), then restore the previous count."""
-    previous = torch.get_num_threads()
-    if count:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _measure(run: Run, ctx: RunContext) -> dict[str, Any]:
-    config = run.config
-    device = resolve_device(config["device"])
-    release_cached(device)
-    ctx = replace(ctx, device=device)
-    batch = config["batch_size"]
-    splits = open_splits(ctx, config["dataset"], config["dataset_options"], config["seed"])
-    seed_everything(config["seed"])
-    model = build_model(ctx, config["model"], config["model_options"], splits)
-    inputs, targets = _first_batch(splits.train, batch, device)
-    flops = step_flops(model, splits.input_shape, batch)
-    train = TrainConfig.from_options({**config["train"], "batch_size": batch})
-    workload = Workload.prepare(
-        model,
-        inputs,
-        targets,
-        device,
-        amp=config["amp"],
-        channels_last=config["channels_last"],
-        compile=config["compile"],
-        train=train,
-    )
-    metrics: dict[str, Any] = {
-        "params": count_params(model),
-        "flops_per_sample": {k: v // batch for k, v in flops.items()},
-        "input_shape": list(splits.input_shape),
-        "batch_size": batch,
-        "device": str(device),
-        "device_name": device_name(device),
-        "threads": torch.get_num_threads(),
-        "dtype": str(inputs.dtype).removeprefix("torch."),
-        "amp": config["amp"],
-        "channels_last": config["channels_last"],
-        "compile": config["compile"],
-        "optimizer": train.optimizer,
-    }
-    metrics.update(
-        measure(
-            workload,
-            config["modes"],
-            LoopSettings(**config["loop"]),
-            flops=flops,
-            epoch_split=splits.train,
-        )
-    )
-    if config["profile"]:
-        mode = config["profile"]
-        metrics["profile"] = {
-            "mode": mode,
-            **profile_step(
-                workload.step(mode), device, ctx.out_dir / "traces" / run.name, worker=mode
+    with threads_set(run.config["threads"]):
+        prepared = prepare(run, ctx)
+        config = run.config
+        metrics = {
+            **prepared.facts,
+            **measure(
+                prepared.workload,
+                config["modes"],
+                LoopSettings(**config["loop"]),
+                flops=prepared.flops,
+                epoch_split=prepared.epoch_split,
             ),
         }
-    return metrics
-
-
-def _first_batch(
-    split: Split, batch_size: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    inputs, targets = next(iterate_batches(split, batch_size, device=device))
-    if len(targets) < batch_size:
-        raise BenchError(_too_small(batch_size, len(split)))
-    return inputs, targets
+        if config["profile"]:
+            mode = config["profile"]
+            trace_dir = ctx.out_dir / "traces" / run.name
+            metrics["profile"] = {
+                "mode": mode,
+                **profile_step(
+                    prepared.workload.step(mode), prepared.workload.device, trace_dir, worker=mode
+                ),
+            }
+        return metrics
 
 
 LATENCY_COLUMNS = {"forward": "forward", "forward_backward": "fwd+bwd", "train_step": "train step"}
@@ -243,8 +181,9 @@ NOTE = (
     "Latency: median (IQR) of one batch. FLOP/s: achieved, from the forward FLOPs. "
     "train samples/s: batch / train-step median; epoch samples/s: one training epoch "
     "through the harness's data path. Peak memory: CUDA peak allocated; on CPU the rise of "
-    "resident memory during the measurement. noisy: IQR/median > 10%; capped: stopped at "
-    "max_time before repeats and min_time were met."
+    "resident memory during the measurement. flags: contended (the machine was busy: the "
+    "figure is not to be trusted, see below), noisy (IQR/median > 10%), capped (stopped at "
+    "max_time before repeats and min_time were met)."
 )
 
 
@@ -275,7 +214,7 @@ def summary_row(run: dict[str, Any], modes: list[str]) -> dict[str, Any]:
         if mode == "epoch":
             row["epoch samples/s"] = _rate(metrics.get("epoch"))
     row["peak mem MiB"] = _peak_memory(metrics, modes)
-    row["noisy"] = _flags(metrics, modes) if ok else run["status"]
+    row["flags"] = _flags(metrics, modes) if ok else run["status"]
     return row
 
 
@@ -316,11 +255,14 @@ def _flags(metrics: dict[str, Any], modes: list[str]) -> str:
     flags = []
     for mode in modes:
         record = metrics.get(mode, {})
-        if record.get("capped"):
-            flags.append(f"{mode} capped (n={record['n']})")
-        elif record.get("noisy"):
-            flags.append(mode)
-    return ", ".join(flags) or "no"
+        marks = [
+            *(["contended"] if contended(record) else []),
+            *([f"capped (n={record['n']})"] if record.get("capped") else []),
+            *(["noisy"] if record.get("noisy") and not record.get("capped") else []),
+        ]
+        if marks:
+            flags.append(f"{mode} {' '.join(marks)}")
+    return ", ".join(flags) or "—"
 
 
 def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:
@@ -346,7 +288,8 @@ def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:
                 f"{profile['active_steps']} profiled steps)\n\n"
                 f"{top_ops_markdown(profile)}\n\ntrace: `{profile['trace_dir']}`"
             )
-    return Report(markdown="\n\n".join(parts) + failures_section(runs) + "\n", tables=[table])
+    markdown = "\n\n".join(parts) + contention_section(runs) + failures_section(runs) + "\n"
+    return Report(markdown=markdown, tables=[table])
 
 
 PROCEDURE = Procedure(
