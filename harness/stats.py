@@ -25,6 +25,8 @@ class Summary:
     std: float
     iqr: float
     p10: float
+    p25: float
+    p75: float
     p90: float
     min: float
     max: float
@@ -51,6 +53,8 @@ def summarize(samples: Sequence[float]) -> Summary:
         std=std,
         iqr=float(p75 - p25),
         p10=float(p10),
+        p25=float(p25),
+        p75=float(p75),
         p90=float(p90),
         min=float(values.min()),
         max=float(values.max()),

@@ -13,7 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import cli
-from harness.compare import (
+from harness.compare import compare_files, metric_kind
+from harness.execution import make_record
+from harness.suites import Run
+from harness.timing import Timing
+from harness.verdicts import (
     ACCURACY,
     IMPROVED,
     NOISY,
@@ -23,13 +27,8 @@ from harness.compare import (
     UNCLEAR,
     Measurement,
     Rules,
-    compare_files,
     judge,
-    metric_kind,
 )
-from harness.execution import make_record
-from harness.suites import Run
-from harness.timing import Timing
 
 ENVIRONMENT = {
     "bench_version": "0.1.0",

@@ -15,6 +15,7 @@ def test_summary_of_one_to_eleven():
     assert s.n == 11
     assert (s.median, s.mean, s.min, s.max) == (6.0, 6.0, 1.0, 11.0)
     # linear interpolation: p25 sits halfway between 3 and 4, p75 between 8 and 9
+    assert (s.p25, s.p75) == pytest.approx((3.5, 8.5))
     assert s.iqr == pytest.approx(8.5 - 3.5)
     assert (s.p10, s.p90) == pytest.approx((2.0, 10.0))
     assert s.std == pytest.approx(math.sqrt(110 / 10))  # sample standard deviation
@@ -36,7 +37,8 @@ def test_noisy_when_iqr_exceeds_ten_percent_of_median():
 
 def test_to_dict_carries_every_statistic_and_the_flag():
     record = summarize([1.0, 2.0, 3.0]).to_dict()
-    expected = {"n", "median", "mean", "std", "iqr", "p10", "p90", "min", "max", "noisy"}
+    expected = {"n", "median", "mean", "std", "iqr", "p10", "p25", "p75", "p90", "min", "max"}
+    expected.add("noisy")
     assert set(record) == expected
     assert record["noisy"] is True  # IQR 1.0 against a median of 2.0
 

@@ -7,9 +7,11 @@ from pathlib import Path
 import click
 
 from harness.cli.common import get_plugins, plugin_option
-from harness.compare import Rules, compare_files, to_json, to_markdown, to_text
+from harness.compare import compare_files
+from harness.compare_render import to_json, to_markdown, to_text
 from harness.reporting import FORMATS, build, formatted, load_sources
 from harness.results import atomic_write_text
+from harness.verdicts import Rules
 
 
 @click.command("report")
