@@ -33,12 +33,14 @@ def _seconds(value: float) -> str:
     return f"{value * 1e9:.3g} ns"
 
 
-def _value(m: Measurement) -> str:
-    """A timing's median and its IQR relative to the median (the noise rule's measure); an
-    accuracy's mean and standard deviation over seeds, in percent."""
+def _value(m: Measurement, paired: bool = False) -> str:
+    """A timing's median and its IQR relative to the median (the noise rule's measure), marked
+    when contended (unless paired: its contended rounds were dropped); an accuracy's mean and
+    standard deviation over seeds, in percent."""
     if m.kind == TIME:
         spread = f" (IQR {100 * m.relative_iqr:.0f}%)" if m.median > 0 and m.n > 1 else ""
-        return _seconds(m.median) + spread + (" contended" if m.contended else "")
+        mark = " contended" if m.contended and not paired else ""
+        return _seconds(m.median) + spread + mark
     spread = f" ± {100 * m.std:.2f}" if m.n > 1 else ""
     return f"{100 * m.mean:.2f}{spread} %"
 
@@ -59,8 +61,8 @@ def table_rows(rows: Iterable[Row]) -> list[dict[str, str]]:
         {
             "run": row.config,
             "metric": row.metric,
-            "baseline": _value(row.baseline),
-            "candidate": _value(row.candidate),
+            "baseline": _value(row.baseline, row.paired),
+            "candidate": _value(row.candidate, row.paired),
             "change": _change(row),
             "p-value / method": row.test,
             "verdict": _verdict_text(row),
@@ -144,7 +146,8 @@ def contention_notes(rows: Iterable[Row]) -> list[str]:
     for row in rows:
         for side, m in (("baseline", row.baseline), ("candidate", row.candidate)):
             if m.contended:
-                notes.append(f"{row.config} {row.metric}, {side}: {m.evidence}")
+                dropped = " (those rounds were dropped in pairs)" if row.paired else ""
+                notes.append(f"{row.config} {row.metric}, {side}: {m.evidence}{dropped}")
     return notes
 
 

@@ -35,17 +35,8 @@ def execute_run(
     try:
         with time_limit(timeout):
             metrics = procedure.execute(run, ctx)
-    except RunTimeout as exc:
-        status, error = "timeout", str(exc)
-    except DivergedError as exc:
-        status, error = "diverged", str(exc)
-    except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
-        status, error = "oom", _first_line(exc)
-    except (Exception, SystemExit) as exc:  # recorded, and the suite goes on
-        cpu_oom = isinstance(exc, RuntimeError) and any(s in str(exc) for s in _CPU_OOM)
-        status = "oom" if cpu_oom else "failed"
-        error = f"{type(exc).__name__}: {_first_line(exc) if cpu_oom else exc}"
-        trace = traceback.format_exc(limit=-3)
+    except (Exception, SystemExit, RunTimeout) as exc:  # recorded, and the suite goes on
+        status, error, trace = failure(exc)
     return make_record(
         run,
         status=status,
@@ -55,6 +46,20 @@ def execute_run(
         started_at=started,
         wall_time_s=time.perf_counter() - start,
     )
+
+
+def failure(exc: BaseException) -> tuple[str, str, str | None]:
+    """The status, error message and (for unexpected errors) short traceback that a run failing
+    with ``exc`` is recorded with; call it from the ``except`` block that caught ``exc``."""
+    if isinstance(exc, RunTimeout):
+        return "timeout", str(exc), None
+    if isinstance(exc, DivergedError):
+        return "diverged", str(exc), None
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return "oom", _first_line(exc), None
+    cpu_oom = isinstance(exc, RuntimeError) and any(s in str(exc) for s in _CPU_OOM)
+    error = f"{type(exc).__name__}: {_first_line(exc) if cpu_oom else exc}"
+    return ("oom" if cpu_oom else "failed"), error, traceback.format_exc(limit=-3)
 
 
 def make_record(

@@ -272,7 +272,7 @@ def measure(
         work = flops["forward" if mode == "forward" else "train_step"] if flops else None
         records[mode] = {
             **timing.to_dict(),
-            **_rates(timing, workload.batch_size, work),
+            **rates(timing, workload.batch_size, work),
             "memory": memory,
             "contention": contention,
         }
@@ -291,7 +291,7 @@ def _measure_epoch(workload: Workload, split: Split, timer: StepTimer) -> dict[s
         timing = run_loop(epoch, LoopSettings(warmup=0, repeats=1, min_time=0.0), timer)
     return {
         **timing.to_dict(),
-        **_rates(timing, len(split)),
+        **rates(timing, len(split)),
         "split_size": len(split),
         "amp": "none",
         "memory": memory,
@@ -299,7 +299,7 @@ def _measure_epoch(workload: Workload, split: Split, timer: StepTimer) -> dict[s
     }
 
 
-def _rates(timing: Timing, samples: int, flops: int | None = None) -> dict[str, float | None]:
+def rates(timing: Timing, samples: int, flops: int | None = None) -> dict[str, float | None]:
     median = timing.summary.median
     rates = {"samples_per_s": samples / median if median > 0 else None}
     if flops is not None:

@@ -14,10 +14,12 @@ Timings (raw samples in seconds, better lower). A slowdown is a **regression** w
    threshold). Noise excuses only a change within it: ``noisy regression (not failed)``, which
    ``strict`` fails too.
 
-Contention (:mod:`harness.contention`) slows the side it hits and never speeds it up, so a
-verdict that contention could have produced is no verdict (``contended``, exit 3): a regression
-whose candidate was contended, and anything but a regression when the baseline was contended. A
-regression that holds although only the baseline was contended stands. Interleaved rounds in
+Contention (:mod:`harness.contention`) slows the side it hits, never speeds it up, and blurs its
+samples, so a verdict that contention could have produced or hidden is no verdict
+(``contended``, exit 3): a slowdown beyond the threshold (regression, noisy or not significant)
+of a contended candidate, and anything but a regression over a contended baseline. A regression
+that holds although only the baseline was contended stands, and so does an ok or an improvement
+of a contended candidate: it was at least that fast. Interleaved rounds in
 which either side was contended are dropped in pairs, and the rest decide, if enough remain.
 
 Accuracies (fractions, better higher). A regression is a drop of the mean over seeds by more
@@ -185,6 +187,7 @@ class Row:
     test: str
     p_value: float | None
     verdict: str
+    paired: bool = False  # judged on interleaved rounds (contended ones dropped in pairs)
 
     @property
     def fails(self) -> bool:
@@ -208,10 +211,10 @@ def verdict(evidence: Evidence, threshold: float, noisy: bool, strict: bool) -> 
         outcome = NOISY
     else:
         outcome = REGRESSION
-    if outcome == REGRESSION and evidence.cand_contended:
-        return CONTENDED
-    if outcome != REGRESSION and evidence.base_contended:
-        return CONTENDED
+    if evidence.cand_contended and outcome in (REGRESSION, NOISY, UNCLEAR):
+        return CONTENDED  # slowed, or blurred, by contention: it could be the machine
+    if evidence.base_contended and outcome != REGRESSION:
+        return CONTENDED  # an inflated baseline can hide a slower candidate
     return outcome
 
 
@@ -226,8 +229,8 @@ def judge(
 ) -> Row:
     """Compare one metric of one configuration under ``rules``; ``interleaved``: the two sides
     were measured in alternating rounds of one session, so rounds are paired."""
-    paired = interleaved and base.rounds and len(base.rounds) == len(cand.rounds)
-    threshold = rules.threshold(metric, base.kind, interleaved=bool(paired))
+    paired = bool(interleaved and base.rounds and len(base.rounds) == len(cand.rounds))
+    threshold = rules.threshold(metric, base.kind, interleaved=paired)
     if base.kind != TIME:
         evidence = accuracy_evidence(base, cand)
     elif paired:
@@ -246,6 +249,7 @@ def judge(
         evidence.test,
         evidence.p_value,
         outcome,
+        paired,
     )
 
 

@@ -7,6 +7,7 @@ import sys
 import click
 
 from harness import __version__
+from harness.cli.ab import ab_command
 from harness.cli.common import EXIT_SIGNAL, plugin_option
 from harness.cli.listing import list_group
 from harness.cli.reporting import compare_command, report_command
@@ -54,6 +55,7 @@ cli.add_command(time_command)
 cli.add_command(profile_command)
 cli.add_command(report_command)
 cli.add_command(compare_command)
+cli.add_command(ab_command)
 cli.add_command(rerun_command)
 
 

@@ -1,0 +1,182 @@
+"""``bench ab``: a baseline and a candidate measured in alternating rounds, then compared."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from harness.cli.common import EXIT_SIGNAL, data_root_option, plugin_names, plugin_option
+from harness.compare_render import to_json, to_markdown, to_text
+from harness.interleave import Session, SessionInterrupted, run_session
+from harness.options import parse_assignments
+from harness.results import atomic_write_text
+from harness.runner import default_out_dir
+from harness.sides import pinned_cpus, resolve_side
+from harness.suites import Overrides
+from harness.timing import MODES
+from harness.verdicts import Rules
+
+SIDE_HELP = (
+    "'current' (this installation), a Python interpreter or virtual environment, "
+    "'git:REV' (a revision of the repository here, installed beside this one's packages) or "
+    "'plugin:PATH_OR_MODULE' (this installation plus that plugin)."
+)
+
+
+@click.command("ab")
+@click.option("--baseline", required=True, metavar="SIDE", help=f"The baseline: {SIDE_HELP}")
+@click.option(
+    "--candidate", default="current", show_default=True, metavar="SIDE", help="The candidate."
+)
+@click.option("--suite", metavar="NAME_OR_PATH", help="A timing suite (procedure throughput).")
+@click.option("--model", "--models", "models", multiple=True, metavar="NAME", help="Model.")
+@click.option("--dataset", "--datasets", "datasets", multiple=True, metavar="NAME")
+@click.option("--model-opt", multiple=True, metavar="KEY=VALUE", help="Model option.")
+@click.option("--dataset-opt", multiple=True, metavar="KEY=VALUE", help="Dataset option.")
+@click.option(
+    "--batch-size", "batch_sizes", multiple=True, type=click.IntRange(min=1), help="Batch size."
+)
+@click.option("--mode", "modes", multiple=True, type=click.Choice(MODES), help="What to measure.")
+@click.option("--device", metavar="auto|cpu|cuda[:N]", default="auto", show_default=True)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="torch CPU threads of each side (one thread cannot wait for another).",
+)
+@click.option(
+    "--cpus",
+    default="auto",
+    show_default=True,
+    metavar="auto|any|N,M",
+    help="CPUs both sides are pinned to, so that neither runs on a faster core: auto = the "
+    "last --threads usable CPUs; any = no pinning.",
+)
+@click.option(
+    "--rounds", type=click.IntRange(min=1), default=20, show_default=True, help="Rounds per run."
+)
+@click.option(
+    "--round-time",
+    type=click.FloatRange(min=0),
+    default=0.05,
+    show_default=True,
+    help="Seconds of samples per side, mode and round, at least.",
+)
+@click.option(
+    "--max-round-time",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    help="Stop a block after this many seconds of samples (there is always one sample).",
+)
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Suite setting.")
+@click.option("--threshold", "thresholds", multiple=True, metavar="[GLOB=]VALUE")
+@click.option("--metric", "metrics", multiple=True, metavar="GLOB")
+@click.option("--strict", is_flag=True, help="Fail noisy regressions too.")
+@click.option("--out", type=click.Path(path_type=Path), help="Output directory.")
+@click.option("--markdown-out", type=click.Path(path_type=Path), metavar="FILE")
+@data_root_option()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object, not a table.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@plugin_option
+@click.pass_context
+def ab_command(
+    ctx,
+    baseline,
+    candidate,
+    suite,
+    models,
+    datasets,
+    model_opt,
+    dataset_opt,
+    batch_sizes,
+    modes,
+    device,
+    threads,
+    cpus,
+    rounds,
+    round_time,
+    max_round_time,
+    settings,
+    thresholds,
+    metrics,
+    strict,
+    out,
+    markdown_out,
+    data_root,
+    as_json,
+    quiet,
+) -> None:
+    """Measure BASELINE and CANDIDATE code in alternating rounds on this machine, then compare.
+
+    Both sides' workers start once; for every run, each round measures every mode on one side
+    and then on the other, the order alternating, so a machine that drifts slows both alike.
+    Rounds in which a side was contended are dropped in pairs. The verdict pairs the rounds
+    (Wilcoxon signed-rank test; default threshold 5%) and the exit code is bench compare's.
+
+    \b
+    Examples:
+      bench ab --baseline git:main --model lenet5 --batch-size 32
+      bench ab --baseline /opt/venv-base --candidate /opt/venv-new --suite throughput \\
+               --set batch_sizes=1,32
+      bench ab --baseline plugin:old_models.py --candidate plugin:new_models.py --model mine
+
+    \b
+    Exit codes: 0 no regression, 1 a regression, 2 usage error, 3 a failed run or no
+    trustworthy verdict (too many contended rounds).
+    """
+    if not suite and not models:
+        raise click.UsageError("give --suite NAME_OR_PATH or at least one --model")
+    rules = Rules.parse(thresholds, metrics, strict)
+    name = "ab-" + (Path(suite).stem if suite else "-".join(models))
+    out = out or default_out_dir(name)
+    loop = {"warmup": 1, "warmup_time": 0.0, "repeats": 1, "min_time": round_time}
+    block = {**loop, "max_time": max_round_time, "threads": threads, "devices": (device,)}
+    overrides = Overrides(
+        models=list(models),
+        datasets=list(datasets),
+        model_options=parse_assignments(model_opt, "--model-opt"),
+        dataset_options=parse_assignments(dataset_opt, "--dataset-opt"),
+        settings={
+            **dict(parse_assignments(settings, "--set")),
+            **block,
+            **({"batch_sizes": batch_sizes} if batch_sizes else {}),
+            **({"modes": modes} if modes else {}),
+        },
+    )
+    session = Session(
+        baseline=resolve_side("baseline", baseline, out / "sides"),
+        candidate=resolve_side("candidate", candidate, out / "sides"),
+        suite=suite,
+        overrides=overrides,
+        default_name=name,
+        rounds=rounds,
+        threads=threads,
+        cpus=pinned_cpus(cpus, threads),
+        plugins=tuple(plugin_names(ctx)),
+        data_root=data_root,
+        command=["bench", *sys.argv[1:]],
+    )
+    try:
+        outcome = run_session(
+            session, out, rules, progress=not (quiet or as_json) and sys.stderr.isatty()
+        )
+    except SessionInterrupted as stop:
+        click.echo(
+            f"interrupted by {stop.signal_name}; partial results in {stop.out_dir}", err=True
+        )
+        ctx.exit(EXIT_SIGNAL[stop.signal_name])
+    comparison = outcome.comparison
+    atomic_write_text(out / "compare.md", to_markdown(comparison))
+    if markdown_out:
+        atomic_write_text(markdown_out, to_markdown(comparison))
+    if as_json:
+        click.echo(to_json(comparison), nl=False)
+    else:
+        click.echo(to_text(comparison), nl=False)
+        click.echo(f"results: {out / 'baseline'}  {out / 'candidate'}")
+        click.echo(f"report:  bench report {out / 'baseline'} {out / 'candidate'}")
+    ctx.exit(comparison.exit_code)

@@ -1,0 +1,137 @@
+"""bench ab: two sides measured in alternating rounds by their own worker processes.
+
+The sides are plugin files from ``benchmarks/slowdown.py``: ``slowed-cnn-small`` whose forward
+pass takes exactly (1 + slowdown) times as long, so "the same code" and "a 2x slower candidate"
+are known. Settings are small (8 rounds of 20 ms) so that each session takes seconds.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import cli
+from harness.compare import compare_files
+from harness.options import BenchError
+from harness.sides import pinned_cpus, resolve_side
+from harness.verdicts import REGRESSION, Rules
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from slowdown import NAME, write_side  # noqa: E402
+
+QUICK = ["--rounds", "8", "--round-time", "0.02", "--mode", "forward", "--batch-size", "8"]
+QUICK += ["--dataset", "synthetic", "--dataset-opt", "shape=1x28x28", "--quiet"]
+
+
+def bench_ab(tmp_path, baseline, candidate, *extra, model=NAME):
+    out = tmp_path / "ab"
+    args = ["ab", "--baseline", baseline, "--candidate", candidate, "--model", model]
+    result = CliRunner().invoke(cli, [*args, *QUICK, *extra, "--out", str(out)])
+    return result, out
+
+
+@pytest.fixture
+def sides(tmp_path):
+    return {s: f"plugin:{write_side(tmp_path / f'side{s}.py', s)}" for s in (0.0, 1.0)}
+
+
+def test_the_same_code_measured_interleaved_passes_and_both_files_are_written(tmp_path, sides):
+    """Case 3 of the timing issue: the same code, measured interleaved, exits 0."""
+    result, out = bench_ab(tmp_path, sides[0.0], sides[0.0])
+    assert result.exit_code == 0, result.output
+    assert "interleaved: both sides measured in alternating rounds" in result.output
+    assert "Wilcoxon signed-rank, 8 interleaved rounds" in result.output
+    files = {
+        role: json.loads((out / role / "results.json").read_text())
+        for role in ("baseline", "candidate")
+    }
+    sessions = {d["execution"]["interleaved"]["session"] for d in files.values()}
+    assert len(sessions) == 1 and all(d["status"] == "complete" for d in files.values())
+    record = files["baseline"]["runs"][0]["metrics"]["forward"]
+    assert len(record["rounds"]) == 8 and sum(r["n"] for r in record["rounds"]) == record["n"]
+    assert record["contention"]["windows"] == 8 and files["baseline"]["environment"]["threads"] == 1
+    assert files["baseline"]["execution"]["cpus"] == list(pinned_cpus("auto", 1))
+    assert (out / "compare.md").read_text().startswith("## bench compare: no regression")
+
+
+def test_a_twice_slower_candidate_fails_and_bench_compare_agrees(tmp_path, sides):
+    result, out = bench_ab(tmp_path, sides[0.0], sides[1.0])
+    assert result.exit_code == 1, result.output
+    (row,) = compare_files(out / "baseline", out / "candidate", Rules()).rows
+    assert row.verdict == REGRESSION and row.paired and row.change > 0.5
+    replay = CliRunner().invoke(cli, ["compare", str(out / "baseline"), str(out / "candidate")])
+    assert replay.exit_code == 1 and "REGRESSION" in replay.output
+    report = CliRunner().invoke(cli, ["report", str(out / "baseline"), str(out / "candidate")])
+    assert report.exit_code == 0 and "slowed-cnn-small" in report.output
+
+
+def test_sides_that_plan_different_runs_are_a_usage_error(tmp_path, sides):
+    """The candidate side does not have the model: its own plan fails, and says so."""
+    result, _ = bench_ab(tmp_path, sides[0.0], "current")
+    assert result.exit_code == 2
+    assert "candidate (current): " in result.output and "unknown model" in result.output
+
+
+def test_a_worker_that_dies_fails_its_run_and_the_comparison_exits_3(tmp_path, sides):
+    dying = tmp_path / "dying.py"
+    dying.write_text(
+        (tmp_path / "side0.0.py").read_text() + "\nimport os\nfrom slowdown import Slowed\n"
+        "Slowed.forward = lambda self, x: os._exit(3)\n"
+    )
+    result, out = bench_ab(tmp_path, sides[0.0], f"plugin:{dying}")
+    assert result.exit_code == 3, result.output
+    (run,) = json.loads((out / "candidate" / "results.json").read_text())["runs"]
+    assert run["status"] == "failed" and "exited (3)" in run["error"]
+    (base,) = json.loads((out / "baseline" / "results.json").read_text())["runs"]
+    assert base["status"] == "failed" and base["error"].startswith("not measured: the candidate")
+
+
+def test_a_side_can_be_an_interpreter_or_a_git_revision(tmp_path, sides, monkeypatch):
+    """The baseline is this repository's HEAD, installed beside this environment's packages;
+    the candidate the interpreter running the tests, named by its path."""
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    plugin = sides[0.0].removeprefix("plugin:")
+    monkeypatch.chdir(REPO)
+    result, out = bench_ab(tmp_path, "git:HEAD", sys.executable, "--plugin", plugin)
+    assert result.exit_code == 0, result.output
+    baseline = json.loads((out / "baseline" / "results.json").read_text())
+    assert baseline["environment"]["git_commit"] == head
+    assert (out / "sides" / f"site-{head[:12]}" / "harness" / "abworker.py").is_file()
+
+
+def test_side_specifications_are_checked(tmp_path, monkeypatch):
+    assert resolve_side("baseline", "current", tmp_path).python == sys.executable
+    assert resolve_side("candidate", "plugin:my_models", tmp_path).plugins == ("my_models",)
+    venv = resolve_side("baseline", str(Path(sys.executable).parents[1]), tmp_path)
+    assert Path(venv.python).name.startswith("python")
+    with pytest.raises(BenchError, match="not 'current', 'git:REV'"):
+        resolve_side("baseline", str(tmp_path / "nowhere"), tmp_path)
+    monkeypatch.chdir(REPO)
+    with pytest.raises(BenchError, match="not a revision"):
+        resolve_side("baseline", "git:no-such-branch-xyz", tmp_path)
+
+
+def test_pinned_cpus():
+    usable = sorted(os.sched_getaffinity(0))
+    assert pinned_cpus("auto", 1) == (usable[-1],)
+    assert pinned_cpus("any", 1) == ()
+    assert pinned_cpus(str(usable[0]), 1) == (usable[0],)
+    with pytest.raises(BenchError, match="not usable here"):
+        pinned_cpus("9999", 1)
+    with pytest.raises(BenchError, match="expected auto, any"):
+        pinned_cpus("fast", 1)
+
+
+def test_without_models_or_suite_is_a_usage_error():
+    result = CliRunner().invoke(cli, ["ab", "--baseline", "current"])
+    assert (
+        result.exit_code == 2
+        and "give --suite NAME_OR_PATH or at least one --model" in result.output
+    )
