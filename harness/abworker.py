@@ -6,13 +6,15 @@ own bench, plugins and torch. The two never run at once: while one measures, the
 its pipe. The protocol is one JSON object per line each way, on the worker's stdin and the
 stdout it had at start (whatever the code under test prints goes to stderr, the log):
 
-- ``{"op": "hello"}`` -> ``{"protocol", "bench_version", "environment", "plugin_failures"}``
+- ``{"op": "hello", "device"}`` -> ``{"protocol", "bench_version", "environment",
+  "bench_location", "plugin_failures"}``
 - ``{"op": "plan", "suite", "overrides", "default_name"}`` -> ``{"suite": header, "runs"}``, the
   side's own plan of a timing suite (:func:`harness.measurement.timing_suite`)
 - ``{"op": "prepare", "run"}`` -> ``{"facts"}``: builds the run's model and batch once
 - ``{"op": "measure", "mode"}`` -> ``{"record"}``: one block of the run's ``loop`` settings
   through :func:`harness.timing.measure`, contention evidence included; the first block of each
-  mode after ``prepare`` warms up for at least :data:`FIRST_WARMUP_S` seconds more
+  mode after ``prepare`` warms up for at least :data:`FIRST_WARMUP_S` seconds more (an
+  ``epoch``, which has no warm-up, is run once unrecorded first)
 
 Failures answer ``{"error", "status", "traceback"}`` (``"usage": true`` for a bad suite or
 option) and the worker carries on; end of input ends it.
@@ -30,8 +32,10 @@ from typing import IO, Any
 
 import torch
 
+import harness
 from harness import __version__
 from harness.data import DataContext
+from harness.devices import resolve_device
 from harness.environment import capture_environment
 from harness.execution import failure
 from harness.measurement import Prepared, prepare, threads_set, timing_suite
@@ -72,11 +76,12 @@ class Worker:
             status, error, trace = failure(exc)
             return {"error": error, "status": status, "traceback": trace}
 
-    def op_hello(self, _request: dict[str, Any]) -> dict[str, Any]:
+    def op_hello(self, request: dict[str, Any]) -> dict[str, Any]:
         return {
             "protocol": PROTOCOL,
             "bench_version": __version__,
-            "environment": capture_environment(torch.device("cpu")),
+            "environment": capture_environment(resolve_device(request.get("device", "auto"))),
+            "bench_location": str(Path(harness.__file__).parent),
             "plugin_failures": self.failures,
         }
 
@@ -108,19 +113,21 @@ class Worker:
             return {"error": "measure before prepare", "status": "failed"}
         mode = request["mode"]
         loop = LoopSettings(**self.run.config["loop"])
-        if mode not in self.warmed:
+        first = mode not in self.warmed
+        self.warmed.add(mode)
+        if first:
             loop = replace(loop, warmup_time=max(loop.warmup_time, FIRST_WARMUP_S))
-            self.warmed.add(mode)
-        prepared = self.prepared
         with threads_set(self.run.config["threads"]):
-            records = measure(
-                prepared.workload,
-                [mode],
-                loop,
-                flops=prepared.flops,
-                epoch_split=prepared.epoch_split,
-            )
-        return {"record": records[mode]}
+            if first and mode == "epoch":  # an epoch has no warm-up of its own: run one first
+                self._measure(mode, loop)
+            return {"record": self._measure(mode, loop)}
+
+    def _measure(self, mode: str, loop: LoopSettings) -> dict[str, Any]:
+        prepared = self.prepared
+        records = measure(
+            prepared.workload, [mode], loop, flops=prepared.flops, epoch_split=prepared.epoch_split
+        )
+        return records[mode]
 
 
 def serve(worker: Worker, requests: IO[str], replies: IO[str]) -> None:

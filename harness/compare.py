@@ -98,6 +98,7 @@ def _from_bench(path: Path, data: dict[str, Any]) -> ResultSet:
         problems.append(f"{path}: the file is '{data.get('status')}', not complete{note}")
     for run in data["runs"]:
         if run["status"] == "ok":
+            _check_rounds(path, run)
             groups[match_key(run)].append(run)
         else:
             problems.append(f"{path}: run {run['id']} {run['status']}: {run.get('error') or ''}")
@@ -108,6 +109,22 @@ def _from_bench(path: Path, data: dict[str, Any]) -> ResultSet:
     session = ((data.get("execution") or {}).get("interleaved") or {}).get("session")
     environment = data.get("environment") or {}
     return ResultSet(path, "bench", environment, configs, problems, session)
+
+
+def _check_rounds(path: Path, run: dict[str, Any]) -> None:
+    """A timing record's ``rounds`` must split its samples exactly (a usage error otherwise)."""
+    for name, value in run["metrics"].items():
+        rounds = value.get("rounds") if isinstance(value, dict) else None
+        if rounds is None:
+            continue
+        counts = [r.get("n") if isinstance(r, dict) else None for r in rounds]
+        if not all(isinstance(n, int) and n >= 1 for n in counts) or sum(counts) != len(
+            value.get("samples") or []
+        ):
+            raise BenchError(
+                f"{path}: run {run['id']} metric '{name}': its rounds do not split its samples "
+                "(each round needs n >= 1, adding up to the number of samples)"
+            )
 
 
 def match_key(run: dict[str, Any]) -> str:
@@ -249,8 +266,7 @@ class Comparison:
 
     @property
     def interleaved(self) -> bool:
-        """Both sides measured by one ``bench ab`` session, in alternating rounds."""
-        return self.baseline.session is not None and self.baseline.session == self.candidate.session
+        return same_session(self.baseline, self.candidate)
 
     @property
     def exit_code(self) -> int:
@@ -261,6 +277,11 @@ class Comparison:
         return 3 if any(row.verdict == CONTENDED for row in self.rows) else 0
 
 
+def same_session(baseline: ResultSet, candidate: ResultSet) -> bool:
+    """Both sides measured by one ``bench ab`` session, in alternating rounds."""
+    return baseline.session is not None and baseline.session == candidate.session
+
+
 def compare(baseline: ResultSet, candidate: ResultSet, rules: Rules) -> Comparison:
     """Match the configurations of two result sets and judge every selected metric of both."""
     if baseline.format != candidate.format:
@@ -269,7 +290,7 @@ def compare(baseline: ResultSet, candidate: ResultSet, rules: Rules) -> Comparis
             f"{candidate.format} file ({candidate.path})"
         )
     rows, only_baseline, only_candidate = [], [], []
-    interleaved = baseline.session is not None and baseline.session == candidate.session
+    interleaved = same_session(baseline, candidate)
     for key, base in baseline.configs.items():
         cand = candidate.configs.get(key)
         if cand is None:

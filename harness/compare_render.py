@@ -13,8 +13,6 @@ from harness.report import markdown_table
 from harness.verdicts import (
     ACCURACY,
     ALPHA,
-    DEFAULT_THRESHOLDS,
-    INTERLEAVED_THRESHOLD,
     NOISE_LIMIT,
     NOISY,
     OK,
@@ -23,6 +21,7 @@ from harness.verdicts import (
     Measurement,
     Row,
     Rules,
+    default_threshold,
 )
 
 
@@ -103,9 +102,7 @@ def summary(comparison: Comparison) -> str:
 
 def rules_text(rules: Rules, interleaved: bool = False) -> str:
     def thresholds(kind: str) -> str:
-        default = (
-            INTERLEAVED_THRESHOLD if interleaved and kind == TIME else DEFAULT_THRESHOLDS[kind]
-        )
+        default = default_threshold(kind, interleaved)
         text = f"{100 * default:g}%" if kind == TIME else f"{default:g} pp"
         custom = [
             f"{t.glob}={100 * t.value:g}%" if kind == TIME else f"{t.glob}={t.value:g}pp"
@@ -130,7 +127,7 @@ def rules_text(rules: Rules, interleaved: bool = False) -> str:
         f"timings regress when the median is worse by > {thresholds(TIME)} and {test}; when a "
         f"side is noisy (IQR/median > {100 * NOISE_LIMIT:g}%) only if the distributions are "
         f"separated ({separated}){'; --strict: noisy ones too' if rules.strict else ''}; a "
-        "verdict that contention on a side could have produced is no verdict (exit 3); "
+        "verdict that contention on a side could have produced or hidden is no verdict (exit 3); "
         f"accuracies regress when the mean over seeds drops by > {thresholds(ACCURACY)} and by "
         "> 2 standard errors of the difference"
     )

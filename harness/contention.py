@@ -8,8 +8,9 @@ after a measurement:
 
 - each of this process's threads' time on a CPU and time spent *runnable but waiting* for one
   (``/proc/self/task/*/schedstat``): the direct evidence;
-- the machine's busy and stolen CPU time (``/proc/stat``), from which the CPU time of every other
-  process follows (machine busy time minus ours), and the hypervisor's steal;
+- the busy and stolen time of each CPU this process may run on (``/proc/stat``), from which the
+  CPU time other processes took on those CPUs follows (their busy time minus ours), and the
+  hypervisor's steal;
 - the CPU pressure stall time (``/proc/pressure/cpu``), the load average and the number of
   runnable tasks (``/proc/loadavg``), and the CPU clock (``/proc/cpuinfo``): context;
 - on CUDA, the other processes that used the GPU meanwhile (NVML's per-process utilization,
@@ -19,16 +20,19 @@ A measurement is **contended** when any of these holds over its duration:
 
 1. this process's threads waited for a CPU more than :data:`WAIT_LIMIT` of the time they were
    runnable;
-2. other processes used more CPU than the threads asked for left free: their average busy cores
-   exceed ``cpus - min(threads, cpus) + SLACK_CORES``;
-3. the hypervisor stole more than :data:`STEAL_LIMIT` of the machine's CPU time;
+2. other processes used more of this process's CPUs than the threads asked for left free: their
+   average busy cores there exceed ``cpus - min(threads, cpus) + SLACK_CORES``;
+3. the hypervisor stole more than :data:`STEAL_LIMIT` of those CPUs' time;
 4. another process used the same GPU's multiprocessors during the measurement.
 
-Limits: only Linux exposes these files (elsewhere nothing is checked and the record says so);
-rule 2 sees every process of this kernel, so inside a container it also counts processes that
-are confined to other CPUs; contention that does not take CPU time (memory bandwidth, shared
-caches, a sibling hyperthread, thermal throttling) is not detected, which is why the clock is
-recorded; a measurement shorter than the kernel's accounting tick (a few ms) is not judged.
+Limits: only Linux exposes these files (elsewhere nothing is checked, the record says so, and
+the measurement counts as clean); contention that does not take CPU time (memory bandwidth,
+shared caches, a sibling hyperthread, another virtual machine on the same core, thermal
+throttling) is not detected, which is why the clock is recorded; a measurement shorter than
+:data:`MIN_WINDOW_S` is not judged (the kernel accounts CPU time in ticks of a few ms). On CUDA,
+NVML samples utilization over periods that can straddle the start of a measurement, and inside a
+container it reports the host's process ids, so the GPU rule counts processes rather than
+recognising this one: two or more busy on the device is contention.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ class Snapshot:
 
     wall_s: float
     tasks: dict[str, tuple[int, int]] | None  # thread id -> (ns on a CPU, ns waiting for one)
-    cpu_ticks: tuple[int, int, int] | None  # machine-wide (total, idle + iowait, steal)
+    cpu_ticks: dict[int, tuple[int, int, int]] | None  # CPU -> (total, idle + iowait, steal)
     process_cpu_s: float
     pressure_us: int | None  # /proc/pressure/cpu "some" total, microseconds
     load: float | None  # one-minute load average
@@ -78,23 +82,29 @@ def snapshot(proc: Path = PROC) -> Snapshot:
     )
 
 
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask), else the machine's count."""
+def usable_cpu_ids() -> tuple[int, ...]:
+    """The CPUs this process may run on (its affinity mask), else all of the machine's."""
     if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+        return tuple(sorted(os.sched_getaffinity(0)))
+    return tuple(range(os.cpu_count() or 1))
+
+
+def usable_cpus() -> int:
+    return len(usable_cpu_ids())
 
 
 def assess(
     before: Snapshot,
     after: Snapshot,
     threads: int,
-    cpus: int,
-    gpu_others: list[str] | None = None,
+    cpus: tuple[int, ...],
+    gpu_busy: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The contention record of the window between two snapshots (see the module's rules)."""
+    """The contention record of the window between two snapshots (see the module's rules);
+    ``cpus`` are the CPUs this process may use, ``gpu_busy`` the processes seen computing on its
+    GPU (``None``: not known)."""
     wall = after.wall_s - before.wall_s
-    record: dict[str, Any] = {"threads": threads, "cpus": cpus, "window_s": round(wall, 6)}
+    record: dict[str, Any] = {"threads": threads, "cpus": len(cpus), "window_s": round(wall, 6)}
     if wall < MIN_WINDOW_S:
         return {**record, "contended": False, "checked": False, "evidence": "window too short"}
     on_cpu, waited = _task_deltas(before.tasks, after.tasks)
@@ -104,7 +114,7 @@ def assess(
         else (after.process_cpu_s - before.process_cpu_s) / wall
     )
     wait_fraction = waited / (on_cpu + waited) if on_cpu is not None and on_cpu + waited else None
-    others, steal = _machine(before.cpu_ticks, after.cpu_ticks, cpus, own_cores)
+    others, steal = _on_our_cpus(before.cpu_ticks, after.cpu_ticks, cpus, own_cores)
     pressure = (
         (after.pressure_us - before.pressure_us) / 1e6 / wall
         if before.pressure_us is not None and after.pressure_us is not None
@@ -122,15 +132,15 @@ def assess(
         runnable_after=after.runnable,
         cpu_mhz_before=before.cpu_mhz,
         cpu_mhz_after=after.cpu_mhz,
-        gpu_others=gpu_others,
+        gpu_busy=gpu_busy,
     )
     reasons = _reasons(record)
     checked = wait_fraction is not None or others is not None
-    context = _context(record)
-    if not checked:
-        evidence = "not checked: the kernel's scheduler statistics are not readable here"
-    else:
-        evidence = "; ".join(reasons + context) if reasons else "; ".join(context)
+    evidence = (
+        "; ".join(reasons + _context(record))
+        if checked
+        else "not checked: the kernel's scheduler statistics are not readable here"
+    )
     return {**record, "contended": bool(reasons), "checked": checked, "evidence": evidence}
 
 
@@ -145,13 +155,13 @@ def _reasons(r: dict[str, Any]) -> list[str]:
     free = r["cpus"] - min(r["threads"], r["cpus"])
     if r["other_cores"] is not None and r["other_cores"] > free + SLACK_CORES:
         reasons.append(
-            f"other processes kept {r['other_cores']:.1f} of {r['cpus']} CPUs busy beside the "
-            f"{r['threads']} thread(s) asked for"
+            f"other processes kept {r['other_cores']:.1f} of the {r['cpus']} CPU(s) it may use "
+            f"busy beside the {r['threads']} thread(s) asked for"
         )
     if r["steal"] is not None and r["steal"] > STEAL_LIMIT:
         reasons.append(f"the hypervisor stole {100 * r['steal']:.0f}% of the CPU time")
-    if r["gpu_others"]:
-        reasons.append(f"other processes on the GPU: {', '.join(r['gpu_others'])}")
+    if r["gpu_busy"] and len(r["gpu_busy"]) > 1:
+        reasons.append(f"several processes computed on the GPU: {', '.join(r['gpu_busy'])}")
     return reasons
 
 
@@ -175,7 +185,7 @@ def watch(device: torch.device, threads: int | None = None) -> Iterator[dict[str
     before = snapshot()
     yield record
     after = snapshot()
-    record.update(assess(before, after, threads, usable_cpus(), gpu() if gpu else None))
+    record.update(assess(before, after, threads, usable_cpu_ids(), gpu() if gpu else None))
 
 
 def summarize_records(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -210,21 +220,26 @@ def _task_deltas(
     return on, wait
 
 
-def _machine(
-    before: tuple[int, int, int] | None,
-    after: tuple[int, int, int] | None,
-    cpus: int,
+def _on_our_cpus(
+    before: dict[int, tuple[int, int, int]] | None,
+    after: dict[int, tuple[int, int, int]] | None,
+    cpus: tuple[int, ...],
     own_cores: float,
 ) -> tuple[float | None, float | None]:
-    """Cores kept busy by other processes, and the stolen fraction, over the window."""
-    if before is None or after is None or after[0] <= before[0]:
+    """Cores of ``cpus`` kept busy by other processes, and the fraction of their time stolen."""
+    if not before or not after:
         return None, None
-    total = after[0] - before[0]
-    busy = total - (after[1] - before[1])
-    machine_cpus = max(cpus, 1)
-    busy_cores = machine_cpus * busy / total
-    steal = (after[2] - before[2]) / total
-    return max(0.0, busy_cores - own_cores), steal
+    busy_cores, stolen, total = 0.0, 0, 0
+    for cpu in cpus:
+        if cpu not in before or cpu not in after or after[cpu][0] <= before[cpu][0]:
+            continue
+        ticks = after[cpu][0] - before[cpu][0]
+        busy_cores += (ticks - (after[cpu][1] - before[cpu][1])) / ticks
+        stolen += after[cpu][2] - before[cpu][2]
+        total += ticks
+    if not total:
+        return None, None
+    return max(0.0, busy_cores - own_cores), stolen / total
 
 
 def _read(path: Path) -> str | None:
@@ -251,15 +266,19 @@ def _tasks(proc: Path) -> dict[str, tuple[int, int]] | None:
     return tasks or None
 
 
-def _cpu_ticks(proc: Path) -> tuple[int, int, int] | None:
+def _cpu_ticks(proc: Path) -> dict[int, tuple[int, int, int]] | None:
+    """Each CPU's (total, idle + iowait, steal) ticks from its ``cpuN`` line of /proc/stat."""
     text = _read(proc / "stat")
-    if not text or not text.startswith("cpu "):
+    if not text:
         return None
-    values = [int(v) for v in text.splitlines()[0].split()[1:]]
-    if len(values) < 8:
-        return None
-    # user nice system idle iowait irq softirq steal (guest time is already in user)
-    return sum(values[:8]), values[3] + values[4], values[7]
+    ticks = {}
+    for line in text.splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and len(fields) >= 8:
+            # user nice system idle iowait irq softirq steal (guest time is already in user)
+            values = [int(v) for v in fields[:8]]
+            ticks[int(name[3:])] = (sum(values), values[3] + values[4], values[7])
+    return ticks or None
 
 
 def _pressure(proc: Path) -> int | None:
@@ -286,9 +305,10 @@ def _cpu_mhz(proc: Path) -> float | None:
 
 
 def _gpu_probe(device: torch.device) -> Callable[[], list[str]] | None:
-    """Start watching ``device``; the returned callable lists the other processes that used its
-    streaming multiprocessors since then. ``None`` when that cannot be known: not CUDA, or NVML's
-    Python bindings (``pynvml``, package ``nvidia-ml-py``) are not installed."""
+    """Start watching ``device``; the returned callable lists the processes that used its
+    streaming multiprocessors since then (this one among them). ``None`` when that cannot be
+    known: not CUDA, or NVML's Python bindings (``pynvml``, package ``nvidia-ml-py``) are not
+    installed."""
     if device.type != "cuda":
         return None
     try:
@@ -297,23 +317,24 @@ def _gpu_probe(device: torch.device) -> Callable[[], list[str]] | None:
         return None
     try:
         pynvml.nvmlInit()
-        # NVML numbers devices physically; torch numbers the visible ones, and they agree unless
-        # CUDA_VISIBLE_DEVICES reorders them (then the PCI bus id finds the right one)
-        bus_id = torch.cuda.get_device_properties(device).pci_bus_id
-        handle = pynvml.nvmlDeviceGetHandleByPciBusId(bus_id)
-    except (pynvml.NVMLError, AttributeError, RuntimeError):
+        # torch numbers the visible devices, NVML all of them: the UUID names the same one
+        uuid = str(torch.cuda.get_device_properties(device).uuid)
+        handle = pynvml.nvmlDeviceGetHandleByUUID(
+            uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
+        )
+    except (pynvml.NVMLError, AttributeError, RuntimeError, TypeError):
         return None
     since_us = int(time.time() * 1e6)
 
-    def others() -> list[str]:
+    def busy() -> list[str]:
         try:
             samples = pynvml.nvmlDeviceGetProcessUtilization(handle, since_us)
         except pynvml.NVMLError:  # NOT_FOUND: no process sampled in the window
             return []
-        busy: dict[int, int] = {}
+        peak: dict[int, int] = {}
         for sample in samples:
-            if sample.pid != os.getpid() and sample.smUtil > 0:
-                busy[sample.pid] = max(busy.get(sample.pid, 0), sample.smUtil)
-        return [f"pid {pid} at {util}% SM" for pid, util in sorted(busy.items())]
+            if sample.timeStamp >= since_us and sample.smUtil > 0:
+                peak[sample.pid] = max(peak.get(sample.pid, 0), sample.smUtil)
+        return [f"pid {pid} at {util}% SM" for pid, util in sorted(peak.items())]
 
-    return others
+    return busy

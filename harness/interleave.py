@@ -35,7 +35,7 @@ from harness.results import RESULTS_NAME, ResultsStore, now
 from harness.sides import Side, WorkerDied, WorkerProcess, pinned_cpus
 from harness.suites import Overrides, Run
 from harness.timing import Timing, rates
-from harness.verdicts import Rules
+from harness.verdicts import ALPHA, MIN_ROUNDS, Rules
 
 ROLES = ("baseline", "candidate")
 
@@ -50,7 +50,10 @@ class Session:
     overrides: Overrides
     default_name: str
     rounds: int = 20
+    round_time: float = 0.05  # seconds of samples per side, mode and round, at least
+    max_round_time: float = 2.0  # ... at most (there is always one sample)
     threads: int = 1
+    device: str = "auto"
     # both workers on these CPUs, so that neither gets a faster core: None = the last
     # ``threads`` usable ones, () = wherever the kernel likes
     cpus: tuple[int, ...] | None = None
@@ -59,12 +62,27 @@ class Session:
     command: list[str] = field(default_factory=list)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
+    def suite_overrides(self) -> Overrides:
+        """The overrides with this session's round, thread and device settings, which replace
+        the suite's own loop settings: each block is one round of one side."""
+        rounds = {
+            "warmup": 1,
+            "warmup_time": 0.0,
+            "repeats": 1,
+            "min_time": self.round_time,
+            "max_time": self.max_round_time,
+            "threads": self.threads,
+            "devices": (self.device,),
+        }
+        return replace(self.overrides, settings={**self.overrides.settings, **rounds})
+
 
 @dataclass
 class Outcome:
     comparison: Comparison
     out_dir: Path
     stores: dict[str, ResultsStore]
+    warnings: list[str] = field(default_factory=list)  # e.g. a side's plugin that failed
 
 
 class SessionInterrupted(KeyboardInterrupt):
@@ -83,8 +101,11 @@ def run_session(
 ) -> Outcome:
     """Start both workers, plan, measure every run in alternating rounds, write both results
     files and compare them."""
-    if session.rounds < 1:
-        raise BenchError("--rounds must be at least 1")
+    if session.rounds < MIN_ROUNDS:
+        raise BenchError(
+            f"--rounds {session.rounds}: at least {MIN_ROUNDS} are needed for the paired test "
+            f"to reach p < {ALPHA}"
+        )
     for role in ROLES:
         if (out_dir / role / RESULTS_NAME).exists():
             raise BenchError(
@@ -106,7 +127,7 @@ def run_session(
     }
     stores: dict[str, ResultsStore] = {}
     try:
-        hellos = {role: worker.handshake() for role, worker in workers.items()}
+        hellos = {role: worker.handshake(session.device) for role, worker in workers.items()}
         runs, header = _plans(session, workers)
         for role in ROLES:
             stores[role] = _create_store(session, out_dir / role, role, header, hellos[role])
@@ -123,19 +144,26 @@ def run_session(
     for store in stores.values():
         store.finish("complete")
     comparison = compare_files(stores["baseline"].path, stores["candidate"].path, rules)
-    return Outcome(comparison, out_dir, stores)
+    warnings = [
+        f"{role}: plugin {failure} failed to load"
+        for role, hello in hellos.items()
+        for failure in hello.get("plugin_failures", [])
+    ]
+    return Outcome(comparison, out_dir, stores, warnings)
 
 
-def _plans(session: Session, workers: dict[str, WorkerProcess]) -> tuple[list[Run], dict]:
+def _plans(
+    session: Session, workers: dict[str, WorkerProcess]
+) -> tuple[list[tuple[Run, Run]], dict[str, Any]]:
     """Each side's plan; they must list the same runs (by name), in the same order."""
     request = {
         "suite": session.suite,
-        "overrides": asdict(session.overrides),
+        "overrides": asdict(session.suite_overrides()),
         "default_name": session.default_name,
     }
     plans = {}
     for role, worker in workers.items():
-        reply = _ask(worker, "plan", **request)
+        reply = _safe_request(worker, "plan", **request)
         if "error" in reply:
             raise BenchError(f"{role} ({worker.side.spec}): {reply['error']}")
         plans[role] = reply
@@ -156,20 +184,12 @@ def _plans(session: Session, workers: dict[str, WorkerProcess]) -> tuple[list[Ru
     return list(zip(runs["baseline"], runs["candidate"], strict=True)), plans["baseline"]["suite"]
 
 
-def _ask(worker: WorkerProcess, op: str, **fields: Any) -> dict[str, Any]:
-    try:
-        return worker.request(op, **fields)
-    except WorkerDied as exc:
-        raise BenchError(str(exc)) from None
-
-
 def _create_store(
     session: Session, directory: Path, role: str, header: dict, hello: dict
 ) -> ResultsStore:
     side = session.baseline if role == "baseline" else session.candidate
-    environment = dict(hello["environment"])
-    if side.commit:
-        environment["git_commit"] = side.commit
+    # the worker runs in the output folder: its own idea of the checkout is not the side's
+    environment = {**hello["environment"], "git_commit": side.commit}
     execution = {
         "device": environment.get("device"),
         "threads": session.threads,
@@ -179,7 +199,9 @@ def _create_store(
             "session": session.id,
             "side": role,
             "spec": side.spec,
+            "bench": hello.get("bench_location"),
             "rounds": session.rounds,
+            "round_time": session.round_time,
             "order": "alternating: baseline first in even rounds, candidate first in odd",
         },
     }
@@ -203,7 +225,9 @@ def _measure_all(
     with tqdm(total=total, desc="bench ab", unit="round", disable=not progress) as bar:
         for pair in runs:
             bar.set_postfix_str(pair[0].name)
+            done = bar.n
             records = _measure_pair(session, workers, pair, bar.update)
+            bar.update(done + session.rounds - bar.n)  # the rounds a failure skipped
             for role, store in stores.items():
                 store.add(records[role])
 
@@ -248,6 +272,7 @@ def _measure_pair(
 
 
 def _safe_request(worker: WorkerProcess, op: str, **fields: Any) -> dict[str, Any]:
+    """The worker's reply, or an error reply if the worker died."""
     try:
         return worker.request(op, **fields)
     except WorkerDied as exc:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.abworker import PROTOCOL
+from harness.environment import git_commit
 from harness.options import BenchError
 
 LOG_TAIL = 20
@@ -42,18 +43,18 @@ class Side:
     python: str = sys.executable
     path: tuple[str, ...] = ()
     plugins: tuple[str, ...] = ()
-    commit: str | None = None  # the revision a git: side was installed from
+    commit: str | None = None  # its git commit, where known (not for another interpreter)
 
 
 def resolve_side(role: str, spec: str, work_dir: Path) -> Side:
     """Turn ``--baseline``/``--candidate`` into a :class:`Side`; git revisions are installed
     into ``work_dir``."""
     if spec == "current":
-        return Side(role, spec)
+        return Side(role, spec, commit=git_commit())
     if spec.startswith("plugin:"):
         name = spec.removeprefix("plugin:")
         plugin = str(Path(name).resolve()) if Path(name).is_file() else name
-        return Side(role, spec, plugins=(plugin,))
+        return Side(role, spec, plugins=(plugin,), commit=git_commit())
     if spec.startswith("git:"):
         commit, site = install_revision(spec.removeprefix("git:"), work_dir)
         return Side(role, spec, path=(str(site),), commit=commit)
@@ -116,6 +117,11 @@ def pinned_cpus(spec: str, threads: int) -> tuple[int, ...]:
     if spec == "any" or not hasattr(os, "sched_getaffinity"):
         return ()
     usable = sorted(os.sched_getaffinity(0))
+    if threads > len(usable):
+        raise BenchError(
+            f"--threads {threads} needs {threads} CPUs; this process may use {len(usable)}: "
+            "its own threads would wait for each other in every round"
+        )
     if spec == "auto":
         return tuple(usable[-threads:])
     try:
@@ -165,22 +171,28 @@ class WorkerProcess:
             command += ["--plugin", plugin]
         if data_root:
             command += ["--data-root", str(data_root)]
+        # Started in the log's folder, and with PYTHONSAFEPATH: ``python -m`` would otherwise put
+        # the current directory first on the import path, and a checkout there (the candidate's)
+        # would shadow the side's own bench.
+        env["PYTHONSAFEPATH"] = "1"
         with open(log, "wb") as handle:
             process = subprocess.Popen(
                 command,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=handle,
+                cwd=log.parent,
                 env=env,
                 text=True,
                 start_new_session=True,
             )
         return cls(side, process, log)
 
-    def handshake(self) -> dict[str, Any]:
-        """Check the worker speaks this protocol; its environment and plugin failures."""
+    def handshake(self, device: str = "auto") -> dict[str, Any]:
+        """Check the worker speaks this protocol; its environment (on ``device``) and plugin
+        failures."""
         try:
-            self.hello = self.request("hello")
+            self.hello = self.request("hello", device=device)
         except WorkerDied as exc:
             if "No module named harness.abworker" in str(exc):
                 raise BenchError(
@@ -210,7 +222,14 @@ class WorkerProcess:
                 f"the {self.side.role} worker ({self.side.spec}) "
                 f"{_ended(self.process.returncode)}; the end of {self.log}:\n{self.tail()}"
             )
-        return json.loads(line)
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            self.process.kill()
+            raise WorkerDied(
+                f"the {self.side.role} worker ({self.side.spec}) broke the protocol with "
+                f"{line[:200]!r}; the end of {self.log}:\n{self.tail()}"
+            ) from None
 
     def tail(self) -> str:
         text = self.log.read_text(encoding="utf-8", errors="replace") if self.log.is_file() else ""

@@ -132,6 +132,10 @@ class Threshold:
         return cls(glob or "*", ACCURACY, amount)
 
 
+def default_threshold(kind: str, interleaved: bool = False) -> float:
+    return INTERLEAVED_THRESHOLD if interleaved and kind == TIME else DEFAULT_THRESHOLDS[kind]
+
+
 @dataclass(frozen=True)
 class Rules:
     """Thresholds (the last one matching a metric of its kind wins), the metrics to compare
@@ -146,7 +150,7 @@ class Rules:
         return cls(tuple(map(Threshold.parse, thresholds)), tuple(metrics), strict)
 
     def threshold(self, metric: str, kind: str, interleaved: bool = False) -> float:
-        value = INTERLEAVED_THRESHOLD if interleaved and kind == TIME else DEFAULT_THRESHOLDS[kind]
+        value = default_threshold(kind, interleaved)
         for rule in self.thresholds:
             if rule.kind == kind and fnmatch.fnmatchcase(metric, rule.glob):
                 value = rule.value
@@ -211,7 +215,7 @@ def verdict(evidence: Evidence, threshold: float, noisy: bool, strict: bool) -> 
         outcome = NOISY
     else:
         outcome = REGRESSION
-    if evidence.cand_contended and outcome in (REGRESSION, NOISY, UNCLEAR):
+    if evidence.cand_contended and evidence.harm > 0 and outcome in (REGRESSION, NOISY, UNCLEAR):
         return CONTENDED  # slowed, or blurred, by contention: it could be the machine
     if evidence.base_contended and outcome != REGRESSION:
         return CONTENDED  # an inflated baseline can hide a slower candidate

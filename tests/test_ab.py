@@ -2,7 +2,8 @@
 
 The sides are plugin files from ``benchmarks/slowdown.py``: ``slowed-cnn-small`` whose forward
 pass takes exactly (1 + slowdown) times as long, so "the same code" and "a 2x slower candidate"
-are known. Settings are small (8 rounds of 20 ms) so that each session takes seconds.
+are known. Settings are small (12 rounds of 20 ms) so that each session takes seconds; up to 5
+contended rounds still leave the 7 the paired test needs.
 """
 
 import json
@@ -24,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 from slowdown import NAME, write_side  # noqa: E402
 
-QUICK = ["--rounds", "8", "--round-time", "0.02", "--mode", "forward", "--batch-size", "8"]
+QUICK = ["--rounds", "12", "--round-time", "0.02", "--mode", "forward", "--batch-size", "8"]
 QUICK += ["--dataset", "synthetic", "--dataset-opt", "shape=1x28x28", "--quiet"]
 
 
@@ -45,7 +46,7 @@ def test_the_same_code_measured_interleaved_passes_and_both_files_are_written(tm
     result, out = bench_ab(tmp_path, sides[0.0], sides[0.0])
     assert result.exit_code == 0, result.output
     assert "interleaved: both sides measured in alternating rounds" in result.output
-    assert "Wilcoxon signed-rank, 8 interleaved rounds" in result.output
+    assert "Wilcoxon signed-rank" in result.output and "interleaved rounds" in result.output
     files = {
         role: json.loads((out / role / "results.json").read_text())
         for role in ("baseline", "candidate")
@@ -53,8 +54,10 @@ def test_the_same_code_measured_interleaved_passes_and_both_files_are_written(tm
     sessions = {d["execution"]["interleaved"]["session"] for d in files.values()}
     assert len(sessions) == 1 and all(d["status"] == "complete" for d in files.values())
     record = files["baseline"]["runs"][0]["metrics"]["forward"]
-    assert len(record["rounds"]) == 8 and sum(r["n"] for r in record["rounds"]) == record["n"]
-    assert record["contention"]["windows"] == 8 and files["baseline"]["environment"]["threads"] == 1
+    assert len(record["rounds"]) == 12 and sum(r["n"] for r in record["rounds"]) == record["n"]
+    assert (
+        record["contention"]["windows"] == 12 and files["baseline"]["environment"]["threads"] == 1
+    )
     assert files["baseline"]["execution"]["cpus"] == list(pinned_cpus("auto", 1))
     assert (out / "compare.md").read_text().startswith("## bench compare: no regression")
 
@@ -103,7 +106,11 @@ def test_a_side_can_be_an_interpreter_or_a_git_revision(tmp_path, sides, monkeyp
     assert result.exit_code == 0, result.output
     baseline = json.loads((out / "baseline" / "results.json").read_text())
     assert baseline["environment"]["git_commit"] == head
-    assert (out / "sides" / f"site-{head[:12]}" / "harness" / "abworker.py").is_file()
+    # the baseline's worker imported the installed revision, not the checkout it started from
+    site = out / "sides" / f"site-{head[:12]}"
+    assert baseline["execution"]["interleaved"]["bench"] == str(site.resolve() / "harness")
+    candidate = json.loads((out / "candidate" / "results.json").read_text())
+    assert candidate["execution"]["interleaved"]["bench"] == str(REPO / "harness")
 
 
 def test_side_specifications_are_checked(tmp_path, monkeypatch):
@@ -121,6 +128,8 @@ def test_side_specifications_are_checked(tmp_path, monkeypatch):
 def test_pinned_cpus():
     usable = sorted(os.sched_getaffinity(0))
     assert pinned_cpus("auto", 1) == (usable[-1],)
+    with pytest.raises(BenchError, match="needs .* CPUs"):
+        pinned_cpus("auto", len(usable) + 1)
     assert pinned_cpus("any", 1) == ()
     assert pinned_cpus(str(usable[0]), 1) == (usable[0],)
     with pytest.raises(BenchError, match="not usable here"):
@@ -129,9 +138,59 @@ def test_pinned_cpus():
         pinned_cpus("fast", 1)
 
 
+def test_too_few_rounds_for_the_paired_test_is_a_usage_error(tmp_path, sides):
+    result, _ = bench_ab(tmp_path, sides[0.0], sides[1.0], "--rounds", "6")
+    assert result.exit_code == 2 and "--rounds" in result.output
+
+
 def test_without_models_or_suite_is_a_usage_error():
     result = CliRunner().invoke(cli, ["ab", "--baseline", "current"])
     assert (
         result.exit_code == 2
         and "give --suite NAME_OR_PATH or at least one --model" in result.output
     )
+
+
+def test_the_ci_recipe_passes_bench_ab_only_options_it_has():
+    """.github/workflows/bench.yml measures base and candidate with bench ab; every option it
+    passes must exist (click refuses unknown ones), and the sides are the two environments."""
+    import shlex
+
+    import yaml
+
+    from harness.cli.ab import ab_command
+
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "bench.yml").read_text())
+    steps = workflow["jobs"]["throughput"]["steps"]
+    script = next(step["run"] for step in steps if '/bench" ab' in step.get("run", ""))
+    command = script.split('/bench" ab', 1)[1].split("\ncode=", 1)[0]
+    command = command.replace("$THREADS", workflow["env"]["THREADS"])
+    args = shlex.split(command.replace("\\\n", " "))
+    context = ab_command.make_context("ab", args)
+    assert context.params["baseline"] == "$RUNNER_TEMP/venv-base"
+    assert context.params["candidate"] == "$RUNNER_TEMP/venv-candidate"
+    assert context.params["suite"] == "throughput" and context.params["rounds"] == 20
+    assert context.params["threads"] == 1
+
+
+def test_sigterm_marks_both_files_interrupted_and_exits_143(tmp_path, sides):
+    """Stopped part-way, bench ab leaves two valid results files that say so."""
+    import signal
+    import time
+
+    out = tmp_path / "ab"
+    command = [str(Path(sys.executable).with_name("bench")), "ab", "--baseline", sides[0.0]]
+    command += ["--candidate", sides[0.0], "--model", NAME, *QUICK, "--rounds", "400"]
+    process = subprocess.Popen([*command, "--out", str(out)], stderr=subprocess.PIPE, text=True)
+    files = [out / role / "results.json" for role in ("baseline", "candidate")]
+    deadline = time.monotonic() + 120
+    while not all(f.is_file() for f in files) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # well into the rounds
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert "interrupted by SIGTERM" in stderr
+    for path in files:
+        document = json.loads(path.read_text())
+        assert document["status"] == "interrupted" and document["note"].startswith("interrupted")

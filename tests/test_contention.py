@@ -12,16 +12,19 @@ from click.testing import CliRunner
 
 from harness import contention
 from harness.cli import cli
-from harness.contention import assess, snapshot, usable_cpus
+from harness.contention import assess, snapshot, usable_cpu_ids, usable_cpus
 
 
 def fake_proc(root: Path, *, tasks, cpu, load="0.50 0.40 0.30 1/90 123", mhz=(2400.0, 2400.0)):
     """A /proc with the files :mod:`harness.contention` reads: ``tasks`` maps a thread id to
-    (ns on a CPU, ns waiting for one); ``cpu`` is /proc/stat's first line after 'cpu'."""
+    (ns on a CPU, ns waiting for one); ``cpu`` maps a CPU to its /proc/stat ticks."""
     for tid, (on, wait) in tasks.items():
         (root / "self" / "task" / str(tid)).mkdir(parents=True, exist_ok=True)
         (root / "self" / "task" / str(tid) / "schedstat").write_text(f"{on} {wait} 7\n")
-    (root / "stat").write_text("cpu  " + " ".join(map(str, cpu)) + " 0 0\ncpu0 1 2 3\n")
+    total = [sum(column) for column in zip(*cpu.values(), strict=True)]
+    lines = [f"cpu  {' '.join(map(str, total))} 0 0"]
+    lines += [f"cpu{n} {' '.join(map(str, t))} 0 0" for n, t in cpu.items()]
+    (root / "stat").write_text("\n".join([*lines, "intr 1 2 3", "ctxt 99"]) + "\n")
     (root / "loadavg").write_text(load + "\n")
     (root / "pressure").mkdir(exist_ok=True)
     (root / "pressure" / "cpu").write_text("some avg10=0.00 avg60=0.00 avg300=0.00 total=1000\n")
@@ -32,6 +35,7 @@ def fake_proc(root: Path, *, tasks, cpu, load="0.50 0.40 0.30 1/90 123", mhz=(24
 
 def window(tmp_path, before, after, seconds=1.0):
     """Snapshots of two fake /procs (``fake_proc`` arguments), ``seconds`` apart."""
+    tmp_path.mkdir(exist_ok=True)
     fake_proc(tmp_path / "a", **before)
     fake_proc(tmp_path / "b", **after)
     first = snapshot(tmp_path / "a")
@@ -43,14 +47,23 @@ def ticks(busy, idle, steal=0):
     return [busy, 0, 0, idle, 0, 0, 0, steal]
 
 
+def machine(*cpus):
+    """Two CPUs' (busy, idle[, steal]) ticks."""
+    return dict(enumerate(ticks(*c) for c in cpus))
+
+
+START = machine((0, 0), (0, 0))
+BOTH = (0, 1)
+
+
 def test_a_quiet_measurement_is_not_contended(tmp_path):
     # one thread on a CPU the whole second, never waiting; the machine's other CPU idle
     before, after = window(
         tmp_path,
-        {"tasks": {1: (0, 0)}, "cpu": ticks(0, 0)},
-        {"tasks": {1: (1_000_000_000, 1_000_000)}, "cpu": ticks(100, 100)},
+        {"tasks": {1: (0, 0)}, "cpu": START},
+        {"tasks": {1: (1_000_000_000, 1_000_000)}, "cpu": machine((100, 0), (0, 100))},
     )
-    record = assess(before, after, threads=1, cpus=2)
+    record = assess(before, after, threads=1, cpus=BOTH)
     assert record["contended"] is False and record["checked"] is True
     assert record["run_queue_wait"] == pytest.approx(0.001, abs=1e-4)
     assert record["other_cores"] == pytest.approx(0.0, abs=1e-3)
@@ -62,10 +75,13 @@ def test_threads_waiting_for_a_cpu_mark_the_measurement(tmp_path):
     # two threads, each on a CPU half the second and waiting the other half: the 87.7 ms case
     before, after = window(
         tmp_path,
-        {"tasks": {1: (0, 0), 2: (0, 0)}, "cpu": ticks(0, 0)},
-        {"tasks": {1: (500_000_000,) * 2, 2: (500_000_000,) * 2}, "cpu": ticks(200, 0)},
+        {"tasks": {1: (0, 0), 2: (0, 0)}, "cpu": START},
+        {
+            "tasks": {1: (500_000_000,) * 2, 2: (500_000_000,) * 2},
+            "cpu": machine((100, 0), (100, 0)),
+        },
     )
-    record = assess(before, after, threads=2, cpus=2)
+    record = assess(before, after, threads=2, cpus=BOTH)
     assert record["contended"] is True
     assert record["run_queue_wait"] == pytest.approx(0.5)
     assert record["other_cores"] == pytest.approx(1.0)
@@ -76,22 +92,46 @@ def test_threads_waiting_for_a_cpu_mark_the_measurement(tmp_path):
 def test_a_busy_neighbour_on_the_free_core_is_no_contention_for_one_thread(tmp_path):
     before, after = window(
         tmp_path,
-        {"tasks": {1: (0, 0)}, "cpu": ticks(0, 0)},
-        {"tasks": {1: (1_000_000_000, 0)}, "cpu": ticks(200, 0)},
+        {"tasks": {1: (0, 0)}, "cpu": START},
+        {"tasks": {1: (1_000_000_000, 0)}, "cpu": machine((100, 0), (100, 0))},
     )
-    assert assess(before, after, threads=1, cpus=2)["contended"] is False
+    assert assess(before, after, threads=1, cpus=BOTH)["contended"] is False
     # the same neighbour beside two threads leaves them no free core
-    record = assess(before, after, threads=2, cpus=2)
+    record = assess(before, after, threads=2, cpus=BOTH)
     assert record["contended"] is True and "beside the 2 thread(s)" in record["evidence"]
+
+
+def test_pinned_to_one_cpu_only_that_cpu_counts(tmp_path):
+    """Pinned to CPU 1 (as bench ab pins its workers): a neighbour busy on CPU 0 is no
+    contention, one sharing CPU 1 is, though the machine as a whole is just as busy."""
+    elsewhere = window(
+        tmp_path / "a",
+        {"tasks": {1: (0, 0)}, "cpu": START},
+        {"tasks": {1: (1_000_000_000, 0)}, "cpu": machine((100, 0), (100, 0))},
+    )
+    record = assess(*elsewhere, threads=1, cpus=(1,))
+    assert record["contended"] is False and record["other_cores"] == pytest.approx(0.0)
+    shared = window(
+        tmp_path / "b",
+        {"tasks": {1: (0, 0)}, "cpu": START},
+        {"tasks": {1: (500_000_000, 0)}, "cpu": machine((0, 100), (100, 0))},
+    )
+    record = assess(*shared, threads=1, cpus=(1,))
+    assert record["contended"] is True and record["other_cores"] == pytest.approx(0.5)
+    assert "of the 1 CPU(s) it may use" in record["evidence"]
 
 
 def test_stolen_time_and_a_moving_clock_are_reported(tmp_path):
     before, after = window(
         tmp_path,
-        {"tasks": {1: (0, 0)}, "cpu": ticks(0, 0, 0), "mhz": (3000.0, 3000.0)},
-        {"tasks": {1: (900_000_000, 0)}, "cpu": ticks(90, 90, 20), "mhz": (2000.0, 2000.0)},
+        {"tasks": {1: (0, 0)}, "cpu": START, "mhz": (3000.0, 3000.0)},
+        {
+            "tasks": {1: (900_000_000, 0)},
+            "cpu": machine((90, 0, 10), (0, 90, 10)),
+            "mhz": (2000.0, 2000.0),
+        },
     )
-    record = assess(before, after, threads=1, cpus=2)
+    record = assess(before, after, threads=1, cpus=BOTH)
     assert record["contended"] is True and record["steal"] == pytest.approx(0.1)
     assert "hypervisor stole 10%" in record["evidence"]
     assert "CPU clock changed 3000 -> 2000 MHz" in record["evidence"]
@@ -101,7 +141,7 @@ def test_without_the_kernel_files_nothing_is_claimed(tmp_path):
     (tmp_path / "empty").mkdir()
     before = snapshot(tmp_path / "empty")
     after = replace(snapshot(tmp_path / "empty"), wall_s=before.wall_s + 1.0)
-    record = assess(before, after, threads=1, cpus=2)
+    record = assess(before, after, threads=1, cpus=BOTH)
     assert record["contended"] is False and record["checked"] is False
     assert record["evidence"].startswith("not checked")
 
@@ -109,20 +149,19 @@ def test_without_the_kernel_files_nothing_is_claimed(tmp_path):
 def test_a_window_below_the_kernels_resolution_is_not_judged(tmp_path):
     before, after = window(
         tmp_path,
-        {"tasks": {1: (0, 0)}, "cpu": ticks(0, 0)},
-        {"tasks": {1: (0, 9_000_000)}, "cpu": ticks(1, 1)},
+        {"tasks": {1: (0, 0)}, "cpu": START},
+        {"tasks": {1: (0, 9_000_000)}, "cpu": machine((1, 0), (0, 1))},
         seconds=0.001,
     )
-    record = assess(before, after, threads=1, cpus=2)
+    record = assess(before, after, threads=1, cpus=BOTH)
     assert record["contended"] is False and record["evidence"] == "window too short"
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel files are Linux's")
 def test_this_machine_exposes_the_evidence():
     """The rules need /proc/self/task/*/schedstat and /proc/stat; on Linux both are there."""
-    if not sys.platform.startswith("linux"):
-        pytest.skip("the kernel files are Linux's")
     now = snapshot()
-    assert now.tasks and now.cpu_ticks and usable_cpus() >= 1
+    assert now.tasks and set(usable_cpu_ids()) <= set(now.cpu_ticks) and usable_cpus() >= 1
 
 
 @pytest.fixture

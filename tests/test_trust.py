@@ -111,6 +111,22 @@ def test_a_contended_candidate_that_is_not_slower_stands(tmp_path):
     assert bench_compare(base, cand)[0] == 0
 
 
+def test_an_unclear_speed_up_of_a_contended_candidate_stands(tmp_path):
+    """Contention slows and blurs; it cannot make a candidate look faster."""
+    base, cand = files(tmp_path, [0.010, 0.030], [0.004, 0.016], cand=BUSY)
+    row = compare_files(base, cand, Rules()).rows[0]
+    assert row.change < 0 and row.verdict == "not significant"
+
+
+def test_rounds_that_do_not_split_the_samples_are_refused(tmp_path):
+    run = timing_run(0, {"forward": draws(1, n=10)})
+    run["metrics"]["forward"]["rounds"] = [{"n": 4}, {"n": 0}, {"n": 6}]
+    bad = write(tmp_path / "bad.json", [run])
+    good = write(tmp_path / "good.json", [timing_run(0, {"forward": draws(2)})])
+    code, output = bench_compare(good, bad)
+    assert code == 2 and "its rounds do not split its samples" in output
+
+
 def test_a_clean_regression_elsewhere_still_exits_1(tmp_path):
     samples = {"forward": draws(1), "train_step": draws(2)}
     slower = {"forward": [2 * s for s in draws(3)], "train_step": [2 * s for s in draws(4)]}

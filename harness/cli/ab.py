@@ -16,7 +16,7 @@ from harness.runner import default_out_dir
 from harness.sides import pinned_cpus, resolve_side
 from harness.suites import Overrides
 from harness.timing import MODES
-from harness.verdicts import Rules
+from harness.verdicts import MIN_ROUNDS, Rules
 
 SIDE_HELP = (
     "'current' (this installation), a Python interpreter or virtual environment, "
@@ -56,7 +56,11 @@ SIDE_HELP = (
     "last --threads usable CPUs; any = no pinning.",
 )
 @click.option(
-    "--rounds", type=click.IntRange(min=1), default=20, show_default=True, help="Rounds per run."
+    "--rounds",
+    type=click.IntRange(min=MIN_ROUNDS),
+    default=20,
+    show_default=True,
+    help=f"Rounds per run (at least {MIN_ROUNDS}, the fewest the paired test can decide on).",
 )
 @click.option(
     "--round-time",
@@ -133,8 +137,6 @@ def ab_command(
     rules = Rules.parse(thresholds, metrics, strict)
     name = "ab-" + (Path(suite).stem if suite else "-".join(models))
     out = out or default_out_dir(name)
-    loop = {"warmup": 1, "warmup_time": 0.0, "repeats": 1, "min_time": round_time}
-    block = {**loop, "max_time": max_round_time, "threads": threads, "devices": (device,)}
     overrides = Overrides(
         models=list(models),
         datasets=list(datasets),
@@ -142,7 +144,6 @@ def ab_command(
         dataset_options=parse_assignments(dataset_opt, "--dataset-opt"),
         settings={
             **dict(parse_assignments(settings, "--set")),
-            **block,
             **({"batch_sizes": batch_sizes} if batch_sizes else {}),
             **({"modes": modes} if modes else {}),
         },
@@ -154,7 +155,10 @@ def ab_command(
         overrides=overrides,
         default_name=name,
         rounds=rounds,
+        round_time=round_time,
+        max_round_time=max_round_time,
         threads=threads,
+        device=device,
         cpus=pinned_cpus(cpus, threads),
         plugins=tuple(plugin_names(ctx)),
         data_root=data_root,
@@ -169,6 +173,8 @@ def ab_command(
             f"interrupted by {stop.signal_name}; partial results in {stop.out_dir}", err=True
         )
         ctx.exit(EXIT_SIGNAL[stop.signal_name])
+    for warning in outcome.warnings:
+        click.echo(f"warning: {warning}", err=True)
     comparison = outcome.comparison
     atomic_write_text(out / "compare.md", to_markdown(comparison))
     if markdown_out:

@@ -84,7 +84,8 @@ def report_command(ctx, files, fmt, out, plots) -> None:
 @click.option(
     "--strict",
     is_flag=True,
-    help="Fail noisy regressions too (exit 1), and different machines or software (exit 3).",
+    help="Fail noisy regressions within their noise too (exit 1), and different machines or "
+    "software (exit 3).",
 )
 @click.option(
     "--markdown-out",
@@ -99,21 +100,26 @@ def compare_command(ctx, baseline, candidate, thresholds, metrics, strict, markd
 
     Both are bench results files (or their directories), or both pytest-benchmark JSON files.
     Runs are matched by configuration (seeds apart); unmatched ones are listed. A timing
-    regresses when its median is worse by more than the threshold and a one-sided Mann-Whitney
+    regresses when its median is worse by more than the threshold, a one-sided Mann-Whitney
     U test on the raw samples gives p < 0.01 (non-overlapping 99% confidence intervals of the
-    mean when samples are too few or were not saved); an accuracy regresses
-    when its mean over seeds drops by more than the threshold and by more than twice the
-    standard error of the difference. Noisy timings (IQR/median > 25%) are reported, not
-    failed, unless --strict.
+    mean when samples are too few or were not saved) and, if a side is noisy (IQR/median >
+    25%), the distributions are separated; a noisy slowdown within its noise is reported, not
+    failed, unless --strict. A verdict that contention could have produced or hidden (a
+    slower contended candidate; a contended baseline) is no verdict. Files of one `bench ab`
+    session are judged round by round (Wilcoxon signed-rank test, 5% threshold). An accuracy
+    regresses when its mean over seeds drops by more than the threshold and by more than twice
+    the standard error of the difference.
 
     \b
     Exit codes:
-      0  no regression (noisy regressions are reported, not failed)
+      0  no regression (noisy ones within their noise are reported, not failed)
       1  a regression
       2  usage error: a file missing, empty, truncated or not a results file;
          a malformed option
-      3  nothing comparable, a failed run or an unfinished file; with --strict,
-         also different machines, devices, thread counts or torch versions
+      3  no trustworthy verdict: one that contention could have produced or
+         hidden, nothing comparable, a failed run or an unfinished file; with
+         --strict, also different machines, devices, thread counts or torch
+         versions
 
     \b
     Examples:
