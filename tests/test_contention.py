@@ -86,7 +86,7 @@ def test_threads_waiting_for_a_cpu_mark_the_measurement(tmp_path):
     assert record["run_queue_wait"] == pytest.approx(0.5)
     assert record["other_cores"] == pytest.approx(1.0)
     assert "waited for a CPU 50%" in record["evidence"]
-    assert "other processes kept 1.0 of 2 CPUs busy" in record["evidence"]
+    assert "other processes kept 1.0 of the 2 CPU(s) it may use busy" in record["evidence"]
 
 
 def test_a_busy_neighbour_on_the_free_core_is_no_contention_for_one_thread(tmp_path):
