@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import harness
 from harness.cli import cli
 from harness.compare import compare_files
 from harness.options import BenchError
@@ -110,7 +111,7 @@ def test_a_side_can_be_an_interpreter_or_a_git_revision(tmp_path, sides, monkeyp
     site = out / "sides" / f"site-{head[:12]}"
     assert baseline["execution"]["interleaved"]["bench"] == str(site.resolve() / "harness")
     candidate = json.loads((out / "candidate" / "results.json").read_text())
-    assert candidate["execution"]["interleaved"]["bench"] == str(REPO / "harness")
+    assert candidate["execution"]["interleaved"]["bench"] == str(Path(harness.__file__).parent)
 
 
 def test_side_specifications_are_checked(tmp_path, monkeypatch):
