@@ -27,6 +27,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bench_plugins.tasks import CLASSIFICATION
 from torch import nn
 from torch.utils.benchmark import Timer
 from torch.utils.data import DataLoader, Dataset
@@ -34,11 +35,13 @@ from torch.utils.data import DataLoader, Dataset
 from harness.data import DataContext, TensorSplit
 from harness.devices import cpu_model
 from harness.plugins import load_plugins
+from harness.tasks import DataInfo
 from harness.timing import LoopSettings, Workload, measure
 from harness.training import TrainConfig, make_optimizer, train_epoch
 
 WARMUP = 5
 CONFIG = TrainConfig.from_options({"batch_size": 32})  # SGD, lr 0.01, momentum 0.9
+TEN_CLASSES = DataInfo(num_outputs=10)
 
 
 def hand_written_throughput(model: nn.Module, x, y, iterations: int) -> float:
@@ -59,7 +62,10 @@ def hand_written_throughput(model: nn.Module, x, y, iterations: int) -> float:
 
 
 def harness_train_step(model: nn.Module, x, y, iterations: int) -> dict[str, float]:
-    workload = Workload.prepare(model, x, y, torch.device("cpu"), train=CONFIG)
+    cpu = torch.device("cpu")
+    workload = Workload.prepare(
+        model, x, y, cpu, task=CLASSIFICATION, info=TEN_CLASSES, train=CONFIG
+    )
     loop = LoopSettings(warmup=WARMUP, repeats=iterations, min_time=0.0, max_time=math.inf)
     record = measure(workload, ["train_step"], loop)["train_step"]
     return {"reported": record["samples_per_s"], "mean": len(x) / record["mean"]}
@@ -94,7 +100,7 @@ def compare_forward(model: nn.Module, x, rounds: int, seconds: float) -> dict[st
     loop = LoopSettings(warmup=WARMUP, repeats=10, min_time=seconds, max_time=math.inf)
     ours, theirs = [], []
     for _ in range(rounds):
-        workload = Workload.prepare(model, x, dummy, torch.device("cpu"))
+        workload = Workload(model, x, dummy, torch.device("cpu"))  # forward only
         ours.append(measure(workload, ["forward"], loop)["forward"]["median"])
         theirs.append(timer.blocked_autorange(min_run_time=seconds).median)
     harness, reference = statistics.median(ours), statistics.median(theirs)
@@ -134,7 +140,8 @@ def course_epoch(model: nn.Module, loader: DataLoader) -> None:
 
 def harness_epoch(model: nn.Module, split: TensorSplit) -> None:
     generator = torch.Generator().manual_seed(0)
-    train_epoch(model, split, make_optimizer(model, CONFIG), CONFIG, torch.device("cpu"), generator)
+    optimizer, cpu = make_optimizer(model, CONFIG), torch.device("cpu")
+    train_epoch(model, split, optimizer, CONFIG, cpu, generator, CLASSIFICATION, TEN_CLASSES)
 
 
 def compare_epoch(model: nn.Module, split: TensorSplit, rounds: int) -> dict[str, float]:

@@ -23,9 +23,11 @@ import os
 
 import pytest
 import torch
+from bench_plugins.tasks import CLASSIFICATION
 
 from harness.devices import device_name, resolve_device
 from harness.plugins import load_plugins
+from harness.tasks import DataInfo
 from harness.timing import Workload
 
 REGISTRY = load_plugins().registry
@@ -44,7 +46,7 @@ def bench_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(shape)
 
 
-@pytest.fixture(params=REGISTRY.models.names())
+@pytest.fixture(params=[s.name for s in REGISTRY.models if "classification" in s.tasks])
 def workload(request) -> Workload:
     spec = REGISTRY.models.get(request.param)
     shape = bench_shape(spec.input_shape)
@@ -52,7 +54,8 @@ def workload(request) -> Workload:
     model = spec.create(shape, NUM_CLASSES).to(DEVICE)
     inputs = torch.randn(BATCH_SIZE, *shape, device=DEVICE)
     targets = torch.randint(0, NUM_CLASSES, (BATCH_SIZE,), device=DEVICE)
-    return Workload.prepare(model, inputs, targets, DEVICE)
+    info = DataInfo(num_outputs=NUM_CLASSES)
+    return Workload.prepare(model, inputs, targets, DEVICE, task=CLASSIFICATION, info=info)
 
 
 def _describe(benchmark, workload: Workload) -> None:

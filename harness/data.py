@@ -12,6 +12,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 
 from harness.options import BenchError, Option
+from harness.tasks import DataInfo
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,39 @@ Split = TensorSplit | Dataset
 
 @dataclass(frozen=True)
 class Splits:
+    """A dataset's three splits and what a task and a model need to know of them.
+
+    ``num_classes`` is the number of outputs a model must produce: classes, targets per sample
+    (regression) or the vocabulary (language models). The rest is :class:`harness.tasks.DataInfo`:
+    ``task`` (set from ``DatasetSpec.task``), ``vocab_size`` for token inputs, ``target_scale``
+    (mean, std) and ``target_unit`` for normalised regression targets, ``class_names``, and
+    ``vocabulary`` (each token id's string).
+    """
+
     train: Split
     val: Split
     test: Split
     input_shape: tuple[int, ...]
     num_classes: int
+    task: str = "classification"
+    vocab_size: int | None = None
+    target_scale: tuple[float, float] | None = None
+    target_unit: str = ""
+    class_names: tuple[str, ...] | None = None
+    vocabulary: tuple[str, ...] | None = None
+
+    @property
+    def info(self) -> DataInfo:
+        return DataInfo(
+            task=self.task,
+            input_shape=tuple(self.input_shape),
+            num_outputs=self.num_classes,
+            vocab_size=self.vocab_size,
+            target_scale=self.target_scale,
+            target_unit=self.target_unit,
+            class_names=self.class_names,
+            vocabulary=self.vocabulary,
+        )
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}

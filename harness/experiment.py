@@ -9,10 +9,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.data import DataContext, Splits
+from harness.data import DataContext, Splits, iterate_batches
 from harness.flops import count_params, forward_flops
 from harness.options import BenchError
 from harness.procedure import RunContext
+from harness.tasks import Task
 from harness.training import TrainConfig, TrainResult, evaluate, seed_everything, train
 
 
@@ -28,79 +29,130 @@ def open_splits(ctx: RunContext, name: str, options: dict[str, Any], seed: int) 
     return ctx.cache[key]
 
 
+def task_of(ctx: RunContext, splits: Splits) -> Task:
+    """The task the dataset's targets are for, as registered."""
+    return ctx.registry.tasks.get(splits.task)
+
+
 def build_model(ctx: RunContext, name: str, options: dict[str, Any], splits: Splits) -> nn.Module:
-    """Build a model for the dataset's geometry and check one batch fits before any training."""
+    """Build a model for the dataset's geometry and task, and check that one real batch gives
+    the output the task expects, before any training."""
     spec = ctx.registry.models.get(name)
     # Both geometries in every message: the model's own and the dataset's.
     label = f"model '{name}' (made for input {tuple(spec.input_shape)})"
+    if splits.task not in spec.tasks:
+        raise BenchError(
+            f"model '{name}' supports {', '.join(spec.tasks)}; the dataset is for the "
+            f"{splits.task} task"
+        )
     try:
-        model = spec.create(splits.input_shape, splits.num_classes, options)
+        model = spec.create(splits.input_shape, splits.num_classes, options, data=splits.info)
     except ValueError as exc:
         raise BenchError(
             f"{label} cannot be built for the dataset's input shape "
             f"{tuple(splits.input_shape)}: {exc}"
         ) from None
     model = model.to(ctx.device)
-    check_geometry(model, label, splits)
+    check_output(model, label, splits, task_of(ctx, splits), ctx.device)
     return model
 
 
-def check_geometry(model: nn.Module, label: str, splits: Splits) -> None:
+def example_batch(
+    splits: Splits, size: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``size`` training samples: real inputs, with their real dtype and lengths."""
+    return next(iterate_batches(splits.train, size, device=device))
+
+
+def check_output(
+    model: nn.Module, label: str, splits: Splits, task: Task, device: torch.device
+) -> None:
+    """Run two real training samples through the model; refuse what the task cannot score."""
+    inputs, targets = example_batch(splits, 2, device)
     shape = tuple(splits.input_shape)
-    probe = torch.zeros(2, *shape, device=next(model.parameters()).device)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            out = model(probe)
+            outputs = model(task.prepare(inputs))
     except RuntimeError as exc:
         raise BenchError(
             f"{label} does not accept the dataset's input shape {shape}: {str(exc).splitlines()[0]}"
         ) from None
     finally:
         model.train(was_training)
-    if tuple(out.shape) != (2, splits.num_classes):
-        raise BenchError(
-            f"{label} returns shape {tuple(out.shape[1:])} per sample for "
-            f"input {shape}; expected ({splits.num_classes},) logits"
-        )
+    problem = task.check(outputs, targets, splits.info)
+    if problem:
+        raise BenchError(f"{label} {problem} for input {shape} ({task.name} task)")
 
 
-def model_facts(model: nn.Module, splits: Splits) -> dict[str, int]:
-    return {"params": count_params(model), "flops": forward_flops(model, splits.input_shape)}
+def model_facts(model: nn.Module, splits: Splits, task: Task) -> dict[str, int]:
+    """Parameters, and forward FLOPs of the first training sample."""
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    inputs, _ = example_batch(splits, 1, device)
+    return {"params": count_params(model), "flops": forward_flops(model, inputs, task)}
 
 
 def fit(
     ctx: RunContext, model: nn.Module, splits: Splits, train_config: TrainConfig, seed: int
 ) -> TrainResult:
     """Train ``model`` on the context's device, reporting each epoch to ``ctx.on_epoch``."""
-    return train(model, splits, train_config, device=ctx.device, seed=seed, on_epoch=ctx.on_epoch)
+    return train(
+        model,
+        splits,
+        train_config,
+        task=task_of(ctx, splits),
+        device=ctx.device,
+        seed=seed,
+        on_epoch=ctx.on_epoch,
+    )
+
+
+def split_metrics(
+    ctx: RunContext, model: nn.Module, splits: Splits, split: str = "test", batch_size: int = 1024
+) -> dict[str, Any]:
+    """The task's metrics of one split (the test split: once per trained model)."""
+    return evaluate(
+        model,
+        getattr(splits, split),
+        task=task_of(ctx, splits),
+        info=splits.info,
+        device=ctx.device,
+        batch_size=batch_size,
+    )
 
 
 def train_and_test(ctx: RunContext, config: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
-    """Seed, build, train, then evaluate the test split exactly once. Returns model and metrics."""
+    """Seed, build, train, then evaluate the test split exactly once. Returns model and metrics:
+    ``test_<metric>``, ``val_<metric>`` and ``train_<metric>`` of the kept epoch for the task's
+    loss and epoch metrics, every test metric of the task, and the task's description."""
     seed = config["seed"]
     splits = open_splits(ctx, config["dataset"], config["dataset_options"], seed)
     seed_everything(seed)
     model = build_model(ctx, config["model"], config["model_options"], splits)
     train_config = TrainConfig.from_options(config["train"])
+    task = task_of(ctx, splits)
     start = time.perf_counter()
     result = fit(ctx, model, splits, train_config, seed)
-    test = evaluate(model, splits.test, device=ctx.device, batch_size=train_config.eval_batch_size)
+    test = split_metrics(ctx, model, splits, batch_size=train_config.eval_batch_size)
     final = result.final  # the restored epoch's record after early stopping
+    kept = (*task.epoch_metrics, "loss")
     metrics = {
-        **model_facts(model, splits),
-        "test_accuracy": test.accuracy,
-        "test_loss": test.loss,
-        "val_accuracy": final["val_accuracy"],
-        "val_loss": final["val_loss"],
-        "train_accuracy": final["train_accuracy"],
-        "train_loss": final["train_loss"],
+        **model_facts(model, splits, task),
+        **{f"test_{name}": value for name, value in test.items() if name != "confusion_matrix"},
+        **{f"val_{name}": final[f"val_{name}"] for name in kept},
+        **{f"train_{name}": final[f"train_{name}"] for name in kept},
         "epochs": len(result.history),
         "best_epoch": result.best_epoch,
         "train_seconds": result.seconds,
         "wall_seconds": time.perf_counter() - start,
         "history": result.history,
         "split_sizes": splits.sizes(),
+        "task": task.describe(),
     }
+    if splits.target_unit:
+        metrics["target_unit"] = splits.target_unit
+    if "confusion_matrix" in test:
+        metrics["confusion_matrix"] = test["confusion_matrix"]
     return model, metrics

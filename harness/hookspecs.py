@@ -21,9 +21,14 @@ def register_models(register):
     """Register models: call ``register(ModelSpec(...))`` once per model.
 
     ``ModelSpec.build(input_shape, num_classes, **options)`` must return a fresh ``nn.Module``
-    that maps a batch of ``input_shape`` tensors to ``num_classes`` logits. Options declared in
-    ``ModelSpec.options`` are parsed and validated from ``--model-opt key=value`` before ``build``
-    is called. Names must be unique across all loaded plugins.
+    that maps a batch of ``input_shape`` inputs to what the dataset's task expects (for
+    classification, ``num_classes`` logits; for other tasks ``num_classes`` is the number of
+    outputs: targets per sample, or the vocabulary). A ``build`` with a parameter named ``data``
+    also receives the dataset's :class:`harness.tasks.DataInfo` (task, vocabulary, ...).
+    ``ModelSpec.tasks`` names the tasks the model supports (default: classification); a dataset
+    of another task is refused before any training. Options declared in ``ModelSpec.options``
+    are parsed and validated from ``--model-opt key=value`` before ``build`` is called. Names
+    must be unique across all loaded plugins.
     """
 
 
@@ -32,9 +37,24 @@ def register_datasets(register):
     """Register datasets: call ``register(DatasetSpec(...))`` once per dataset.
 
     ``DatasetSpec.load(options, context)`` returns :class:`harness.data.Splits` (train, validation
-    and test), deterministic for ``context.seed``. ``DatasetSpec.unavailable(options, context)``
+    and test), deterministic for ``context.seed``; ``DatasetSpec.task`` names the task its
+    targets are for (default: classification). ``DatasetSpec.unavailable(options, context)``
     returns ``None`` when the data can be loaded, or a sentence saying what is missing and how to
     get it; nothing may be downloaded unless ``context.download`` is true.
+    """
+
+
+@hookspec
+def register_tasks(register):
+    """Register tasks: call ``register(Task(...))`` once per task (:class:`harness.tasks.Task`).
+
+    A task says how a model's outputs are trained and scored against a dataset's targets: its
+    ``loss(outputs, targets)``, a ``meter(info, train)`` that accumulates its metrics over
+    batches, the ``metrics`` it reports (each with a direction and a unit) and the ``headline``
+    one, a ``check(outputs, targets, info)`` of a model's output run on a real batch before any
+    training, and ``prepare(inputs)`` turning a batch's inputs into the model's input. Training,
+    evaluation, timing, FLOP counts and ``bench compare`` all go through it. The built-in tasks
+    are ``classification``, ``regression``, ``sequence-classification`` and ``language-model``.
     """
 
 

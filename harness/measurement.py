@@ -16,7 +16,7 @@ import torch
 
 from harness.data import Split, iterate_batches
 from harness.devices import device_name, resolve_device
-from harness.experiment import build_model, open_splits
+from harness.experiment import build_model, open_splits, task_of
 from harness.flops import count_params, step_flops
 from harness.memory import release_cached
 from harness.options import BenchError
@@ -49,13 +49,16 @@ def prepare(run: Run, ctx: RunContext) -> Prepared:
     seed_everything(config["seed"])
     model = build_model(ctx, config["model"], config["model_options"], splits)
     inputs, targets = first_batch(splits.train, batch, device)
-    flops = step_flops(model, splits.input_shape, batch)
+    task = task_of(ctx, splits)
+    flops = step_flops(model, task, inputs, targets)
     train = TrainConfig.from_options({**config["train"], "batch_size": batch})
     workload = Workload.prepare(
         model,
         inputs,
         targets,
         device,
+        task=task,
+        info=splits.info,
         amp=config["amp"],
         channels_last=config["channels_last"],
         compile=config["compile"],
@@ -74,6 +77,7 @@ def prepare(run: Run, ctx: RunContext) -> Prepared:
         "channels_last": config["channels_last"],
         "compile": config["compile"],
         "optimizer": train.optimizer,
+        "task": task.describe(),
     }
     return Prepared(workload, flops, splits.train, facts)
 

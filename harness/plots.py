@@ -143,7 +143,11 @@ def plot_sweep(
 
 
 def plot_loss_curves(
-    curves: dict[str, list[list[dict[str, float]]]], *, title: str, path: Path
+    curves: dict[str, list[list[dict[str, float]]]],
+    *,
+    title: str,
+    path: Path,
+    ylabel: str = "cross-entropy loss",
 ) -> Path:
     """Training (solid) and validation (dashed) loss per epoch for each labelled set of
     histories, averaged over the histories that reached each epoch."""
@@ -160,7 +164,7 @@ def plot_loss_curves(
             (line,) = axis.plot(epochs, mean, style, color=color, label=f"{label}: {name}")
             color = line.get_color()
     axis.set_xlabel("epoch")
-    axis.set_ylabel("cross-entropy loss")
+    axis.set_ylabel(ylabel)
     axis.legend(fontsize=8)
     axis.set_title(title, fontsize=9)
     return _save(figure, path)
@@ -172,3 +176,50 @@ def _save(figure, path: Path) -> Path:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def plot_series(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+    """Per dataset, the test period actual against each model's prediction (first seed of each
+    configuration that stored a ``series``)."""
+    series: dict[str, dict[str, dict[str, Any]]] = {}
+    for run in runs:
+        samples = run.get("metrics", {}).get("samples") if run["status"] == "ok" else None
+        if samples and samples.get("series"):
+            dataset = run["config"]["dataset_label"]
+            series.setdefault(dataset, {}).setdefault(
+                run["config"]["model_label"], samples["series"]
+            )
+    paths = []
+    for dataset, by_model in series.items():
+        figure, axis = plt.subplots(figsize=(9, 4.5))
+        first = next(iter(by_model.values()))
+        axis.plot(first["actual"], color="black", linewidth=1.2, label="actual")
+        for model, values in by_model.items():
+            axis.plot(values["predicted"], linewidth=0.8, alpha=0.8, label=f"{model}: predicted")
+        axis.set_xlabel("test day (most recent period, in order)")
+        axis.set_ylabel(first.get("unit") or "value")
+        axis.legend(fontsize=8)
+        axis.set_title(f"{dataset}: test period, actual against predicted", fontsize=9)
+        paths.append(_save(figure, out_dir / f"series-{safe_name(dataset)}.png"))
+    return paths
+
+
+def plot_confusion(matrix: list[list[int]], names: list[str], *, title: str, path: Path) -> Path:
+    """Rows: true class; columns: predicted; each row as shares of its true class."""
+    counts = [[float(c) for c in row] for row in matrix]
+    shares = [[c / (sum(row) or 1) for c in row] for row in counts]
+    size = max(4.0, 0.45 * len(names) + 2)
+    figure, axis = plt.subplots(figsize=(size + 1, size))
+    image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    axis.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    axis.set_yticks(range(len(names)), names, fontsize=7)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    for i, row in enumerate(counts):
+        for j, count in enumerate(row):
+            if count:
+                color = "white" if shares[i][j] > 0.5 else "black"
+                axis.text(j, i, f"{count:.0f}", ha="center", va="center", fontsize=6, color=color)
+    figure.colorbar(image, ax=axis, fraction=0.046, label="share of the true class")
+    axis.set_title(title, fontsize=9)
+    return _save(figure, path)

@@ -27,6 +27,7 @@ ENV_VAR = "BENCH_PLUGINS"
 
 # hook name -> attribute of Registry that collects what it registers
 HOOKS = {
+    "register_tasks": "tasks",
     "register_models": "models",
     "register_datasets": "datasets",
     "register_suites": "suites",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from harness.options import BenchError, Option, UnknownNameError, resolve_options
+from harness.tasks import DataInfo, Task
 
 if TYPE_CHECKING:
     from torch import nn
@@ -19,9 +21,11 @@ if TYPE_CHECKING:
 class ModelSpec:
     """A model a plugin provides.
 
-    ``build(input_shape, num_classes, **options)`` returns a fresh module. ``input_shape`` is the
-    geometry its parameter and FLOP counts are listed for; ``accepts`` says in words what inputs
-    work.
+    ``build(input_shape, num_classes, **options)`` returns a fresh module; a ``build`` with a
+    parameter named ``data`` also gets the dataset's :class:`harness.tasks.DataInfo`.
+    ``input_shape`` and ``num_classes`` are the geometry its parameter and FLOP counts are listed
+    for (``example`` the whole :class:`DataInfo` of that listing, for models that need more);
+    ``accepts`` says in words what inputs work; ``tasks`` names the tasks it supports.
     """
 
     name: str
@@ -31,12 +35,26 @@ class ModelSpec:
     accepts: str = "any shape"
     options: Mapping[str, Option] = field(default_factory=dict)
     num_classes: int = 10
+    tasks: tuple[str, ...] = ("classification",)
+    example: DataInfo | None = None
 
     def create(
-        self, input_shape: tuple[int, ...], num_classes: int, options: Mapping[str, Any] = {}
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        options: Mapping[str, Any] = {},
+        data: DataInfo | None = None,
     ) -> nn.Module:
         resolved = resolve_options(f"model '{self.name}'", self.options, options)
+        if "data" in inspect.signature(self.build).parameters:
+            resolved["data"] = data or self.listing_info()
         return self.build(tuple(input_shape), num_classes, **resolved)
+
+    def listing_info(self) -> DataInfo:
+        """The data the listed parameter and FLOP counts are for."""
+        return self.example or DataInfo(
+            task=self.tasks[0], input_shape=tuple(self.input_shape), num_outputs=self.num_classes
+        )
 
 
 @dataclass(frozen=True)
@@ -46,7 +64,10 @@ class DatasetSpec:
     ``load(options, context)`` returns the train/validation/test :class:`~harness.data.Splits`.
     ``input_shape``, ``num_classes`` and ``sizes`` may be values or functions of the resolved
     options (``num_classes`` may be ``None`` when only the files know it). ``unavailable`` returns
-    ``None`` or the reason the data cannot be loaded here and how to get it.
+    ``None`` or the reason the data cannot be loaded here and how to get it. ``task`` names the
+    task (:mod:`harness.tasks`) its targets are for. ``baselines`` maps a name to a function of
+    the loaded splits returning test metrics (``test_rmse``, ...) that a model must beat, fitted
+    on the training split only; procedures report them beside the models.
     """
 
     name: str
@@ -57,6 +78,8 @@ class DatasetSpec:
     options: Mapping[str, Option] = field(default_factory=dict)
     sizes: dict[str, int] | Callable[[dict[str, Any]], dict[str, int] | None] | None = None
     unavailable: Callable[[dict[str, Any], DataContext], str | None] = lambda options, context: None
+    task: str = "classification"
+    baselines: Mapping[str, Callable[[Splits], dict[str, float]]] = field(default_factory=dict)
 
     def resolve(self, options: Mapping[str, Any]) -> dict[str, Any]:
         return resolve_options(f"dataset '{self.name}'", self.options, options)
@@ -74,7 +97,7 @@ class DatasetSpec:
         reason = self.unavailable(resolved, context)
         if reason:
             raise BenchError(f"dataset '{self.name}' is not available: {reason}")
-        return self.load(resolved, context)
+        return replace(self.load(resolved, context), task=self.task)
 
 
 @dataclass(frozen=True)
@@ -138,6 +161,7 @@ class Registry:
     """Everything the loaded plugins registered; one :class:`Collection` per hook."""
 
     def __init__(self) -> None:
+        self.tasks: Collection[Task] = Collection("task")
         self.models: Collection[ModelSpec] = Collection("model")
         self.datasets: Collection[DatasetSpec] = Collection("dataset")
         self.suites: Collection[SuiteSpec] = Collection("suite")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -122,3 +123,61 @@ def contention_section(runs: Iterable[dict[str, Any]]) -> str:
         f"\n\n**{len(lines)} measurement(s) taken under contention** (the machine was busy; "
         "their timings are not to be trusted, however small their spread):\n\n" + "\n".join(lines)
     )
+
+
+def task_of_runs(runs: Iterable[dict[str, Any]]) -> str:
+    """The task the runs' results are for (results written before tasks: classification)."""
+    for run in runs:
+        task = run.get("metrics", {}).get("task")
+        if task:
+            return task["name"]
+    return "classification"
+
+
+def metric_column(name: str, metric: dict[str, Any], target_unit: str | None = None) -> str:
+    """A task metric's column header: its label and unit ('RMSE (USD/barrel)', 'accuracy %')."""
+    label = metric.get("label") or name.replace("_", " ")
+    unit = {"fraction": "%", "target": target_unit or "", "": ""}.get(metric.get("unit"))
+    if unit is None:
+        unit = metric.get("unit", "")
+    return f"{label} %" if unit == "%" else f"{label} ({unit})" if unit else label
+
+
+def metric_text(values: Iterable[float | None], metric: dict[str, Any]) -> str:
+    """A task metric's values over seeds as mean ± std in its unit: fractions as percentages,
+    other numbers with four significant digits; values that do not vary show no spread."""
+    values = [v for v in values if v is not None]
+    if metric.get("unit") == "fraction":
+        return pct(values)
+    mean, std = mean_std(values)
+    if math.isnan(mean):
+        return "—"
+    if len(values) < 2 or std <= 1e-9 * abs(mean):
+        return f"{mean:.4g}"
+    return f"{mean:.4g} ± {std:.2g}"
+
+
+def samples_section(runs: Iterable[dict[str, Any]]) -> str:
+    """What trained models produced on test data, in words, for the first seed of each
+    configuration: sequences classified, text generated (series are drawn, not listed)."""
+    parts, seen = [], set()
+    for run in runs:
+        samples = run.get("metrics", {}).get("samples") if run["status"] == "ok" else None
+        name = re.sub(r"-s\d+$", "", run["config"].get("name", run["id"]))
+        if not samples or name in seen:
+            continue
+        seen.add(name)
+        if samples.get("predictions"):
+            rows = [
+                {"input": p["input"], "true": p["label"], "predicted": p["predicted"]}
+                for p in samples["predictions"]
+            ]
+            parts.append(f"**{name}**: test sequences and predictions\n\n{markdown_table(rows)}")
+        if samples.get("generated"):
+            generated = samples["generated"]
+            text = (generated["prompt"] + "‖" + generated["text"]).replace("`", "'")
+            parts.append(
+                f"**{name}**: generated after a prompt from the test text (‖ marks where the "
+                f"model takes over)\n\n```\n{text}\n```"
+            )
+    return "### Samples\n\n" + "\n\n".join(parts) if parts else ""

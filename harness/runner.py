@@ -175,9 +175,12 @@ def _run_pending(
 
 
 def _show_epoch(bar: tqdm, name: str, record: dict[str, float]) -> None:
-    bar.set_postfix_str(
-        f"{name}: epoch {record['epoch']}, val acc {record['val_accuracy']:.1%}", refresh=True
-    )
+    """The epoch and its first validation metric beside the loss (accuracy, RMSE, ...)."""
+    metric = next((k for k in record if k.startswith("val_") and k != "val_loss"), "val_loss")
+    value = record[metric]
+    shown = f"{value:.1%}" if metric.endswith("accuracy") else f"{value:.4g}"
+    label = "val acc" if metric == "val_accuracy" else metric.replace("_", " ")
+    bar.set_postfix_str(f"{name}: epoch {record['epoch']}, {label} {shown}", refresh=True)
 
 
 def check_datasets(suite: Suite, registry: Registry, data: DataContext) -> None:

@@ -12,7 +12,7 @@ import json
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -60,11 +60,13 @@ def safe_name(text: str) -> str:
 
 @dataclass(frozen=True)
 class Entry:
-    """A model or dataset as a suite names it: registry name, display label and options."""
+    """A model or dataset as a suite names it: registry name, display label, options, and
+    training options for its runs (over the suite's ``[train]``; a model's over a dataset's)."""
 
     name: str
     label: str
     options: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
 
 
 def subject(
@@ -297,7 +299,7 @@ def _entries(data, key: str, collection, fail, default: list[str]) -> list[Entry
             item = {"name": item}
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise fail(where, "expected a name or a table with a 'name' key")
-        _check_keys(item, {"name", "label", "options"}, f"{where}.", fail)
+        _check_keys(item, {"name", "label", "options", "train"}, f"{where}.", fail)
         if item["name"] not in collection:
             raise fail(
                 f"{where}.name",
@@ -316,7 +318,11 @@ def _entries(data, key: str, collection, fail, default: list[str]) -> list[Entry
             )
         if any(entry.label == label for entry in entries):
             raise fail(label_key, f"label '{label}' is used twice; give each entry its own label")
-        entries.append(Entry(item["name"], label, dict(options)))
+        train = item.get("train", {})
+        if not isinstance(train, dict):
+            raise fail(f"{where}.train", "expected a table of training options")
+        _resolved(f"{where}.train", fail, "training", TRAIN_OPTIONS, train)
+        entries.append(Entry(item["name"], label, dict(options), dict(train)))
     return entries
 
 
@@ -332,7 +338,7 @@ def _merge_options(data, key: str, entries: list[Entry], fail) -> None:
         if not isinstance(options, dict):
             raise fail(f"{key}.{name}", "expected a table")
     for i, entry in enumerate(entries):
-        entries[i] = Entry(entry.name, entry.label, {**table.get(entry.name, {}), **entry.options})
+        entries[i] = replace(entry, options={**table.get(entry.name, {}), **entry.options})
 
 
 def _parse_grid(grid: dict[str, Any], fail) -> dict[str, list[Any]]:
@@ -380,8 +386,10 @@ def grid_points(grid: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
 
 
 def apply_point(point: Mapping[str, Any], model: Entry, dataset: Entry, train: dict[str, Any]):
-    """Split a grid point into model options, dataset options and training options."""
-    model_options, dataset_options, train = dict(model.options), dict(dataset.options), dict(train)
+    """Split a grid point into model options, dataset options and training options (the
+    suite's, then the dataset entry's, the model entry's and the point's)."""
+    model_options, dataset_options = dict(model.options), dict(dataset.options)
+    train = {**train, **dataset.train, **model.train}
     for key, value in point.items():
         if key.startswith("model."):
             model_options[key[len("model.") :]] = value

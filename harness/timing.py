@@ -3,7 +3,7 @@
 Modes:
 
 - ``forward``: eval mode under ``torch.inference_mode()``.
-- ``forward_backward``: train mode, cross-entropy loss, ``backward()`` (gradients are cleared
+- ``forward_backward``: train mode, the task's loss, ``backward()`` (gradients are cleared
   before each iteration so every iteration does the same work).
 - ``train_step``: forward, loss, backward, ``optimizer.step()``, ``zero_grad(set_to_none=True)``.
 - ``epoch``: one real training epoch through :func:`harness.training.train_epoch`, the loop that
@@ -28,7 +28,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from harness.contention import watch
@@ -37,6 +36,7 @@ from harness.devices import synchronize
 from harness.memory import peak_memory
 from harness.options import BenchError
 from harness.stats import Summary, summarize
+from harness.tasks import DataInfo, Task
 from harness.training import TrainConfig, make_optimizer, train_epoch
 
 MODES = ("forward", "forward_backward", "train_step", "epoch")
@@ -156,7 +156,9 @@ def check_amp(amp: str, device: torch.device) -> None:
 
 @dataclass(frozen=True)
 class Workload:
-    """A model made ready to measure on one batch (``prepare`` applies the options)."""
+    """A model made ready to measure on one batch (``prepare`` applies the options); ``task``
+    gives the loss of the backward and training steps and turns the inputs into the model's
+    (``None``: the forward pass only, of inputs as they are)."""
 
     model: nn.Module
     inputs: torch.Tensor
@@ -164,6 +166,8 @@ class Workload:
     device: torch.device
     amp: str = "none"
     train: TrainConfig = field(default_factory=TrainConfig.from_options)  # optimizer settings
+    task: Task | None = None
+    info: DataInfo = field(default_factory=DataInfo)
 
     @classmethod
     def prepare(
@@ -173,6 +177,8 @@ class Workload:
         targets: torch.Tensor,
         device: torch.device,
         *,
+        task: Task,
+        info: DataInfo,
         amp: str = "none",
         channels_last: bool = False,
         compile: bool = False,
@@ -183,7 +189,8 @@ class Workload:
             model = model.to(memory_format=torch.channels_last)
             if inputs.dim() == 4:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
-        workload = cls(model, inputs, targets, device, amp, train or TrainConfig.from_options())
+        train = train or TrainConfig.from_options()
+        workload = cls(model, inputs, targets, device, amp, train, task, info)
         return workload.compiled() if compile else workload
 
     def compiled(self) -> Workload:
@@ -207,9 +214,14 @@ class Workload:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=AMP_DTYPES[self.amp])
 
+    def model_input(self) -> Any:
+        return self.task.prepare(self.inputs) if self.task else self.inputs
+
     def loss(self) -> torch.Tensor:
+        if self.task is None:
+            raise ValueError("this workload measures the forward pass only: it has no task")
         with self.autocast():
-            return F.cross_entropy(self.model(self.inputs), self.targets)
+            return self.task.loss(self.model(self.model_input()), self.targets)
 
     def step(self, mode: str) -> Step:
         """A no-argument callable doing one iteration of ``mode`` (and setting the model's mode)."""
@@ -219,7 +231,7 @@ class Workload:
 
             def forward() -> None:
                 with torch.inference_mode(), self.autocast():
-                    model(self.inputs)
+                    model(self.model_input())
 
             return forward
         model.train()
@@ -285,7 +297,15 @@ def _measure_epoch(workload: Workload, split: Split, timer: StepTimer) -> dict[s
     optimizer = make_optimizer(workload.model, config)
     generator = torch.Generator().manual_seed(0)
     epoch = functools.partial(
-        train_epoch, workload.model, split, optimizer, config, workload.device, generator
+        train_epoch,
+        workload.model,
+        split,
+        optimizer,
+        config,
+        workload.device,
+        generator,
+        workload.task,
+        workload.info,
     )
     with peak_memory(workload.device) as memory, watch(workload.device) as contention:
         timing = run_loop(epoch, LoopSettings(warmup=0, repeats=1, min_time=0.0), timer)

@@ -1,4 +1,4 @@
-"""Training and evaluation: cross-entropy classification with per-epoch history.
+"""Training and evaluation through a task (:mod:`harness.tasks`), with per-epoch history.
 
 Regularization lives here too, as training options: weight decay (coupled or decoupled), explicit
 L1 and L2 penalties in the loss, and early stopping on the validation loss. Every penalty acts on
@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from harness.data import Split, Splits, iterate_batches
 from harness.options import Option, resolve_options
+from harness.tasks import DataInfo, Task
 
 OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
@@ -114,12 +114,6 @@ class DivergedError(RuntimeError):
 
     def __reduce__(self):  # picklable, e.g. across a worker process
         return type(self), (self.loss, self.step, self.epoch, self.history)
-
-
-@dataclass
-class Evaluation:
-    loss: float
-    accuracy: float
 
 
 @dataclass
@@ -217,16 +211,19 @@ def train(
     splits: Splits,
     config: TrainConfig,
     *,
+    task: Task,
     device: torch.device,
     seed: int,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place for ``config.epochs`` epochs on ``splits.train``.
 
-    Each epoch records training loss/accuracy (running, in train mode; the loss without
-    penalties) and validation loss/accuracy. With ``config.patience`` > 0, training stops once
-    the validation loss has not improved for that many epochs, and the model gets the weights of
-    its best epoch back. The test split is not touched here: evaluate it once, after selection.
+    Each epoch records the training loss (running, in train mode, without penalties) and the
+    task's ``epoch_metrics`` (``train_accuracy`` for classification), then the validation loss
+    and the same metrics (``val_loss``, ``val_accuracy``). With ``config.patience`` > 0,
+    training stops once the validation loss has not improved for that many epochs, and the
+    model gets the weights of its best epoch back. The test split is not touched here: evaluate
+    it once, after selection.
     """
     generator = torch.Generator().manual_seed(seed)
     optimizer = make_optimizer(model, config)
@@ -236,25 +233,31 @@ def train(
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.perf_counter()
         try:
-            train_loss, train_accuracy = train_epoch(
-                model, splits.train, optimizer, config, device, generator
+            running = train_epoch(
+                model, splits.train, optimizer, config, device, generator, task, splits.info
             )
         except DivergedError as exc:
             raise DivergedError(exc.loss, exc.step, epoch, result.history) from None
-        val = evaluate(model, splits.val, device=device, batch_size=config.eval_batch_size)
+        val = evaluate(
+            model,
+            splits.val,
+            task=task,
+            info=splits.info,
+            device=device,
+            batch_size=config.eval_batch_size,
+        )
+        kept = ("loss", *task.epoch_metrics)
         record = {
             "epoch": epoch,
-            "train_loss": train_loss,
-            "train_accuracy": train_accuracy,
-            "val_loss": val.loss,
-            "val_accuracy": val.accuracy,
+            **{f"train_{name}": running[name] for name in kept},
+            **{f"val_{name}": val[name] for name in kept},
             "seconds": time.perf_counter() - epoch_start,
         }
         result.history.append(record)
         if on_epoch:
             on_epoch(record)
-        if val.loss < best_loss:
-            best_loss, result.best_epoch = val.loss, epoch
+        if val["loss"] < best_loss:
+            best_loss, result.best_epoch = val["loss"], epoch
             if config.patience:
                 best_state = copy.deepcopy(model.state_dict())
         elif config.patience and epoch - result.best_epoch >= config.patience:
@@ -273,8 +276,11 @@ def train_epoch(
     config: TrainConfig,
     device: torch.device,
     generator: torch.Generator,
-) -> tuple[float, float]:
-    """One pass over ``split`` in shuffled batches; returns mean training loss and accuracy.
+    task: Task,
+    info: DataInfo,
+) -> dict[str, float]:
+    """One pass over ``split`` in shuffled batches; returns the mean training loss and the
+    task's running metrics, in train mode.
 
     Raises :class:`DivergedError` at the first non-finite loss (with penalties), before it
     reaches the weights. Public so the ``epoch`` timing measures exactly the loop that training
@@ -286,18 +292,17 @@ def train_epoch(
     # on the CPU, so it is checked every step, before backward() and step() can spread a NaN
     # into the weights. On CUDA each read would make the host wait for the GPU, so it is read
     # every CUDA_CHECK_EVERY steps: a divergence (NaN weights stay NaN) is then caught within
-    # that many steps, and the epoch's sum catches the rest. The sums stay on the device for the
-    # same reason; one sync per epoch.
+    # that many steps, and the epoch's sum catches the rest. The meter's sums stay on the device
+    # for the same reason; one sync per epoch.
     check_every = 1 if device.type == "cpu" else CUDA_CHECK_EVERY
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = step = 0
+    meter = task.meter(info, True)
+    step = 0
     batches = iterate_batches(
         split, config.batch_size, device=device, shuffle=True, generator=generator
     )
     for step, (inputs, targets) in enumerate(batches, 1):
-        logits = model(inputs)
-        loss = F.cross_entropy(logits, targets)
+        outputs = model(task.prepare(inputs))
+        loss = task.loss(outputs, targets)
         objective = loss + penalty(weights, config) if weights else loss
         if step % check_every == 0:
             value = objective.item()
@@ -306,29 +311,28 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
         optimizer.step()
-        loss_sum += loss.detach() * len(targets)
-        correct += (logits.detach().argmax(1) == targets).sum()
-        seen += len(targets)
-    mean_loss = loss_sum.item() / max(seen, 1)
-    if not math.isfinite(mean_loss):
-        raise DivergedError(mean_loss, step)
-    return mean_loss, correct.item() / max(seen, 1)
+        meter.update(outputs, targets, loss)
+    running = meter.compute()
+    if not math.isfinite(running["loss"]):
+        raise DivergedError(running["loss"], step)
+    return running
 
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, split: Split, *, device: torch.device, batch_size: int = 1024
-) -> Evaluation:
-    """Mean cross-entropy and accuracy (a fraction) in eval mode."""
+    model: nn.Module,
+    split: Split,
+    *,
+    task: Task,
+    info: DataInfo,
+    device: torch.device,
+    batch_size: int = 1024,
+) -> dict[str, Any]:
+    """The task's metrics of ``split`` (the loss, and e.g. accuracy), in eval mode."""
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
+    meter = task.meter(info, False)
     for inputs, targets in iterate_batches(split, batch_size, device=device):
-        logits = model(inputs)
-        loss_sum += F.cross_entropy(logits, targets, reduction="sum")
-        correct += (logits.argmax(1) == targets).sum()
-        seen += len(targets)
+        meter.update(model(task.prepare(inputs)), targets)
     model.train(was_training)
-    return Evaluation(loss=loss_sum.item() / max(seen, 1), accuracy=correct.item() / max(seen, 1))
+    return meter.compute()

@@ -130,6 +130,75 @@ def register_pruning_methods(register):
     register(Halve())
 """
 
+TASK_PLUGIN = """
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness import hookimpl
+from harness.data import Splits, TensorSplit
+from harness.registry import DatasetSpec, ModelSpec
+from harness.tasks import LOWER, Metric, Task
+
+
+class AbsoluteError:
+    def __init__(self, info, train):
+        self.total, self.count = 0.0, 0
+
+    def update(self, outputs, targets, loss=None):
+        self.total += (outputs.detach() - targets).abs().sum().item()
+        self.count += targets.numel()
+
+    def compute(self):
+        mae = self.total / max(self.count, 1)
+        return {"loss": mae, "mae": mae}
+
+
+def check(outputs, targets, info):
+    return None if outputs.shape == targets.shape else f"returns {tuple(outputs.shape[1:])}"
+
+
+def load(options, context):
+    generator = torch.Generator().manual_seed(context.seed)
+
+    def split(n):
+        x = torch.rand(n, 1, generator=generator)
+        return TensorSplit(x, 2 * x + 1)
+
+    return Splits(split(64), split(16), split(16), input_shape=(1,), num_classes=1,
+                  task="absolute-error")
+
+
+@hookimpl
+def register_tasks(register):
+    register(Task("absolute-error", "L1 regression", F.l1_loss, AbsoluteError, check,
+                  metrics=(Metric("mae", LOWER, "target"),), headline="mae",
+                  epoch_metrics=("mae",)))
+
+
+@hookimpl
+def register_datasets(register):
+    register(DatasetSpec("line", "y = 2x + 1", load, input_shape=(1,), num_classes=1,
+                         task="absolute-error"))
+
+
+@hookimpl
+def register_models(register):
+    register(ModelSpec("affine", "one weight, one bias", lambda shape, n: nn.Linear(1, 1),
+                       input_shape=(1,), num_classes=1, tasks=("absolute-error",)))
+"""
+
+TASK_SUITE = """
+name = "line-fit"
+models = ["affine"]
+datasets = ["line"]
+[train]
+epochs = 60
+batch_size = 16
+optimizer = "adam"
+lr = 0.05
+"""
+
 BROKEN_IMPORT = "import bench_test_module_that_is_not_installed\n"
 
 RAISING_HOOK = """
@@ -357,6 +426,31 @@ def test_hook_register_pruning_methods(write_plugin: WritePlugin):
     plugins = load_plugins([str(path)])
     assert info(plugins, path).provides == ["pruning method halve"]
     assert plugins.registry.pruning_methods.get("halve").name == "halve"
+
+
+def test_hook_register_tasks(write_plugin: WritePlugin, tmp_path: Path):
+    """A task, dataset and model from one plugin, run from a suite file like any other."""
+    path = write_plugin("hook_tasks", TASK_PLUGIN)
+    plugins = load_plugins([str(path)])
+    assert info(plugins, path).provides == ["task absolute-error", "model affine", "dataset line"]
+    suite_file = tmp_path / "line.toml"
+    suite_file.write_text(TASK_SUITE)
+    registry = plugins.registry
+    suite = load_suite_with(str(suite_file), registry, Overrides())
+    outcome = run_suite(suite, registry, out_dir=tmp_path / "out", device="cpu", quiet=True)
+    (run,) = outcome.store.runs
+    assert run["status"] == "ok", run["error"]
+    metrics = run["metrics"]
+    assert metrics["task"]["metrics"]["mae"]["direction"] == "lower"
+    assert metrics["test_mae"] < metrics["history"][0]["val_mae"] / 3  # it learnt the line
+    assert "test mae" in outcome.report.markdown
+    mismatched = parse_suite({"models": ["mlp"], "datasets": ["line"]}, registry, source="t")
+    outcome = run_suite(mismatched, registry, out_dir=tmp_path / "mlp", device="cpu", quiet=True)
+    (run,) = outcome.store.runs
+    assert run["status"] == "failed"
+    assert (
+        "model 'mlp' supports classification; the dataset is for the absolute-error" in run["error"]
+    )
 
 
 def test_every_hook_has_a_test():

@@ -4,9 +4,11 @@ import json
 
 import pytest
 import torch
+from bench_plugins.tasks import CLASSIFICATION
 from torch import nn
 
 from harness.profiling import ACTIVE, profile_step, top_ops_markdown
+from harness.tasks import DataInfo
 from harness.timing import Workload
 
 
@@ -16,7 +18,10 @@ def profiled(tmp_path, device_name="cpu"):
     model = nn.Sequential(nn.Flatten(), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 10))
     inputs = torch.randn(8, 2, 4, 4, device=device)
     targets = torch.randint(0, 10, (8,), device=device)
-    work = Workload.prepare(model.to(device), inputs, targets, device)
+    info = DataInfo(num_outputs=10)
+    work = Workload.prepare(
+        model.to(device), inputs, targets, device, task=CLASSIFICATION, info=info
+    )
     trace_dir = tmp_path / "traces" / "tiny-run"
     return profile_step(work.step("train_step"), device, trace_dir, worker="train_step")
 

@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from bench_plugins.tasks import CLASSIFICATION
 from torch import nn
 from torch.nn.utils import prune
 
@@ -49,9 +50,8 @@ def test_masks_stay_permanent_through_fine_tuning(registry, lenet):
     splits = registry.datasets.get("digits").open({}, DataContext(seed=0))
     model = prune_with(registry, lenet, "global-magnitude", 0.75)
     zero_before = [(m.weight == 0) for m in model.modules() if hasattr(m, "weight_mask")]
-    train(
-        model, splits, TrainConfig.from_options({"epochs": 1}), device=torch.device("cpu"), seed=0
-    )
+    config = TrainConfig.from_options({"epochs": 1})
+    train(model, splits, config, task=CLASSIFICATION, device=torch.device("cpu"), seed=0)
     make_permanent(model)
     pruned_layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))][:-1]
     assert not any(hasattr(m, "weight_mask") for m in model.modules())

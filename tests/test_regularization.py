@@ -5,6 +5,7 @@ import copy
 
 import pytest
 import torch
+from bench_plugins.tasks import CLASSIFICATION
 from torch import nn
 
 from harness.data import DataContext, Splits, TensorSplit
@@ -14,6 +15,7 @@ from harness.procedures.regularization import best_cell, cell_label, weight_stat
 from harness.results import load_results
 from harness.runner import run_suite
 from harness.suites import Overrides, load_suite_with, parse_suite
+from harness.tasks import DataInfo
 from harness.training import (
     DivergedError,
     TrainConfig,
@@ -61,7 +63,7 @@ def mlp(registry, splits, **options):
 def trained(registry, splits, **train_options):
     model = mlp(registry, splits)
     config = TrainConfig.from_options({"epochs": 4, "batch_size": 128, "lr": 0.1, **train_options})
-    train(model, splits, config, device=CPU, seed=0)
+    train(model, splits, config, task=CLASSIFICATION, device=CPU, seed=0)
     return model
 
 
@@ -203,7 +205,7 @@ def test_biases_are_never_penalized(registry, digits):
     biases = [m.bias.detach().clone() for m in model if isinstance(m, nn.Linear)]
     # lr * weight_decay = 0.5: every step halves the weights; the gradient itself barely counts
     options = {"epochs": 1, "lr": 1e-12, "momentum": 0.0, "weight_decay": 5e11}
-    train(model, digits, TrainConfig.from_options(options), device=CPU, seed=0)
+    train(model, digits, TrainConfig.from_options(options), task=CLASSIFICATION, device=CPU, seed=0)
     for layer, before in zip([m for m in model if isinstance(m, nn.Linear)], biases, strict=True):
         assert layer.weight.abs().max() < 1e-6
         torch.testing.assert_close(layer.bias, before, atol=1e-6, rtol=0)
@@ -214,7 +216,9 @@ def one_step(model: nn.Module, batch: TensorSplit, **options) -> nn.Module:
     model = copy.deepcopy(model)
     config = TrainConfig.from_options({"batch_size": len(batch), "momentum": 0.0, **options})
     optimizer = make_optimizer(model, config)
-    train_epoch(model, batch, optimizer, config, CPU, torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    info = DataInfo(num_outputs=int(batch.y.max()) + 1)
+    train_epoch(model, batch, optimizer, config, CPU, generator, CLASSIFICATION, info)
     return model
 
 
@@ -279,14 +283,14 @@ def test_early_stopping_stops_and_restores_the_best_weights():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 4))
     config = TrainConfig.from_options({"epochs": 30, "lr": 0.1, "patience": 3})
-    result = train(model, splits, config, device=CPU, seed=0)
+    result = train(model, splits, config, task=CLASSIFICATION, device=CPU, seed=0)
     losses = [record["val_loss"] for record in result.history]
     best = losses.index(min(losses)) + 1
     assert result.best_epoch == best and result.restored
     assert len(result.history) == best + 3 < 30  # stopped, three epochs without improvement
     assert losses[-1] > losses[best - 1]
-    restored = evaluate(model, splits.val, device=CPU)
-    assert restored.loss == pytest.approx(losses[best - 1], abs=1e-6)
+    restored = evaluate(model, splits.val, task=CLASSIFICATION, info=splits.info, device=CPU)
+    assert restored["loss"] == pytest.approx(losses[best - 1], abs=1e-6)
     assert result.final == result.history[best - 1]
 
 
@@ -294,13 +298,11 @@ def test_without_patience_the_full_budget_runs_and_the_last_weights_stay():
     splits = contradictory_splits()
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 4))
-    result = train(
-        model, splits, TrainConfig.from_options({"epochs": 8, "lr": 0.1}), device=CPU, seed=0
-    )
+    config = TrainConfig.from_options({"epochs": 8, "lr": 0.1})
+    result = train(model, splits, config, task=CLASSIFICATION, device=CPU, seed=0)
     assert len(result.history) == 8 and not result.restored
-    assert evaluate(model, splits.val, device=CPU).loss == pytest.approx(
-        result.history[-1]["val_loss"], abs=1e-6
-    )
+    final = evaluate(model, splits.val, task=CLASSIFICATION, info=splits.info, device=CPU)
+    assert final["loss"] == pytest.approx(result.history[-1]["val_loss"], abs=1e-6)
 
 
 class NanAt(nn.Module):
@@ -324,7 +326,7 @@ def test_a_nan_loss_stops_training_at_that_step():
     model = NanAt(step=16 + 5)  # the fifth step of the second epoch
     config = TrainConfig.from_options({"epochs": 3, "batch_size": 16})
     with pytest.raises(DivergedError, match=r"nan \(first seen at step 5 of epoch 2\)") as caught:
-        train(model, splits, config, device=CPU, seed=0)
+        train(model, splits, config, task=CLASSIFICATION, device=CPU, seed=0)
     assert model.calls == 21  # not one forward pass more
     assert (caught.value.epoch, caught.value.step, len(caught.value.history)) == (2, 5, 1)
     assert all(torch.isfinite(p).all() for p in model.parameters())  # stopped before the step

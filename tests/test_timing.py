@@ -5,11 +5,13 @@ Nothing here asserts how fast anything is: only what is measured, how often and 
 
 import pytest
 import torch
+from bench_plugins.tasks import CLASSIFICATION
 from torch import nn
 
 from harness.data import TensorSplit
 from harness.flops import step_flops
 from harness.options import BenchError
+from harness.tasks import DataInfo
 from harness.timing import (
     MODES,
     CompileError,
@@ -122,6 +124,7 @@ def workload(model=None, batch=4, **options):
     torch.manual_seed(0)
     model = model or Probe()
     inputs, targets = torch.randn(batch, 2, 4, 4), torch.randint(0, 10, (batch,))
+    options = {"task": CLASSIFICATION, "info": DataInfo(num_outputs=10), **options}
     return Workload.prepare(model, inputs, targets, torch.device("cpu"), **options)
 
 
@@ -131,7 +134,7 @@ TINY = LoopSettings(warmup=1, repeats=2, min_time=0.0)
 def test_every_mode_records_its_metrics():
     work = workload()
     split = TensorSplit(torch.randn(12, 2, 4, 4), torch.randint(0, 10, (12,)))
-    flops = step_flops(work.model, (2, 4, 4), work.batch_size)
+    flops = step_flops(work.model, CLASSIFICATION, work.inputs, work.targets)
     records = measure(work, MODES, TINY, flops=flops, epoch_split=split)
     assert set(records) == set(MODES)
     statistics = {"n", "median", "mean", "std", "iqr", "p10", "p25", "p75", "p90", "min", "max"}
@@ -213,7 +216,8 @@ def test_cuda_measurement_has_allocator_peaks():
         torch.randn(8, 1, 4, 4, device=device),
         torch.zeros(8, dtype=torch.long, device=device),
     )
-    work = Workload.prepare(model, inputs, targets, device)
+    info = DataInfo(num_outputs=10)
+    work = Workload.prepare(model, inputs, targets, device, task=CLASSIFICATION, info=info)
     records = measure(work, ["forward", "train_step"], TINY)
     for record in records.values():
         assert record["n"] == 2 and record["memory"]["peak_allocated_bytes"] > 0

@@ -4,10 +4,12 @@ import math
 
 import pytest
 import torch
+from bench_plugins.tasks import CLASSIFICATION
 
 from harness.data import Splits, TensorSplit
 from harness.experiment import train_and_test
 from harness.options import BenchError
+from harness.tasks import DataInfo
 from harness.training import DivergedError, TrainConfig, evaluate, train
 
 RUN = {
@@ -72,15 +74,16 @@ def test_nan_loss_is_reported_as_diverged():
         model.weight.fill_(float("nan"))
     config = TrainConfig.from_options({"epochs": 1})
     with pytest.raises(DivergedError, match="nan"):
-        train(model, splits, config, device=torch.device("cpu"), seed=0)
+        train(model, splits, config, task=CLASSIFICATION, device=torch.device("cpu"), seed=0)
 
 
 def test_evaluate_restores_training_mode():
     model = torch.nn.Sequential(torch.nn.Linear(4, 2))
     split = TensorSplit(torch.randn(5, 4), torch.tensor([0, 1, 0, 1, 0]))
     model.train()
-    result = evaluate(model, split, device=torch.device("cpu"))
-    assert model.training and 0.0 <= result.accuracy <= 1.0
+    info = DataInfo(num_outputs=2)
+    result = evaluate(model, split, task=CLASSIFICATION, info=info, device=torch.device("cpu"))
+    assert model.training and 0.0 <= result["accuracy"] <= 1.0
 
 
 @pytest.mark.parametrize(

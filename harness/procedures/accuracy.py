@@ -1,6 +1,11 @@
-"""The ``accuracy`` procedure: train each model on each dataset per grid point and seed, then test.
+"""The ``accuracy`` procedure: train each model on each dataset per grid point and seed, then test
+once; and, for datasets that name baselines, compute each baseline per seed beside them.
 
-Its report is the accuracy-versus-parameters table: model, dataset, params, FLOPs, accuracy.
+Its report is one table per dataset task: for classification the accuracy-versus-parameters
+table (model, dataset, params, FLOPs, test and validation accuracy); for other tasks the task's
+own metrics in their units (RMSE in dollars, bits per character, ...), with the baselines as
+rows of the same table. Trained models' samples (a test period predicted, sequences classified,
+text generated) follow as text and, with ``--plots``, pictures.
 """
 
 from __future__ import annotations
@@ -8,10 +13,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.experiment import train_and_test
+from harness.experiment import open_splits, task_of, train_and_test
+from harness.plots import plot_series
 from harness.procedure import Procedure, Report, RunContext, Table
 from harness.registry import Registry
-from harness.report import context_line, failures_section, group, human, markdown_table, pct
+from harness.report import (
+    context_line,
+    failures_section,
+    group,
+    human,
+    markdown_table,
+    metric_column,
+    metric_text,
+    pct,
+    samples_section,
+    task_of_runs,
+)
 from harness.suites import Run, Suite, apply_point, grid_points, subject
 
 
@@ -21,6 +38,10 @@ def point_label(point: dict[str, Any]) -> str:
 
 def plan(suite: Suite, registry: Registry) -> list[Run]:
     runs = []
+
+    def add(config: dict[str, Any]) -> None:
+        runs.append(Run(len(runs), "accuracy", config))
+
     for model in suite.models:
         for dataset in suite.datasets:
             for point in grid_points(suite.grid):
@@ -31,33 +52,58 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
                     name = "-".join(
                         filter(None, [model.label, dataset.label, point_label(point), f"s{seed}"])
                     )
-                    runs.append(
-                        Run(
-                            len(runs),
-                            "accuracy",
-                            {
-                                "name": name,
-                                **subject(model, dataset, model_options, dataset_options),
-                                "grid_point": point,
-                                "train": train,
-                                "seed": seed,
-                            },
-                        )
+                    add(
+                        {
+                            "name": name,
+                            **subject(model, dataset, model_options, dataset_options),
+                            "grid_point": point,
+                            "train": train,
+                            "seed": seed,
+                        }
                     )
+    for dataset in suite.datasets:
+        for baseline in registry.datasets.get(dataset.name).baselines:
+            for seed in suite.seeds:
+                add(
+                    {
+                        "name": f"{baseline}-{dataset.label}-s{seed}".replace(" ", "-"),
+                        "baseline": baseline,
+                        "dataset": dataset.name,
+                        "dataset_label": dataset.label,
+                        "dataset_options": dict(dataset.options),
+                        "seed": seed,
+                    }
+                )
     return runs
 
 
 def execute(run: Run, ctx: RunContext) -> dict[str, Any]:
-    return train_and_test(ctx, run.config)[1]
+    config = run.config
+    splits = open_splits(ctx, config["dataset"], config["dataset_options"], config["seed"])
+    if "baseline" in config:
+        baseline = ctx.registry.datasets.get(config["dataset"]).baselines[config["baseline"]]
+        metrics = {**baseline(splits), "task": task_of(ctx, splits).describe(), "params": 0}
+        return {**metrics, **({"target_unit": splits.target_unit} if splits.target_unit else {})}
+    model, metrics = train_and_test(ctx, config)
+    task = task_of(ctx, splits)
+    if task.samples:
+        metrics["samples"] = task.samples(model, splits, ctx.device)
+    return metrics
+
+
+def _label(run: dict[str, Any]) -> str:
+    config = run["config"]
+    return config.get("model_label") or f"{config['baseline']} (baseline)"
 
 
 def summary_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per configuration, seeds aggregated as mean +- std."""
+    """One row per configuration, seeds aggregated as mean +- std: classification's accuracy
+    table as it always was, other tasks' metrics in their units."""
     rows = []
 
     def key(run: dict[str, Any]) -> tuple[str, str, str]:
         config = run["config"]
-        return config["model_label"], config["dataset_label"], point_label(config["grid_point"])
+        return _label(run), config["dataset_label"], point_label(config.get("grid_point", {}))
 
     for (model, dataset, point), members in group(runs, key).items():
         ok = [r["metrics"] for r in members if r["status"] == "ok"]
@@ -65,19 +111,24 @@ def summary_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row = {"model": model, "dataset": dataset}
         if point:
             row["settings"] = point
-        row.update(
-            {
-                "params": f"{first['params']:,}" if ok else "—",
-                "FLOPs/sample": human(first.get("flops")),
-                "test acc %": pct(m["test_accuracy"] for m in ok),
-                "val acc %": pct(m["val_accuracy"] for m in ok),
-                "epochs": first.get("epochs", "—"),
-                "train s/run": f"{sum(m['train_seconds'] for m in ok) / len(ok):.1f}"
-                if ok
-                else "—",
-                "seeds": f"{len(ok)}/{len(members)}",
-            }
+        task = first.get("task") or {"name": "classification"}
+        row["params"] = f"{first['params']:,}" if ok else "—"
+        row["FLOPs/sample"] = human(first.get("flops"))
+        if task["name"] == "classification":
+            row["test acc %"] = pct(m["test_accuracy"] for m in ok)
+            row["val acc %"] = pct(m["val_accuracy"] for m in ok)
+        else:
+            for name, metric in task["metrics"].items():
+                if name != "loss":
+                    column = f"test {metric_column(name, metric, first.get('target_unit'))}"
+                    row[column] = metric_text([m.get(f"test_{name}") for m in ok], metric)
+        row["epochs"] = first.get("epochs", "—")
+        row["train s/run"] = (
+            f"{sum(m['train_seconds'] for m in ok) / len(ok):.1f}"
+            if ok and "train_seconds" in first
+            else "—"
         )
+        row["seeds"] = f"{len(ok)}/{len(members)}"
         rows.append(row)
     return rows
 
@@ -85,19 +136,30 @@ def summary_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:
     suite = results["suite"]
     runs = results["runs"]
-    table = Table("accuracy", summary_rows(runs), key=("model", "dataset", "settings"))
-    text = (
-        f"## {suite['name']}: accuracy versus parameters\n\n{context_line(results)}\n\n"
-        + markdown_table(table.rows)
-        + failures_section(runs)
-        + "\n"
-    )
-    return Report(markdown=text, tables=[table])
+    tables, parts, files = [], [f"## {suite['name']}: accuracy versus parameters"], []
+    parts.append(context_line(results))
+    by_task = group(runs, lambda run: task_of_runs([run]))
+    for task, members in by_task.items():
+        name = "accuracy" if len(by_task) == 1 else f"accuracy ({task})"
+        table = Table(name, summary_rows(members), key=("model", "dataset", "settings"))
+        tables.append(table)
+        if len(by_task) > 1:
+            parts.append(f"### {task}")
+        parts.append(markdown_table(table.rows))
+    samples = samples_section(runs)
+    if samples:
+        parts.append(samples)
+    if plots_dir:
+        files = plot_series(runs, plots_dir)
+        parts += [f"![{path.stem}]({path.name})" for path in files]
+    text = "\n\n".join(parts) + failures_section(runs) + "\n"
+    return Report(markdown=text, files=files, tables=tables)
 
 
 PROCEDURE = Procedure(
     name="accuracy",
-    description="train and test every model x dataset x grid point x seed",
+    description="train and test every model x dataset x grid point x seed (and each dataset's "
+    "baselines)",
     plan=plan,
     execute=execute,
     report=report,

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.experiment import build_model, fit, open_splits
+from harness.experiment import build_model, fit, open_splits, split_metrics
 from harness.flops import count_params, effective_flops, forward_flops
 from harness.options import BenchError, Option, UnknownNameError
 from harness.plots import plot_pruning
@@ -38,7 +38,7 @@ from harness.report import (
 from harness.results import atomic_write
 from harness.suites import Run, Suite, safe_name, subject
 from harness.timing import forward_latency
-from harness.training import TrainConfig, evaluate, seed_everything
+from harness.training import TrainConfig, seed_everything
 
 SCRATCH = "scratch"
 DEFAULT_METHODS = ("random", "layer-magnitude", "global-magnitude", "structured", SCRATCH)
@@ -62,6 +62,7 @@ SETTINGS = {
 
 def plan(suite: Suite, registry: Registry) -> list[Run]:
     settings = suite.settings
+    _check_classification(suite, registry)
     for method in settings["methods"]:
         if method != SCRATCH and method not in registry.pruning_methods:
             known = [*registry.pruning_methods.names(), SCRATCH]
@@ -143,6 +144,26 @@ def _dense(config, ctx: RunContext, splits) -> dict[str, Any]:
     }
 
 
+def _check_classification(suite: Suite, registry: Registry) -> None:
+    """Pruning is judged by accuracy: refuse other tasks before any run, naming the entry."""
+    for i, entry in enumerate(suite.datasets):
+        task = registry.datasets.get(entry.name).task
+        if task != "classification":
+            raise suite.error(
+                f"datasets[{i}]",
+                f"the pruning procedure needs a classification dataset; '{entry.name}' is for "
+                f"the {task} task",
+            )
+    for i, entry in enumerate(suite.models):
+        tasks = registry.models.get(entry.name).tasks
+        if "classification" not in tasks:
+            raise suite.error(
+                f"models[{i}]",
+                f"the pruning procedure needs a classification model; '{entry.name}' supports "
+                f"{', '.join(tasks)}",
+            )
+
+
 def _prune(config, ctx: RunContext, splits) -> dict[str, Any]:
     dense = _load_dense(config, ctx, splits)
     model = copy.deepcopy(dense)
@@ -215,9 +236,7 @@ def _finetune(model: nn.Module, config, ctx: RunContext, splits) -> list[dict[st
 
 
 def _test(model: nn.Module, splits, ctx: RunContext, train_config: TrainConfig) -> float:
-    return evaluate(
-        model, splits.test, device=ctx.device, batch_size=train_config.eval_batch_size
-    ).accuracy
+    return split_metrics(ctx, model, splits, batch_size=train_config.eval_batch_size)["accuracy"]
 
 
 def _describe(model: nn.Module, dense: nn.Module, splits, config, ctx: RunContext) -> dict:

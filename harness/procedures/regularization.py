@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.experiment import open_splits, train_and_test
+from harness.experiment import open_splits, split_metrics, train_and_test
 from harness.options import Option
 from harness.plots import plot_heatmap, plot_loss_curves, plot_sweep
 from harness.procedure import Procedure, Report, RunContext, Table
@@ -36,7 +36,8 @@ from harness.report import (
     pct,
 )
 from harness.suites import Run, Suite, safe_name, subject
-from harness.training import TrainConfig, evaluate, penalized_weights
+from harness.tasks import HIGHER
+from harness.training import TrainConfig, penalized_weights
 
 VARIED_TRAIN_KEYS = ("weight_decay", "l1", "l2_loss", "patience")  # [train] may not set these
 TRAIN_KEYS = (*VARIED_TRAIN_KEYS, "weight_decay_mode")  # what a cell sets in its training
@@ -201,13 +202,14 @@ def execute(run: Run, ctx: RunContext) -> dict[str, Any]:
     model, metrics = train_and_test(ctx, config)
     splits = open_splits(ctx, config["dataset"], config["dataset_options"], config["seed"])
     train_config = TrainConfig.from_options(config["train"])
-    train_eval = evaluate(
-        model, splits.train, device=ctx.device, batch_size=train_config.eval_batch_size
-    )
+    train_eval = split_metrics(ctx, model, splits, "train", train_config.eval_batch_size)
+    headline = metrics["task"]["headline"]
+    sign = 1 if metrics["task"]["metrics"][headline]["direction"] == HIGHER else -1
     return {
         **metrics,
-        "train_eval_accuracy": train_eval.accuracy,
-        "gap": train_eval.accuracy - metrics["test_accuracy"],
+        f"train_eval_{headline}": train_eval[headline],
+        # how much worse the test split is than the train split, in the headline's direction
+        "gap": sign * (train_eval[headline] - metrics[f"test_{headline}"]),
         "stopped_epoch": metrics["epochs"],
         "weight_decay_kind": train_config.weight_decay_kind,
         **weight_stats(model, config["zero_threshold"]),
