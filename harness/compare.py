@@ -38,7 +38,7 @@ from typing import Any
 
 from harness.options import BenchError
 from harness.results import load_results
-from harness.verdicts import ACCURACY, CONTENDED, TIME, Measurement, Row, Rules, judge
+from harness.verdicts import ACCURACY, CONTENDED, SCORE, TIME, Measurement, Row, Rules, judge
 
 MACHINE_FIELDS = ("hostname", "cpu", "device", "device_name", "threads", "torch", "cuda")
 NOT_CONFIGURATION = ("seed", "name")
@@ -138,27 +138,47 @@ def _label(run: dict[str, Any]) -> str:
     return re.sub(rf"-s{config.get('seed')}$", "", config.get("name") or run["id"])
 
 
-def metric_kind(name: str, value: Any) -> str | None:
-    """``time`` for timing records (raw ``samples`` in seconds), ``accuracy`` for numbers named
-    ``*accuracy*``, ``None`` for metrics that are not compared."""
+SPLIT_PREFIXES = ("test_", "val_", "train_eval_", "train_")
+
+
+def metric_kind(
+    name: str, value: Any, task: dict[str, Any] | None = None
+) -> tuple[str, bool] | None:
+    """How a metric is judged, and whether higher is better: ``time`` for timing records (raw
+    ``samples`` in seconds, lower better); for a split's metric of the run's ``task``
+    (``test_rmse``, ``val_accuracy``...) its recorded direction, ``accuracy`` for fractions
+    and ``score`` for the rest (the task's loss is not judged: its metrics are); without a
+    recorded task (older files) numbers named ``*accuracy*``, higher better. ``None``: the
+    metric is not compared."""
     if isinstance(value, dict) and isinstance(value.get("samples"), list):
-        return TIME if value.get("unit", "s") == "s" else None
-    if "accuracy" in name and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return ACCURACY
+        return (TIME, False) if value.get("unit", "s") == "s" else None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    if task:
+        prefix = next((p for p in SPLIT_PREFIXES if name.startswith(p)), None)
+        metric = task.get("metrics", {}).get(name[len(prefix) :]) if prefix else None
+        if metric and name[len(prefix) :] != "loss":
+            kind = ACCURACY if metric.get("unit") == "fraction" else SCORE
+            return kind, metric.get("direction") == "higher"
+    if "accuracy" in name:
+        return ACCURACY, True
     return None
 
 
 def _metrics(runs: Iterable[dict[str, Any]]) -> dict[str, Measurement]:
     """Every comparable metric of a configuration's runs, pooled over seeds."""
-    pooled: dict[str, tuple[str, list[Any]]] = {}
+    pooled: dict[str, tuple[tuple[str, bool], list[Any]]] = {}
     for run in runs:
+        task = run["metrics"].get("task")
         for name, value in run["metrics"].items():
-            kind = metric_kind(name, value)
+            kind = metric_kind(name, value, task)
             if kind is not None:
                 pooled.setdefault(name, (kind, []))[1].append(value)
     return {
-        name: _timing(values) if kind == TIME else Measurement.of(kind, list(map(float, values)))
-        for name, (kind, values) in pooled.items()
+        name: _timing(values)
+        if kind == TIME
+        else Measurement.of(kind, list(map(float, values)), higher_better=higher)
+        for name, ((kind, higher), values) in pooled.items()
         if values
     }
 

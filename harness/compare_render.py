@@ -16,6 +16,7 @@ from harness.verdicts import (
     NOISE_LIMIT,
     NOISY,
     OK,
+    SCORE,
     TIME,
     VERDICTS,
     Measurement,
@@ -40,14 +41,16 @@ def _value(m: Measurement, paired: bool = False) -> str:
         spread = f" (IQR {100 * m.relative_iqr:.0f}%)" if m.median > 0 and m.n > 1 else ""
         mark = " contended" if m.contended and not paired else ""
         return _seconds(m.median) + spread + mark
+    if m.kind == SCORE:
+        return f"{m.mean:.4g}" + (f" ± {m.std:.2g}" if m.n > 1 else "")
     spread = f" ± {100 * m.std:.2f}" if m.n > 1 else ""
     return f"{100 * m.mean:.2f}{spread} %"
 
 
 def _change(row: Row) -> str:
-    if row.kind == TIME:
-        return f"{100 * row.change:+.1f}%"
-    return f"{row.change:+.2f} pp"
+    if row.kind == ACCURACY:
+        return f"{row.change:+.2f} pp"
+    return f"{100 * row.change:+.1f}%"
 
 
 def _verdict_text(row: Row) -> str:
@@ -103,11 +106,12 @@ def summary(comparison: Comparison) -> str:
 def rules_text(rules: Rules, interleaved: bool = False) -> str:
     def thresholds(kind: str) -> str:
         default = default_threshold(kind, interleaved)
-        text = f"{100 * default:g}%" if kind == TIME else f"{default:g} pp"
+        points = kind == ACCURACY
+        text = f"{default:g} pp" if points else f"{100 * default:g}%"
         custom = [
-            f"{t.glob}={100 * t.value:g}%" if kind == TIME else f"{t.glob}={t.value:g}pp"
+            f"{t.glob}={t.value:g}pp" if points else f"{t.glob}={100 * t.value:g}%"
             for t in rules.thresholds
-            if t.kind == kind
+            if (t.kind == ACCURACY) == points
         ]
         return f"{text} (then {', '.join(custom)}: the last matching glob wins)" if custom else text
 
@@ -128,8 +132,9 @@ def rules_text(rules: Rules, interleaved: bool = False) -> str:
         f"side is noisy (IQR/median > {100 * NOISE_LIMIT:g}%) only if the distributions are "
         f"separated ({separated}){'; --strict: noisy ones too' if rules.strict else ''}; a "
         "verdict that contention on a side could have produced or hidden is no verdict (exit 3); "
-        f"accuracies regress when the mean over seeds drops by > {thresholds(ACCURACY)} and by "
-        "> 2 standard errors of the difference"
+        f"task metrics regress when the mean over seeds moves the wrong way (the task's "
+        f"direction) by > {thresholds(ACCURACY)} (fractions) or > {thresholds(SCORE)} (other "
+        "metrics) and by > 2 standard errors of the difference"
     )
 
 

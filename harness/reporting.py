@@ -31,6 +31,7 @@ from harness.procedure import Report, Table
 from harness.registry import Registry
 from harness.report import failure_rows, markdown_table
 from harness.results import RESULTS_NAME, load_results
+from harness.run_plots import plot_runs
 
 FORMATS = ("markdown", "csv", "json")
 ENVIRONMENT_FIELDS = (
@@ -136,7 +137,10 @@ def _report(source: Source, registry: Registry, plots_dir: Path | None) -> Repor
         note = f"procedure '{name}' is not loaded here (load its plugin with --plugin)"
         table = replace(run_table(source.results), note=note)
         return Report(markdown=f"{markdown_table(table.rows)}\n\n_{note}_\n", tables=[table])
-    return registry.procedures.get(name).report(source.results, plots_dir)
+    report = registry.procedures.get(name).report(source.results, plots_dir)
+    if plots_dir is not None:
+        report.files.extend(plot_runs(source.results, plots_dir))
+    return report
 
 
 def _section(

@@ -32,10 +32,12 @@ from harness.suites import Run
 
 TOLERANCE = 1e-6
 SHARED_DIRS = ("checkpoints",)
-# Numbers that depend only on the seed and the code: accuracies, losses, counts, FLOPs, and the
+# Numbers that depend only on the seed and the code: every task's metrics (accuracies and
+# confusion matrices, losses, RMSE/MAE/R², bits and perplexity), counts, FLOPs, and the
 # regularization studies' weight statistics and stopping epochs.
 _COMPARED = re.compile(
-    r"accuracy|loss|params|flops|drop|compression|speedup|width|gap|weight_l[12]|near_zero"
+    r"accuracy|confusion|loss|rmse|mae|r2|bits_per|perplexity"
+    r"|params|flops|drop|compression|speedup|width|gap|weight_l[12]|near_zero"
     r"|^epochs?$|_epoch$"
 )
 # Timings are never the same twice.

@@ -79,6 +79,8 @@ class Task:
     makes a fresh :class:`Meter`; with ``train`` it may keep only the cheap ``epoch_metrics``.
     ``check(outputs, targets, info)`` returns ``None`` or what is wrong with a model's output for
     one batch, in words. ``prepare(inputs)`` turns a batch's inputs into what the model takes.
+    ``check_targets(targets, info)``, if given, returns ``None`` or what is wrong with a whole
+    split's targets (checked once, when the dataset opens), e.g. labels beyond the classes.
     ``expects`` says in words what a model must return. ``samples(model, splits, device)``, if
     given, returns a few of a trained model's test outputs to show beside its figures (a
     ``series`` of actual and predicted values, ``predictions`` of some inputs, ``generated``
@@ -97,6 +99,7 @@ class Task:
     expects: str = ""
     loss_unit: str = "nats"
     samples: Callable[[Any, Any, torch.device], dict[str, Any]] | None = None
+    check_targets: Callable[[torch.Tensor, DataInfo], str | None] | None = None
 
     def metric(self, name: str) -> Metric:
         for metric in self.all_metrics():
@@ -115,7 +118,8 @@ class Task:
             "name": self.name,
             "headline": self.headline,
             "metrics": {
-                m.name: {"direction": m.direction, "unit": m.unit} for m in self.all_metrics()
+                m.name: {"direction": m.direction, "unit": m.unit, "label": m.label or m.name}
+                for m in self.all_metrics()
             },
         }
 

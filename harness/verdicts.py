@@ -22,10 +22,13 @@ that holds although only the baseline was contended stands, and so does an ok or
 of a contended candidate: it was at least that fast. Interleaved rounds in
 which either side was contended are dropped in pairs, and the rest decide, if enough remain.
 
-Accuracies (fractions, better higher). A regression is a drop of the mean over seeds by more
-than the threshold (default 1.0 percentage point) that also exceeds twice the standard error of
-the difference of the means, sqrt(s_b^2/n_b + s_c^2/n_c); a side with a single seed borrows the
-other side's spread; with one seed on both sides the threshold alone decides.
+Task metrics, one value per seed, their direction taken from the task recorded in the results
+(accuracy and R² higher, RMSE and perplexity lower). Fractions (accuracies) are judged in
+percentage points (default threshold 1.0 pp), other metrics relatively (default 5%). A
+regression is a change of the mean over seeds in the bad direction beyond the threshold that
+also exceeds twice the standard error of the difference of the means,
+sqrt(s_b^2/n_b + s_c^2/n_c); a side with a single seed borrows the other side's spread; with one
+seed on both sides the threshold alone decides.
 
 Improvements never fail.
 """
@@ -45,8 +48,8 @@ from scipy import stats
 from harness.options import BenchError
 from harness.stats import summarize
 
-TIME, ACCURACY = "time", "accuracy"
-DEFAULT_THRESHOLDS = {TIME: 0.10, ACCURACY: 1.0}  # relative; percentage points
+TIME, ACCURACY, SCORE = "time", "accuracy", "score"  # timings; fractions; other task metrics
+DEFAULT_THRESHOLDS = {TIME: 0.10, ACCURACY: 1.0, SCORE: 0.05}  # relative; points; relative
 INTERLEAVED_THRESHOLD = 0.05  # rounds measured back to back share the machine's drifts
 ALPHA = 0.01
 NOISE_LIMIT = 0.25
@@ -83,6 +86,7 @@ class Measurement:
     evidence: str = ""
     rounds: tuple[tuple[float, ...], ...] = ()
     round_contended: tuple[bool, ...] = ()
+    higher_better: bool = True  # for task metrics (accuracies by default); timings: lower
 
     @classmethod
     def of(cls, kind: str, samples: Sequence[float], **context) -> Measurement:
@@ -150,9 +154,12 @@ class Rules:
         return cls(tuple(map(Threshold.parse, thresholds)), tuple(metrics), strict)
 
     def threshold(self, metric: str, kind: str, interleaved: bool = False) -> float:
+        """The last matching threshold of the metric's kind: ``N%`` rules for timings and
+        relative metrics, ``Npp`` rules for fractions."""
         value = default_threshold(kind, interleaved)
+        rule_kind = ACCURACY if kind == ACCURACY else TIME
         for rule in self.thresholds:
-            if rule.kind == kind and fnmatch.fnmatchcase(metric, rule.glob):
+            if rule.kind == rule_kind and fnmatch.fnmatchcase(metric, rule.glob):
                 value = rule.value
         return value
 
@@ -236,7 +243,7 @@ def judge(
     paired = bool(interleaved and base.rounds and len(base.rounds) == len(cand.rounds))
     threshold = rules.threshold(metric, base.kind, interleaved=paired)
     if base.kind != TIME:
-        evidence = accuracy_evidence(base, cand)
+        evidence = seed_evidence(base, cand)
     elif paired:
         evidence = paired_time_evidence(base, cand, threshold)
     else:
@@ -327,12 +334,18 @@ def _pooled_change(base: Measurement, cand: Measurement) -> float:
     return cand.median / base.median - 1 if base.median > 0 else math.inf
 
 
-def accuracy_evidence(base: Measurement, cand: Measurement) -> Evidence:
-    """Change of the mean in percentage points (+: better), clear beyond two standard errors."""
-    change = 100 * (cand.mean - base.mean)
+def seed_evidence(base: Measurement, cand: Measurement) -> Evidence:
+    """Change of the mean over seeds, in percentage points for fractions, relative otherwise
+    (+: the value grew), harmful against the metric's direction, clear beyond two standard
+    errors of the difference."""
+    scale = 100.0 if base.kind == ACCURACY else 1 / abs(base.mean) if base.mean else math.inf
+    change = scale * (cand.mean - base.mean)
     base_std = base.std if base.n > 1 else cand.std  # one seed: the other side's spread
     cand_std = cand.std if cand.n > 1 else base.std
-    margin = 200 * math.sqrt(base_std**2 / base.n + cand_std**2 / cand.n)
+    margin = 2 * scale * math.sqrt(base_std**2 / base.n + cand_std**2 / cand.n)
+    harm = -change if base.higher_better else change
     seeds = f"seeds {base.n}/{cand.n}"
-    test = f"2·SE {margin:.2f} pp ({seeds})" if margin else f"threshold only ({seeds})"
-    return Evidence(change, -change, abs(change) > margin, True, test)
+    unit = " pp" if base.kind == ACCURACY else "%"
+    shown = margin if base.kind == ACCURACY else 100 * margin
+    test = f"2·SE {shown:.2f}{unit} ({seeds})" if margin else f"threshold only ({seeds})"
+    return Evidence(change, harm, abs(change) > margin, True, test)

@@ -180,6 +180,7 @@ MODELS = [
             "dropout_impl": DROPOUT_IMPL,
             "width": WIDTH,
         },
+        tasks=("classification", "regression"),  # one output per class, or per target
     ),
     ModelSpec(
         "cnn",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import math
 from pathlib import Path
 
 import numpy as np
@@ -66,12 +67,10 @@ def load_wti(options: dict, context: DataContext) -> Splits:
     """
     _, prices = read_wti()
     window = options["window"]
-    count = len(prices) - window
+    n_train, n_val, n_test = _wti_counts(len(prices), options)
+    count = n_train + n_val + n_test
     inputs = np.lib.stride_tricks.sliding_window_view(prices, window)[:count]
     targets = prices[window:]
-    n_test = int(round(count * options["test_fraction"]))
-    n_val = int(round(count * options["val_fraction"]))
-    n_train = count - n_val - n_test
     train_values = prices[: n_train + window]  # every price a training window sees or predicts
     mean, std = float(train_values.mean()), float(train_values.std())
 
@@ -91,6 +90,24 @@ def load_wti(options: dict, context: DataContext) -> Splits:
     )
 
 
+def _wti_counts(days: int, options: dict) -> tuple[int, int, int]:
+    """Windows in the train, validation and test periods."""
+    count = days - options["window"]
+    n_test = int(round(count * options["test_fraction"]))
+    n_val = int(round(count * options["val_fraction"]))
+    return count - n_val - n_test, n_val, n_test
+
+
+def _sizes(counts: tuple[int, int, int]) -> dict[str, int]:
+    return dict(zip(("train", "val", "test"), counts, strict=True))
+
+
+def _wti_sizes(options: dict) -> dict[str, int] | None:
+    if _wti_missing(options, DataContext()):
+        return None
+    return _sizes(_wti_counts(len(read_wti()[1]), options))
+
+
 def _wti_missing(options: dict, context: DataContext) -> str | None:
     path = _package_file(*WTI)
     if path is None or not path.is_file():
@@ -102,7 +119,7 @@ def _wti_missing(options: dict, context: DataContext) -> str | None:
 
 def load_surnames(options: dict, context: DataContext) -> Splits:
     """Surnames as padded character ids, stratified train/validation/test splits per seed."""
-    names, labels, dropped = surnames()
+    names, labels, _ = surnames()
     from sklearn.model_selection import train_test_split
 
     index = np.arange(len(names))
@@ -110,10 +127,7 @@ def load_surnames(options: dict, context: DataContext) -> Splits:
         index, test_size=options["test_fraction"], stratify=labels, random_state=context.seed
     )
     train, val = train_test_split(
-        rest,
-        test_size=options["val_fraction"] / (1 - options["test_fraction"]),
-        stratify=labels[rest],
-        random_state=context.seed,
+        rest, test_size=_val_share(options), stratify=labels[rest], random_state=context.seed
     )
     vocabulary = CharacterVocabulary.of("".join(names[i] for i in train))
     width = longest_surname()
@@ -138,23 +152,41 @@ def load_surnames(options: dict, context: DataContext) -> Splits:
     )
 
 
-def load_python_docs(options: dict, context: DataContext) -> Splits:
-    """Contiguous sections of the text: train, then validation, then test; sequences of
-    ``length`` characters predict each next character. The vocabulary is the training section's
-    characters (others become one 'unknown' id)."""
+def _val_share(options: dict) -> float:
+    """The validation fraction of what the test split leaves, so that it is a share of all."""
+    return options["val_fraction"] / (1 - options["test_fraction"])
+
+
+def _surname_counts(options: dict) -> tuple[int, int, int]:
+    """As scikit-learn's ``train_test_split`` rounds: the held-out part up."""
+    total = len(surnames()[0])
+    test = math.ceil(total * options["test_fraction"])
+    val = math.ceil((total - test) * _val_share(options))
+    return total - test - val, val, test
+
+
+def _docs_sections(options: dict) -> tuple[str, str, str]:
+    """The text's contiguous train, validation and test sections."""
     from pydoc_data.topics import topics
 
     text = "\n\n".join(topics[key] for key in sorted(topics))
     text = text[: options["characters"]] if options["characters"] else text
     n_test = int(len(text) * options["test_fraction"])
     n_val = int(len(text) * options["val_fraction"])
-    train_text = text[: len(text) - n_val - n_test]
-    vocabulary = CharacterVocabulary.of(train_text)
-    sections = (
-        train_text,
-        text[len(train_text) : len(text) - n_test],
-        text[len(text) - n_test :],
-    )
+    n_train = len(text) - n_val - n_test
+    return text[:n_train], text[n_train : n_train + n_val], text[n_train + n_val :]
+
+
+def _docs_counts(options: dict) -> tuple[int, ...]:
+    return tuple((len(section) - 1) // options["length"] for section in _docs_sections(options))
+
+
+def load_python_docs(options: dict, context: DataContext) -> Splits:
+    """Contiguous sections of the text: train, then validation, then test; sequences of
+    ``length`` characters predict each next character. The vocabulary is the training section's
+    characters (others become one 'unknown' id)."""
+    sections = _docs_sections(options)
+    vocabulary = CharacterVocabulary.of(sections[0])
     length = options["length"]
     splits = [chunks(vocabulary.encode(section), length) for section in sections]
     return Splits(
@@ -190,6 +222,7 @@ def register_datasets(register):
                 "window": Option(10, "days of prices in each input window", "int", minimum=1),
                 **FRACTIONS,
             },
+            sizes=_wti_sizes,
             unavailable=_wti_missing,
             task="regression",
             baselines={"persistence": persistence, "linear AR": linear_autoregression},
@@ -204,6 +237,7 @@ def register_datasets(register):
             input_shape=lambda o: (longest_surname(),),
             num_classes=len(LANGUAGES),
             options=FRACTIONS,
+            sizes=lambda o: _sizes(_surname_counts(o)),
             task="sequence-classification",
             baselines={"majority class": majority_class},
         )
@@ -228,6 +262,7 @@ def register_datasets(register):
                     0.1, "share of the text for testing", "float", minimum=0.01, below=0.5
                 ),
             },
+            sizes=lambda o: _sizes(_docs_counts(o)),
             task="language-model",
             baselines={"unigram": unigram_bits, "bigram": bigram_bits},
         )

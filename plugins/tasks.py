@@ -19,6 +19,74 @@ from harness import hookimpl
 from harness.tasks import HIGHER, LOWER, DataInfo, Metric, Task, bits, output_shape
 
 
+def pack(inputs: torch.Tensor):
+    """Padded token ids (batch, length), 0 = padding, as a ``PackedSequence`` of ids."""
+    lengths = (inputs != 0).sum(1).clamp(min=1).cpu()
+    return pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
+
+
+SAMPLE_COUNT = 12  # test sequences shown with their predicted class
+PROMPT, GENERATED, TEMPERATURE = 40, 240, 0.8  # characters of prompt and of generated text
+
+
+@torch.inference_mode()
+def series_sample(model, splits, device: torch.device) -> dict[str, Any]:
+    """The whole test period, actual against predicted, in the data's own units."""
+    model.eval()
+    x, y = splits.test.x.to(device), splits.test.y.to(device)
+    mean, std = splits.target_scale or (0.0, 1.0)
+    predicted = model(x) * std + mean
+    return {
+        "series": {
+            "unit": splits.target_unit,
+            "actual": [round(v, 4) for v in (y * std + mean).flatten().tolist()],
+            "predicted": [round(v, 4) for v in predicted.flatten().tolist()],
+        }
+    }
+
+
+@torch.inference_mode()
+def prediction_sample(model, splits, device: torch.device) -> dict[str, Any]:
+    """The first test sequences, spelt out, with their class and the model's guess."""
+    model.eval()
+    x, y = splits.test.x[:SAMPLE_COUNT].to(device), splits.test.y[:SAMPLE_COUNT]
+    guesses = model(pack(x)).argmax(1).cpu()
+    names = splits.class_names or tuple(map(str, range(splits.num_classes)))
+    tokens = splits.vocabulary or ()
+    return {
+        "predictions": [
+            {
+                "input": "".join(tokens[i] for i in row.tolist() if i)
+                if tokens
+                else str(row.tolist()),
+                "label": names[int(label)],
+                "predicted": names[int(guess)],
+            }
+            for row, label, guess in zip(x.cpu(), y, guesses, strict=True)
+        ]
+    }
+
+
+@torch.inference_mode()
+def text_sample(model, splits, device: torch.device) -> dict[str, Any]:
+    """Characters sampled one at a time (temperature 0.8, a fixed seed) after a prompt taken
+    from the start of the test text."""
+    model.eval()
+    tokens = splits.vocabulary
+    if not tokens:
+        return {}
+    context = splits.test.x[0, :PROMPT].tolist()
+    prompt = "".join(tokens[i] for i in context)
+    generator = torch.Generator().manual_seed(0)
+    window = splits.input_shape[0]
+    for _ in range(GENERATED):
+        logits = model(torch.tensor([context[-window:]], device=device))[0, -1].float().cpu()
+        probabilities = torch.softmax(logits / TEMPERATURE, dim=0)
+        probabilities[0] = 0.0  # never padding
+        context.append(int(torch.multinomial(probabilities, 1, generator=generator)))
+    return {"generated": {"prompt": prompt, "text": "".join(tokens[i] for i in context[PROMPT:])}}
+
+
 class ClassificationMeter:
     """Loss and accuracy; when evaluating, also the confusion matrix (rows: true class) and the
     balanced accuracy (mean recall over the classes present)."""
@@ -67,6 +135,26 @@ def _check_logits(outputs: Any, targets: torch.Tensor, info: DataInfo) -> str | 
     return f"returns {output_shape(outputs)} per sample; expected ({info.num_outputs},) logits"
 
 
+def _class_indices(targets: torch.Tensor, count: int, ndim: int, kind: str) -> str | None:
+    """What is wrong with ``targets`` as ``ndim``-D ``torch.long`` indices below ``count``."""
+    if targets.dtype != torch.long or targets.dim() != ndim:
+        return (
+            f"targets are a {targets.dtype} tensor of shape {tuple(targets.shape)}; {kind} are "
+            f"a {ndim}-D torch.long tensor of indices"
+        )
+    if targets.numel():
+        low, high = (int(v) for v in torch.aminmax(targets))
+        if low < 0 or high >= count:
+            return (
+                f"{kind} run from {low} to {high}, outside the dataset's {count} (0 to {count - 1})"
+            )
+    return None
+
+
+def _check_labels(targets: torch.Tensor, info: DataInfo) -> str | None:
+    return _class_indices(targets, info.num_outputs, 1, "class labels")
+
+
 CLASSIFICATION = Task(
     name="classification",
     description="integer class labels; cross-entropy on logits",
@@ -84,13 +172,8 @@ CLASSIFICATION = Task(
     headline="accuracy",
     epoch_metrics=("accuracy",),
     expects="(num_classes,) logits per sample",
+    check_targets=_check_labels,
 )
-
-
-def pack(inputs: torch.Tensor):
-    """Padded token ids (batch, length), 0 = padding, as a ``PackedSequence`` of ids."""
-    lengths = (inputs != 0).sum(1).clamp(min=1).cpu()
-    return pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
 
 
 SEQUENCE_CLASSIFICATION = replace(
@@ -100,6 +183,7 @@ SEQUENCE_CLASSIFICATION = replace(
     "batch (torch.nn.utils.rnn.PackedSequence of token ids), so models need not know padding",
     prepare=pack,
     expects="(num_classes,) logits per sequence, from a PackedSequence of token ids",
+    samples=prediction_sample,
 )
 
 
@@ -140,6 +224,12 @@ def _check_same_shape(outputs: Any, targets: torch.Tensor, info: DataInfo) -> st
     return f"returns {output_shape(outputs)} per sample; expected {tuple(targets.shape[1:])}"
 
 
+def _check_real(targets: torch.Tensor, info: DataInfo) -> str | None:
+    if targets.is_floating_point():
+        return None
+    return f"targets are a {targets.dtype} tensor; regression targets are floating point"
+
+
 REGRESSION = Task(
     name="regression",
     description="real-valued targets (stored normalised); mean squared error; RMSE, MAE and R² "
@@ -156,6 +246,8 @@ REGRESSION = Task(
     epoch_metrics=("rmse",),
     loss_unit="normalised units²",
     expects="a tensor shaped like the targets (num_targets,) per sample",
+    samples=series_sample,
+    check_targets=_check_real,
 )
 
 
@@ -219,73 +311,10 @@ LANGUAGE_MODEL = Task(
     headline="bits_per_token",
     epoch_metrics=("bits_per_token",),
     expects="(length, vocabulary) logits per sequence",
+    samples=text_sample,
+    check_targets=lambda targets, info: _class_indices(targets, info.num_outputs, 2, "token ids"),
 )
 
-SAMPLE_COUNT = 12  # test sequences shown with their predicted class
-PROMPT, GENERATED, TEMPERATURE = 40, 240, 0.8  # characters of prompt and of generated text
-
-
-@torch.inference_mode()
-def test_series(model, splits, device: torch.device) -> dict[str, Any]:
-    """The whole test period, actual against predicted, in the data's own units."""
-    model.eval()
-    x, y = splits.test.x.to(device), splits.test.y.to(device)
-    mean, std = splits.target_scale or (0.0, 1.0)
-    predicted = model(x) * std + mean
-    return {
-        "series": {
-            "unit": splits.target_unit,
-            "actual": [round(v, 4) for v in (y * std + mean).flatten().tolist()],
-            "predicted": [round(v, 4) for v in predicted.flatten().tolist()],
-        }
-    }
-
-
-@torch.inference_mode()
-def test_predictions(model, splits, device: torch.device) -> dict[str, Any]:
-    """The first test sequences, spelt out, with their class and the model's guess."""
-    model.eval()
-    x, y = splits.test.x[:SAMPLE_COUNT].to(device), splits.test.y[:SAMPLE_COUNT]
-    guesses = model(pack(x)).argmax(1).cpu()
-    names = splits.class_names or tuple(map(str, range(splits.num_classes)))
-    tokens = splits.vocabulary or ()
-    return {
-        "predictions": [
-            {
-                "input": "".join(tokens[i] for i in row.tolist() if i)
-                if tokens
-                else str(row.tolist()),
-                "label": names[int(label)],
-                "predicted": names[int(guess)],
-            }
-            for row, label, guess in zip(x.cpu(), y, guesses, strict=True)
-        ]
-    }
-
-
-@torch.inference_mode()
-def generated_text(model, splits, device: torch.device) -> dict[str, Any]:
-    """Characters sampled one at a time (temperature 0.8, a fixed seed) after a prompt taken
-    from the start of the test text."""
-    model.eval()
-    tokens = splits.vocabulary
-    if not tokens:
-        return {}
-    context = splits.test.x[0, :PROMPT].tolist()
-    prompt = "".join(tokens[i] for i in context)
-    generator = torch.Generator().manual_seed(0)
-    window = splits.input_shape[0]
-    for _ in range(GENERATED):
-        logits = model(torch.tensor([context[-window:]], device=device))[0, -1].float().cpu()
-        probabilities = torch.softmax(logits / TEMPERATURE, dim=0)
-        probabilities[0] = 0.0  # never padding
-        context.append(int(torch.multinomial(probabilities, 1, generator=generator)))
-    return {"generated": {"prompt": prompt, "text": "".join(tokens[i] for i in context[PROMPT:])}}
-
-
-REGRESSION = replace(REGRESSION, samples=test_series)
-SEQUENCE_CLASSIFICATION = replace(SEQUENCE_CLASSIFICATION, samples=test_predictions)
-LANGUAGE_MODEL = replace(LANGUAGE_MODEL, samples=generated_text)
 BUILTIN_TASKS = (CLASSIFICATION, REGRESSION, SEQUENCE_CLASSIFICATION, LANGUAGE_MODEL)
 
 

@@ -208,10 +208,10 @@ def test_seeds_are_pooled_and_matched_whatever_the_seed_numbers(tmp_path):
 
 def test_each_metric_knows_its_kind_and_the_rest_is_not_compared():
     timing = Timing([0.01, 0.02], 1, 0.0, False).to_dict()
-    assert metric_kind("train_step", timing) == TIME
-    assert metric_kind("latency", {**timing, "median_ms": 10.0}) == TIME
-    assert metric_kind("test_accuracy", 0.97) == ACCURACY
-    assert metric_kind("accuracy_after", 0.9) == ACCURACY
+    assert metric_kind("train_step", timing) == (TIME, False)
+    assert metric_kind("latency", {**timing, "median_ms": 10.0}) == (TIME, False)
+    assert metric_kind("test_accuracy", 0.97) == (ACCURACY, True)
+    assert metric_kind("accuracy_after", 0.9) == (ACCURACY, True)
     for name, value in [("params", 61_706), ("flops", 1e6), ("history", []), ("noisy", True)]:
         assert metric_kind(name, value) is None
 

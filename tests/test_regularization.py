@@ -11,7 +11,9 @@ from torch import nn
 from harness.data import DataContext, Splits, TensorSplit
 from harness.layers import BernoulliDropout
 from harness.options import BenchError
-from harness.procedures.regularization import best_cell, cell_label, weight_stats
+from harness.procedures.regularization import weight_stats
+from harness.procedures.regularization_cells import cell_label
+from harness.procedures.regularization_report import best_cell
 from harness.results import load_results
 from harness.runner import run_suite
 from harness.suites import Overrides, load_suite_with, parse_suite

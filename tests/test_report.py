@@ -165,9 +165,16 @@ def test_plots_are_regenerated_on_request_only(results_files, tmp_path):
     assert code == 0 and "![" not in text
     plots = tmp_path / "plots"
     code, text = bench_report(results_files["pruning"], "--plots", plots)
-    (plot,) = plots.glob("*.png")
+    (plot,) = plots.glob("pruning-*.png")  # the procedure's own, in the report
     assert code == 0 and f"![{plot.stem}]({plot})" in text and f"plot:    {plot}" in text
-    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # and each trained configuration's loss curves, listed beside it
+    curves = sorted(plots.glob("loss-*.png"))
+    assert [c.name for c in curves] == [
+        "loss-mlp-digits-dense.png",
+        "loss-mlp-digits-scratch-50.0.png",
+    ]
+    for path in (plot, *curves):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"plot:    {path}" in text
     # a suite whose procedure draws none says so rather than leaving DIR empty unexplained
     code, text = bench_report(results_files["throughput"], "--plots", tmp_path / "none")
     assert code == 0 and "plots: none, the throughput procedure draws no plots" in text

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.experiment import open_splits, task_of, train_and_test
+from harness.options import Option
 from harness.plots import plot_series
 from harness.procedure import Procedure, Report, RunContext, Table
 from harness.registry import Registry
@@ -30,14 +31,25 @@ from harness.report import (
     task_of_runs,
 )
 from harness.suites import Run, Suite, apply_point, grid_points, subject
+from harness.training import TrainConfig
 
 
 def point_label(point: dict[str, Any]) -> str:
     return ",".join(f"{k.split('.')[-1]}={v}" for k, v in point.items())
 
 
+QUICK_EPOCHS = 2
+SETTINGS = {
+    "quick": Option(
+        False, f"smoke test: the first seed only, at most {QUICK_EPOCHS} epochs per run", "bool"
+    ),
+}
+
+
 def plan(suite: Suite, registry: Registry) -> list[Run]:
     runs = []
+    quick = suite.settings.get("quick", False)
+    seeds = suite.seeds[:1] if quick else suite.seeds
 
     def add(config: dict[str, Any]) -> None:
         runs.append(Run(len(runs), "accuracy", config))
@@ -48,7 +60,10 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
                 model_options, dataset_options, train = apply_point(
                     point, model, dataset, suite.train
                 )
-                for seed in suite.seeds:
+                if quick:
+                    epochs = TrainConfig.from_options(train).epochs
+                    train = {**train, "epochs": min(epochs, QUICK_EPOCHS)}
+                for seed in seeds:
                     name = "-".join(
                         filter(None, [model.label, dataset.label, point_label(point), f"s{seed}"])
                     )
@@ -63,7 +78,7 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
                     )
     for dataset in suite.datasets:
         for baseline in registry.datasets.get(dataset.name).baselines:
-            for seed in suite.seeds:
+            for seed in seeds:
                 add(
                     {
                         "name": f"{baseline}-{dataset.label}-s{seed}".replace(" ", "-"),
@@ -163,4 +178,5 @@ PROCEDURE = Procedure(
     plan=plan,
     execute=execute,
     report=report,
+    settings=SETTINGS,
 )

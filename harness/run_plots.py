@@ -1,0 +1,53 @@
+"""Pictures of single configurations that ``bench report --plots`` draws whatever the procedure:
+each configuration's test confusion matrix (summed over its seeds) and its training and
+validation loss per epoch, for every configuration whose runs stored them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from harness.plots import plot_confusion, plot_loss_curves
+from harness.report import group
+from harness.suites import safe_name
+
+
+def configuration(run: dict[str, Any]) -> str:
+    """A run's name without its seed: what its seeds have in common."""
+    return re.sub(r"-s\d+$", "", str(run["config"].get("name") or run["id"]))
+
+
+def plot_runs(results: dict[str, Any], out_dir: Path) -> list[Path]:
+    ok = [run for run in results["runs"] if run["status"] == "ok"]
+    paths = []
+    for name, runs in group(ok, configuration).items():
+        metrics = [run["metrics"] for run in runs]
+        matrices = [m["confusion_matrix"] for m in metrics if m.get("confusion_matrix")]
+        if matrices:
+            total = [
+                [sum(cells) for cells in zip(*rows, strict=True)]
+                for rows in zip(*matrices, strict=True)
+            ]
+            names = metrics[0].get("class_names") or [str(i) for i in range(len(total))]
+            seeds = f"{len(matrices)} seed{'s' if len(matrices) > 1 else ''}"
+            paths.append(
+                plot_confusion(
+                    total,
+                    list(names),
+                    title=f"{name}: test confusion matrix ({seeds})",
+                    path=out_dir / f"confusion-{safe_name(name)}.png",
+                )
+            )
+        histories = [m["history"] for m in metrics if m.get("history")]
+        if histories:
+            unit = ((metrics[0].get("task") or {}).get("metrics") or {}).get("loss", {}).get("unit")
+            paths.append(
+                plot_loss_curves(
+                    {name: histories},
+                    title=f"{name}: loss per epoch (mean over {len(histories)} seed(s))",
+                    path=out_dir / f"loss-{safe_name(name)}.png",
+                    ylabel=f"loss ({unit or 'nats'})",
+                )
+            )
+    return paths
