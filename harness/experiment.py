@@ -25,7 +25,8 @@ def open_splits(ctx: RunContext, name: str, options: dict[str, Any], seed: int) 
     if key not in ctx.cache:
         spec = ctx.registry.datasets.get(name)
         context = DataContext(seed=seed, data_root=ctx.data.data_root, download=ctx.data.download)
-        ctx.cache[key] = spec.open(options, context).to(ctx.device)
+        task = ctx.registry.tasks.get(spec.task)
+        ctx.cache[key] = spec.open(options, context, task).to(ctx.device)
     return ctx.cache[key]
 
 
@@ -149,10 +150,13 @@ def train_and_test(ctx: RunContext, config: dict[str, Any]) -> tuple[nn.Module, 
         "wall_seconds": time.perf_counter() - start,
         "history": result.history,
         "split_sizes": splits.sizes(),
+        "train_config": train_config.to_dict(),  # resolved: the defaults too, not only overrides
         "task": task.describe(),
     }
     if splits.target_unit:
         metrics["target_unit"] = splits.target_unit
     if "confusion_matrix" in test:
         metrics["confusion_matrix"] = test["confusion_matrix"]
+        if splits.class_names:
+            metrics["class_names"] = list(splits.class_names)
     return model, metrics

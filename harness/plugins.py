@@ -1,7 +1,9 @@
 """Plugin loading: installed ``bench`` entry points, then modules or files the user names.
 
 Built-in plugins are entry points of this very package, so they load exactly as third-party
-plugins do. A plugin that fails to import or to register is reported and the others still load.
+plugins do. A plugin that fails to import or to register (or registers a malformed spec) is
+reported and the others still load. A name two plugins register is a conflict: an error by
+default, or recorded on both plugins for ``bench list plugins`` to show.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pluggy
 
 from harness import hookspecs
 from harness.registry import DuplicateNameError, Registry
+from harness.spec_checks import SpecError
 
 ENTRY_POINT_GROUP = "bench"
 ENV_VAR = "BENCH_PLUGINS"
@@ -40,9 +43,15 @@ HOOKS = {
 class PluginInfo:
     name: str
     source: str
-    status: str = "loaded"  # or "failed"
+    status: str = "loaded"  # or "failed", or "conflict" (a name another plugin also registers)
     error: str | None = None
     provides: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """How collections and messages name the plugin: ``plugin 'name' (source)``."""
+        return f"plugin '{self.name}' ({self.source})"
 
 
 @dataclass
@@ -54,6 +63,11 @@ class Plugins:
     def failures(self) -> list[PluginInfo]:
         return [p for p in self.plugins if p.status == "failed"]
 
+    @property
+    def conflicts(self) -> list[str]:
+        """Each name registered twice, in words naming both plugins (once, not per plugin)."""
+        return list(dict.fromkeys(c for p in self.plugins for c in p.conflicts))
+
 
 def extra_plugin_names(cli: Sequence[str] = (), environ: dict[str, str] | None = None) -> list[str]:
     """Plugins named with ``--plugin`` and in ``BENCH_PLUGINS`` (comma or path-separator list)."""
@@ -63,9 +77,14 @@ def extra_plugin_names(cli: Sequence[str] = (), environ: dict[str, str] | None =
 
 
 def load_plugins(
-    extra: Sequence[str] = (), *, entry_point_group: str = ENTRY_POINT_GROUP
+    extra: Sequence[str] = (), *, entry_point_group: str = ENTRY_POINT_GROUP, strict: bool = True
 ) -> Plugins:
-    """Load installed entry points of ``entry_point_group``, then each module or file named."""
+    """Load installed entry points of ``entry_point_group``, then each module or file named.
+
+    A name registered twice raises :class:`DuplicateNameError` naming both plugins; with
+    ``strict=False`` the first registration is kept and the conflict is recorded on both
+    plugins instead, so that ``bench list plugins`` can still show everything.
+    """
     manager = pluggy.PluginManager("bench")
     manager.add_hookspecs(hookspecs)
     infos: list[PluginInfo] = []
@@ -75,12 +94,15 @@ def load_plugins(
         info = PluginInfo(name=ep.name, source=f"entry point {ep.value} ({dist})")
         _register(manager, info, infos, ep.load)
     for item in dict.fromkeys(extra):  # a plugin named twice loads once
-        info = PluginInfo(name=Path(item).stem if _is_path(item) else item, source=item)
+        info = PluginInfo(name=Path(item).stem if is_plugin_path(item) else item, source=item)
         _register(manager, info, infos, lambda item=item: _import(item))
 
     registry = Registry()
     _collect(manager, registry, {info.source: info for info in infos})
-    return Plugins(registry=registry, plugins=infos)
+    plugins = Plugins(registry=registry, plugins=infos)
+    if strict and plugins.conflicts:
+        raise DuplicateNameError("; ".join(plugins.conflicts))
+    return plugins
 
 
 def _register(manager, info: PluginInfo, infos: list[PluginInfo], load) -> None:
@@ -97,29 +119,43 @@ def _collect(
     manager: pluggy.PluginManager, registry: Registry, infos: dict[str, PluginInfo]
 ) -> None:
     """Call each hook implementation with a ``register`` callback that knows its plugin."""
+    by_label = {info.label: info for info in infos.values()}
     for hook_name, attribute in HOOKS.items():
         collection = getattr(registry, attribute)
         for impl in getattr(manager.hook, hook_name).get_hookimpls():
             info = infos[impl.plugin_name]
 
             def register(item, info=info, collection=collection):
-                collection.add(item, f"plugin '{info.name}' ({info.source})")
+                try:
+                    collection.add(item, info.label)
+                except DuplicateNameError as clash:  # keep the first; the plugin goes on
+                    _conflict(str(clash), info, by_label.get(collection.source(item.name)))
+                    return
                 info.provides.append(f"{collection.kind} {item.name}")
 
             try:
                 impl.function(register=register)
-            except DuplicateNameError:
-                raise
+            except SpecError as exc:  # the message names the spec and the field
+                info.status, info.error = "failed", f"{hook_name}: {exc}"
             except Exception as exc:
                 info.status, info.error = "failed", f"{hook_name}: {_describe(exc)}"
 
 
-def _is_path(item: str) -> bool:
+def _conflict(message: str, *involved: PluginInfo | None) -> None:
+    """Record a name clash on every plugin involved (the same plugin may be both)."""
+    for info in {id(i): i for i in involved if i is not None}.values():
+        info.conflicts.append(message)
+        if info.status == "loaded":
+            info.status = "conflict"
+
+
+def is_plugin_path(item: str) -> bool:
+    """Whether a plugin named with ``--plugin`` is a file path rather than a module name."""
     return item.endswith(".py") or os.sep in item or "/" in item
 
 
 def _import(item: str) -> ModuleType:
-    if not _is_path(item):
+    if not is_plugin_path(item):
         return importlib.import_module(item)
     path = Path(item).expanduser().resolve()
     if not path.is_file():

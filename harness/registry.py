@@ -8,7 +8,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from harness import spec_checks as checks
 from harness.options import BenchError, Option, UnknownNameError, resolve_options
+from harness.spec_checks import SpecError, check_splits, require, shown, texts
 from harness.tasks import DataInfo, Task
 
 if TYPE_CHECKING:
@@ -56,6 +58,26 @@ class ModelSpec:
             task=self.tasks[0], input_shape=tuple(self.input_shape), num_outputs=self.num_classes
         )
 
+    def validate(self) -> None:
+        """Refuse a field of the wrong type when the plugin registers the spec, rather than with
+        a traceback far from the plugin when a command first uses it."""
+        require(
+            self,
+            {
+                **texts(self),
+                "build": (callable(self.build), "a function"),
+                "input_shape": (checks.is_shape(self.input_shape), checks.SHAPE),
+                "accepts": (isinstance(self.accepts, str), "a str"),
+                "options": (checks.is_options(self.options), checks.OPTIONS),
+                "num_classes": (checks.is_count(self.num_classes), checks.CLASSES),
+                "tasks": (checks.is_names(self.tasks), "a non-empty tuple of task names"),
+                "example": (
+                    self.example is None or isinstance(self.example, DataInfo),
+                    checks.INFO,
+                ),
+            },
+        )
+
 
 @dataclass(frozen=True)
 class DatasetSpec:
@@ -92,12 +114,41 @@ class DatasetSpec:
             "sizes": _value(self.sizes, options),
         }
 
-    def open(self, options: Mapping[str, Any], context: DataContext) -> Splits:
+    def open(
+        self, options: Mapping[str, Any], context: DataContext, task: Task | None = None
+    ) -> Splits:
+        """Load the splits for ``options``, checked (and their targets checked by ``task``)."""
         resolved = self.resolve(options)
         reason = self.unavailable(resolved, context)
         if reason:
             raise BenchError(f"dataset '{self.name}' is not available: {reason}")
-        return replace(self.load(resolved, context), task=self.task)
+        splits = self.load(resolved, context)
+        check_splits(f"dataset '{self.name}'", splits, task)
+        return replace(splits, task=self.task)
+
+    def validate(self) -> None:
+        """Refuse a field of the wrong type at registration (see :meth:`ModelSpec.validate`)."""
+        shape, classes, sizes = self.input_shape, self.num_classes, self.sizes
+        require(
+            self,
+            {
+                **texts(self),
+                "load": (callable(self.load), "a function"),
+                "input_shape": (callable(shape) or checks.is_shape(shape), checks.SHAPE_OR),
+                "num_classes": (
+                    callable(classes) or classes is None or checks.is_count(classes),
+                    checks.CLASSES_OR,
+                ),
+                "options": (checks.is_options(self.options), checks.OPTIONS),
+                "sizes": (
+                    callable(sizes) or sizes is None or checks.is_sizes(sizes),
+                    checks.SIZES_OR,
+                ),
+                "unavailable": (callable(self.unavailable), "a function"),
+                "task": (isinstance(self.task, str) and bool(self.task), "a task name"),
+                "baselines": (checks.is_functions(self.baselines), "a mapping of name to function"),
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -107,6 +158,10 @@ class SuiteSpec:
     name: str
     description: str
     path: Path
+
+    def validate(self) -> None:
+        """Refuse a field of the wrong type at registration (see :meth:`ModelSpec.validate`)."""
+        require(self, {**texts(self), "path": (isinstance(self.path, Path), "a pathlib.Path")})
 
 
 def _value(item: Any, options: Mapping[str, Any]) -> Any:
@@ -128,7 +183,14 @@ class Collection(Generic[T]):
         self._items: dict[str, tuple[T, str]] = {}
 
     def add(self, item: T, source: str) -> None:
-        name = item.name  # type: ignore[attr-defined]
+        """Add ``item`` from ``source``: a :class:`SpecError` if it is malformed (a spec's
+        ``validate``), a :class:`DuplicateNameError` if its name is taken."""
+        name = getattr(item, "name", None)
+        if not isinstance(name, str) or not name:
+            raise SpecError(f"a {self.kind} needs a non-empty str name; got {shown(item)}")
+        validate = getattr(item, "validate", None)
+        if callable(validate):
+            validate()
         if name in self._items:
             first = self._items[name][1]
             raise DuplicateNameError(

@@ -1,4 +1,5 @@
-"""``bench new-plugin``: write a ready-to-install plugin package (pyproject, model, dataset, test).
+"""``bench new-plugin``: write a ready-to-install plugin package (pyproject, README, model, dataset,
+test).
 
 The package registers itself through the ``bench`` entry-point group, exactly like the built-in
 plugins, so ``pip install -e DIR`` is all it takes for ``bench list models`` to show its model.
@@ -24,9 +25,11 @@ build-backend = "setuptools.build_meta"
 name = "$project"
 version = "0.1.0"
 description = "bench plugin: the $model model and the $dataset dataset"
+readme = "README.md"
 requires-python = ">=3.11"
 dependencies = ["bench"]
 
+# pip install -e '.[test]' also installs what the tests need.
 [project.optional-dependencies]
 test = ["pytest"]
 
@@ -37,6 +40,40 @@ $name-datasets = "$package.datasets"
 
 [tool.setuptools]
 packages = ["$package"]
+"""
+
+README = """\
+# $project
+
+A bench plugin: the `$model` model and the `$dataset` dataset.
+
+## Install and test
+
+```bash
+pip install -e '.[test]'    # the plugin and its [test] extra (pytest)
+pytest                      # the plugin is discovered, and its model learns its dataset
+```
+
+`pip install -e .` alone installs the plugin without pytest. Offline, with bench and pytest
+already installed, add `--no-deps --no-build-isolation`.
+
+## Use
+
+```bash
+bench list plugins          # $name-models and $name-datasets, loaded from entry points
+bench list models           # $model, with its option `hidden`
+bench run --model $model --dataset $dataset --epochs 3
+```
+
+## Layout
+
+- `pyproject.toml`: `[project.entry-points.bench]` names the two modules bench loads, and
+  `[project.optional-dependencies] test` the test tools.
+- `$package/models.py`: a `ModelSpec` whose `build(input_shape, num_classes, hidden)` returns
+  the model.
+- `$package/datasets.py`: a `DatasetSpec` whose `load(options, context)` returns `Splits` of
+  `TensorSplit` (float32 inputs, int64 labels), deterministic for `context.seed`.
+- `tests/test_$package.py`: loads the plugins and trains the model for three epochs.
 """
 
 INIT = '''\
@@ -198,6 +235,7 @@ def plugin_files(name: str) -> dict[str, str]:
     package = names.package
     return {
         "pyproject.toml": names.fill(PYPROJECT),
+        "README.md": names.fill(README),
         f"{package}/__init__.py": names.fill(INIT),
         f"{package}/models.py": names.fill(MODELS),
         f"{package}/datasets.py": names.fill(DATASETS),

@@ -1,6 +1,8 @@
 """The bench command line, as a user calls it."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,6 +10,8 @@ from click.testing import CliRunner
 
 import harness.experiment
 from harness.cli import cli
+from harness.cli.running import run_command, shown_default
+from harness.training import TRAIN_OPTIONS
 
 
 def bench(*args):
@@ -200,3 +204,53 @@ def test_a_suite_s_threads_must_be_a_count(tmp_path, value):
     suite.write_text(f'models = ["mlp"]\ndatasets = ["digits"]\nthreads = {value}\n')
     result = CliRunner().invoke(cli, ["run", "--suite", str(suite)])
     assert result.exit_code == 2 and "key 'threads'" in result.output, result.output
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# every training option that bench run takes as a flag, by flag
+TRAIN_FLAGS = {
+    f"--{key.replace('_', '-')}": key
+    for key in TRAIN_OPTIONS
+    if f"--{key.replace('_', '-')}" in {o for p in run_command.params for o in p.opts}
+}
+
+
+def test_run_help_shows_every_training_default():
+    assert {"--epochs", "--batch-size", "--optimizer", "--lr", "--momentum"} <= set(TRAIN_FLAGS)
+    helps = {p.opts[0]: p.help for p in run_command.params}
+    shown = _one_line(bench("run", "--help").output)
+    for flag, key in TRAIN_FLAGS.items():
+        default = shown_default(TRAIN_OPTIONS[key].default)
+        assert helps[flag].endswith(f"[default: {default}]"), (flag, helps[flag])
+        assert _one_line(helps[flag]) in shown, flag
+    assert "Training batch size. [default: 32]" in shown and "Optimizer. [default: sgd]" in shown
+
+
+def test_readme_run_options_paragraph_gives_the_training_defaults():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    (paragraph,) = [p for p in readme.split("\n\n") if p.startswith("`bench run` options:")]
+    paragraph = _one_line(paragraph)
+    for flag in ("--epochs", "--batch-size", "--optimizer", "--lr", "--momentum", "--weight-decay"):
+        default = shown_default(TRAIN_OPTIONS[TRAIN_FLAGS[flag]].default)
+        assert re.search(rf"`{flag}[^`]*` \(default {re.escape(default)}\)", paragraph), flag
+
+
+def test_list_models_shows_each_option_s_type_default_and_help(registry):
+    rows = {r["name"]: r for r in json.loads(bench("list", "models", "--json").stdout)}
+    assert rows["mlp"]["options"]["hidden"] == {
+        "type": "ints",
+        "default": [128],
+        "help": "hidden layer sizes, e.g. 100 or 100,100",
+    }
+    assert rows["mlp"]["options"]["dropout_impl"]["choices"] == ["torch", "bernoulli"]
+    for spec in registry.models:
+        for key, option in spec.options.items():
+            listed = rows[spec.name]["options"][key]
+            assert (listed["type"], listed["help"]) == (option.kind, option.help)
+    table = bench("list", "models").stdout
+    assert "Options (--model-opt KEY=VALUE):" in table
+    assert re.search(r"\| mlp +\| hidden +\| ints +\| 128 +\| hidden layer sizes", table)
+    assert re.search(r"\| resnet18 +\| freeze +\| bool +\| false +\| train only", table)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sklearn.datasets import load_diabetes
 from test_scaffold import install_offline, listed_models
 
 from harness.cli import cli
@@ -15,6 +17,7 @@ from harness.cli import cli
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SINGLE_FILE = EXAMPLES / "single_file_plugin.py"
 PACKAGE = EXAMPLES / "plugin-package"
+REGRESSION = EXAMPLES / "regression_plugin.py"
 
 
 @pytest.mark.parametrize(
@@ -57,4 +60,38 @@ def test_plugin_package_example_installs_and_is_discovered(tmp_path: Path):
     assert tiny["source"] == (
         "plugin 'example-models' (entry point bench_example_models (bench-example-models))"
     )
-    assert (tiny["params"], tiny["options"]) == (1370, {"channels": 8})
+    assert tiny["params"] == 1370
+    assert tiny["options"] == {
+        "channels": {"type": "int", "default": 8, "help": "convolution channels"}
+    }
+
+
+def readme_command(start: str) -> list[str]:
+    """The README's command that starts with ``start`` (backslash continuations joined)."""
+    readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    (line,) = [line for line in readme.splitlines() if line.startswith(start)]
+    return shlex.split(line)
+
+
+def test_regression_example_trains_as_the_readme_shows(tmp_path: Path, monkeypatch):
+    """The README's command, as typed: a regression run that beats predicting the mean."""
+    command = readme_command("bench --plugin examples/regression_plugin.py run ")
+    monkeypatch.chdir(EXAMPLES.parent)  # the command names the plugin relative to the clone
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, [*command[1:], "--seed", "0", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    runs = {
+        run["config"].get("model", run["config"].get("baseline")): run
+        for run in json.loads(result.stdout)["runs"]
+    }
+    assert set(runs) == {"diabetes-mlp", "training mean", "least squares"}
+    assert all(run["status"] == "ok" for run in runs.values()), runs
+    metrics = runs["diabetes-mlp"]["metrics"]
+    assert metrics["task"]["name"] == "regression"
+    assert metrics["target_unit"] == "disease progression"
+    assert metrics["split_sizes"] == {"train": 310, "val": 44, "test": 88}
+    std = float(load_diabetes().target.std())  # about 77
+    assert metrics["test_rmse"] < 0.85 * std  # predicting the mean is off by about one std
+    assert metrics["test_rmse"] < runs["training mean"]["metrics"]["test_rmse"] - 5
+    stored = json.loads((out / "results.json").read_text())
+    assert {run["metrics"]["task"]["name"] for run in stored["runs"]} == {"regression"}

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from harness import hookspecs
 from harness.cli import cli
 from harness.data import DataContext, TensorSplit
+from harness.options import BenchError
 from harness.plugins import ENV_VAR, HOOKS, PluginInfo, Plugins, extra_plugin_names, load_plugins
 from harness.registry import DuplicateNameError
 from harness.runner import run_suite
@@ -444,12 +445,13 @@ def test_hook_register_tasks(write_plugin: WritePlugin, tmp_path: Path):
     assert metrics["task"]["metrics"]["mae"]["direction"] == "lower"
     assert metrics["test_mae"] < metrics["history"][0]["val_mae"] / 3  # it learnt the line
     assert "test mae" in outcome.report.markdown
-    mismatched = parse_suite({"models": ["mlp"], "datasets": ["line"]}, registry, source="t")
-    outcome = run_suite(mismatched, registry, out_dir=tmp_path / "mlp", device="cpu", quiet=True)
+    mismatched = parse_suite({"models": ["lenet5"], "datasets": ["line"]}, registry, source="t")
+    outcome = run_suite(mismatched, registry, out_dir=tmp_path / "cnn", device="cpu", quiet=True)
     (run,) = outcome.store.runs
     assert run["status"] == "failed"
     assert (
-        "model 'mlp' supports classification; the dataset is for the absolute-error" in run["error"]
+        "model 'lenet5' supports classification; the dataset is for the absolute-error"
+        in run["error"]
     )
 
 
@@ -509,3 +511,235 @@ def test_cli_duplicate_name_exits_2_naming_both_sources(write_plugin: WritePlugi
     assert result.stderr.startswith("error: model 'cli-twin' is registered twice")
     assert first in result.stderr and second in result.stderr
     assert "Traceback" not in result.output
+
+
+# A new user's mistakes: malformed specs, bad data, missing files, name clashes
+
+SPEC_PLUGIN = """
+import torch
+from torch import nn
+
+from harness import hookimpl
+from harness.data import Splits, TensorSplit
+from harness.options import Option
+from harness.registry import DatasetSpec, ModelSpec
+
+
+def load(options, context):
+    split = lambda n: TensorSplit(torch.randn(n, 4), torch.arange(n) % 2)
+    return Splits(split(8), split(4), split(4), input_shape=(4,), num_classes=2)
+
+
+def build(input_shape, num_classes):
+    return nn.Linear(4, num_classes)
+
+
+@hookimpl
+def register_{kind}s(register):
+    register({spec})
+"""
+
+MALFORMED = {
+    "sizes-tuple": (
+        "dataset",
+        'DatasetSpec("toy", "", load, input_shape=(4,), num_classes=2, sizes=(700, 150, 150))',
+        "DatasetSpec 'toy': sizes must be a dict {'train': int, 'val': int, 'test': int}",
+        "got tuple (700, 150, 150)",
+    ),
+    "build-not-callable": (
+        "model",
+        'ModelSpec("toy", "", build="nn.Linear")',
+        "ModelSpec 'toy': build must be a function",
+        "got str 'nn.Linear'",
+    ),
+    "options-not-options": (
+        "model",
+        'ModelSpec("toy", "", build, options={"hidden": 32})',
+        "ModelSpec 'toy': options must be a mapping of option name to harness.options.Option",
+        "got dict {'hidden': 32}",
+    ),
+    "tasks-a-string": (
+        "model",
+        'ModelSpec("toy", "", build, tasks="regression")',
+        "ModelSpec 'toy': tasks must be a non-empty tuple of task names",
+        "got str 'regression'",
+    ),
+    "input-shape-a-list": (
+        "model",
+        'ModelSpec("toy", "", build, input_shape=[1, 28, 28])',
+        "ModelSpec 'toy': input_shape must be a tuple of positive ints",
+        "got list [1, 28, 28]",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED, ids=list(MALFORMED))
+def test_malformed_spec_fails_its_plugin_naming_the_field(write_plugin: WritePlugin, case: str):
+    kind, spec, message, got = MALFORMED[case]
+    path = write_plugin("malformed", SPEC_PLUGIN.format(kind=kind, spec=spec))
+    plugins = load_plugins([str(path)])
+    failure = info(plugins, path)
+    assert failure.status == "failed"
+    assert failure.error.startswith(f"register_{kind}s: {message}"), failure.error
+    assert got in failure.error
+    assert "toy" not in getattr(plugins.registry, f"{kind}s")
+    assert "mlp" in plugins.registry.models and "digits" in plugins.registry.datasets
+
+
+def test_cli_malformed_dataset_is_one_warning_and_the_listing_goes_on(write_plugin: WritePlugin):
+    spec = MALFORMED["sizes-tuple"][1]
+    path = str(write_plugin("cli_sizes", SPEC_PLUGIN.format(kind="dataset", spec=spec)))
+    result = invoke("--plugin", path, "list", "datasets")
+    assert result.exit_code == 0, result.output
+    assert "| digits " in result.stdout and "toy" not in result.stdout
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"warning: plugin 'cli_sizes' ({path}) failed to load: ")
+    assert "DatasetSpec 'toy': sizes must be" in line
+    assert "Traceback" not in result.output
+
+
+BAD_DATA_PLUGIN = """
+import numpy as np
+import torch
+
+from harness import hookimpl
+from harness.data import Splits, TensorSplit
+from harness.registry import DatasetSpec
+
+
+def labels_beyond_classes(options, context):
+    split = lambda n: TensorSplit(torch.randn(n, 4), torch.arange(n) % 3)  # 0, 1, 2
+    return Splits(split(8), split(4), split(4), input_shape=(4,), num_classes=2)
+
+
+def float_labels(options, context):
+    split = lambda n: TensorSplit(torch.randn(n, 4), (torch.arange(n) % 2).float())
+    return Splits(split(8), split(4), split(4), input_shape=(4,), num_classes=2)
+
+
+def numpy_arrays(options, context):
+    split = lambda n: TensorSplit(np.zeros((n, 4), "float32"), np.arange(n) % 2)
+    return Splits(split(8), split(4), split(4), input_shape=(4,), num_classes=2)
+
+
+def a_tuple(options, context):
+    return (torch.randn(8, 4), torch.arange(8) % 2)
+
+
+@hookimpl
+def register_datasets(register):
+    for name, load in [("beyond", labels_beyond_classes), ("floats", float_labels),
+                       ("arrays", numpy_arrays), ("tuple", a_tuple)]:
+        register(DatasetSpec(name, "bad data", load, input_shape=(4,), num_classes=2))
+"""
+
+
+@pytest.mark.parametrize(
+    ("dataset", "message"),
+    [
+        ("beyond", "the train split's class labels run from 0 to 2, outside the dataset's 2"),
+        ("floats", "the train split's targets are a torch.float32 tensor of shape (8,)"),
+        ("arrays", "the train split's x is ndarray of shape (8, 4) and dtype float32"),
+        ("tuple", "load returned tuple"),
+    ],
+)
+def test_bad_data_is_an_error_naming_the_dataset(write_plugin: WritePlugin, dataset, message):
+    registry = load_plugins([str(write_plugin("bad_data", BAD_DATA_PLUGIN))]).registry
+    task = registry.tasks.get("classification")
+    with pytest.raises(BenchError) as raised:
+        registry.datasets.get(dataset).open({}, DataContext(seed=0), task)
+    assert str(raised.value).startswith(f"dataset '{dataset}': {message}"), raised.value
+
+
+def test_cli_run_on_labels_beyond_the_classes_names_the_dataset(
+    write_plugin: WritePlugin, tmp_path: Path
+):
+    path = str(write_plugin("cli_bad_data", BAD_DATA_PLUGIN))
+    args = ["--plugin", path, "run", "--model", "mlp", "--dataset", "beyond", "--epochs", "1"]
+    result = invoke(*args, "--json", "--out", str(tmp_path / "out"))
+    (run,) = json.loads(result.stdout)["runs"]
+    assert run["status"] == "failed"
+    assert "dataset 'beyond': the train split's class labels run from 0 to 2" in run["error"]
+    assert "IndexError" not in result.output
+
+
+@pytest.mark.parametrize(
+    "where", ["group", "command", "list-group"], ids=["bench-X", "list-models-X", "list-X-models"]
+)
+def test_cli_missing_plugin_file_is_an_error(tmp_path: Path, monkeypatch, where: str):
+    monkeypatch.chdir(tmp_path)
+    plugin = ["--plugin", "nowhere.py"]
+    args = {
+        "group": [*plugin, "list", "models"],
+        "command": ["list", "models", *plugin],
+        "list-group": ["list", *plugin, "models"],
+    }[where]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    full = (tmp_path / "nowhere.py").resolve()
+    assert result.stderr == f"error: --plugin nowhere.py: no such file ({full})\n"
+
+
+def test_cli_missing_plugin_file_in_the_env_var_is_an_error(tmp_path: Path):
+    missing = tmp_path / "gone.py"
+    result = CliRunner().invoke(cli, ["run", "--model", "mlp"], env={ENV_VAR: str(missing)})
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: {ENV_VAR} names {missing}: no such file\n"
+
+
+def test_cli_plugin_option_between_list_and_its_subcommand(write_plugin: WritePlugin):
+    path = str(write_plugin("cli_list_group", model_plugin("between-model")))
+    result = invoke("list", "--plugin", path, "models")
+    assert result.exit_code == 0, result.output
+    assert "| between-model " in result.stdout
+
+
+def test_every_command_that_loads_plugins_takes_the_plugin_option():
+    """The README: --plugin goes before the command or after any command but these two."""
+    without = {"new-plugin", "compare"}
+
+    def commands(group, prefix=()):
+        for name, command in group.commands.items():
+            yield (*prefix, name), command
+            if hasattr(command, "commands"):
+                yield from commands(command, (*prefix, name))
+
+    lacking = [
+        " ".join(path)
+        for path, command in commands(cli)
+        if path[-1] not in without and "--plugin" not in {o for p in command.params for o in p.opts}
+    ]
+    assert not lacking, f"commands without --plugin: {lacking}"
+
+
+def test_duplicate_name_is_recorded_on_both_plugins_when_not_strict(write_plugin: WritePlugin):
+    first = write_plugin("lax_a", model_plugin("lax", "lax-only-a"))
+    second = write_plugin("lax_b", model_plugin("lax", "lax-only-b"))
+    plugins = load_plugins([str(first), str(second)], strict=False)
+    (conflict,) = plugins.conflicts
+    assert conflict.startswith("model 'lax' is registered twice")
+    for path in (first, second):
+        plugin = info(plugins, path)
+        assert (plugin.status, plugin.conflicts) == ("conflict", [conflict])
+    assert info(plugins, second).provides == ["model lax-only-b"]  # the clash did not stop it
+    assert plugins.registry.models.source("lax") == f"plugin 'lax_a' ({first})"
+
+
+def test_cli_list_plugins_shows_both_plugins_of_a_duplicate_name(write_plugin: WritePlugin):
+    first = str(write_plugin("cli_dup_a", model_plugin("cli-dup")))
+    second = str(write_plugin("cli_dup_b", model_plugin("cli-dup")))
+    result = invoke("--plugin", first, "--plugin", second, "list", "plugins", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    message = (
+        f"model 'cli-dup' is registered twice: by plugin 'cli_dup_a' ({first}) "
+        f"and by plugin 'cli_dup_b' ({second})"
+    )
+    for name in ("cli_dup_a", "cli_dup_b"):
+        assert (rows[name]["status"], rows[name]["conflicts"]) == ("conflict", [message])
+    assert rows["models"]["status"] == "loaded"
+    assert result.stderr == f"warning: {message}\n"
+    table = invoke("--plugin", first, "--plugin", second, "list", "plugins").stdout
+    assert table.count(message) == 2
+    other = CliRunner().invoke(cli, ["--plugin", first, "--plugin", second, "list", "models"])
+    assert other.exit_code == 2 and other.stderr.startswith(f"error: {message}")

@@ -70,6 +70,7 @@ def test_write_plugin_writes_an_installable_package(tmp_path: Path):
     relative = {p.relative_to(tmp_path / "pkg").as_posix() for p in files}
     assert relative == {
         "pyproject.toml",
+        "README.md",
         "bench_my_models/__init__.py",
         "bench_my_models/models.py",
         "bench_my_models/datasets.py",
@@ -81,6 +82,7 @@ def test_write_plugin_writes_an_installable_package(tmp_path: Path):
         "my-models-models": "bench_my_models.models",
         "my-models-datasets": "bench_my_models.datasets",
     }
+    assert project["readme"] == "README.md"
     for path in files:
         if path.suffix == ".py":
             compile(path.read_text(), str(path), "exec")
@@ -109,8 +111,10 @@ def test_cli_writes_the_package_and_prints_next_steps(tmp_path: Path):
     result = CliRunner().invoke(cli, ["new-plugin", "tiny", "--dir", str(directory)])
     assert result.exit_code == 0, result.output
     assert f"wrote {directory / 'pyproject.toml'}" in result.output
-    for step in (f"pip install -e {directory}", f"pytest {directory}", "bench list models"):
+    steps = (f"pip install -e '{directory}[test]'", f"pytest {directory}", "bench list models")
+    for step in steps:
         assert step in result.output
+    assert "[test] extra (pytest)" in result.output
     assert (directory / "bench_tiny" / "models.py").is_file()
 
 
@@ -149,3 +153,15 @@ def test_generated_plugin_installs_is_discovered_and_passes_its_tests(tmp_path: 
     )
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "2 passed" in tests.stdout
+
+
+def test_skeleton_readme_says_to_install_the_test_extra_it_defines(tmp_path: Path):
+    """The tests need pytest: the README installs the [test] extra, which pyproject defines."""
+    write_plugin("extra", tmp_path)
+    project = tomllib.loads((tmp_path / "pyproject.toml").read_text())["project"]
+    assert project["optional-dependencies"]["test"] == ["pytest"]
+    readme = (tmp_path / "README.md").read_text()
+    assert readme.startswith("# bench-extra\n")
+    assert "pip install -e '.[test]'" in readme and "\npytest " in readme
+    for name in ("extra-mlp", "extra-blobs", "bench_extra/models.py", "tests/test_bench_extra.py"):
+        assert name in readme

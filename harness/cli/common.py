@@ -11,8 +11,9 @@ from typing import Any
 
 import click
 
-from harness.plugins import Plugins, extra_plugin_names, load_plugins
-from harness.registry import Registry
+from harness.options import BenchError
+from harness.plugins import ENV_VAR, Plugins, extra_plugin_names, is_plugin_path, load_plugins
+from harness.registry import DuplicateNameError, Registry
 from harness.runner import RunPolicy, SuiteInterrupted, SuiteOutcome, run_suite
 from harness.suites import Suite
 
@@ -39,16 +40,29 @@ plugin_option = click.option(
 
 def plugin_names(ctx: click.Context) -> list[str]:
     """The extra plugins of this invocation (--plugin, BENCH_PLUGINS); files as absolute paths,
-    so that a worker process or a later ``bench rerun`` finds them from anywhere."""
-    names = extra_plugin_names(ctx.find_root().meta.get("bench.plugins", []))
+    so that a worker process or a later ``bench rerun`` finds them from anywhere. A file that is
+    not there is an error: the user asked for it, so a warning would be easy to miss."""
+    given = ctx.find_root().meta.get("bench.plugins", [])
+    names = extra_plugin_names(given)
+    for name in names:
+        path = Path(name).expanduser()
+        if is_plugin_path(name) and not path.is_file():
+            named = f"--plugin {name}" if name in given else f"{ENV_VAR} names {name}"
+            problem = "a directory, not a .py file" if path.is_dir() else "no such file"
+            full = str(path.resolve())
+            raise BenchError(f"{named}: {problem}" + (f" ({full})" if full != name else ""))
     return [str(Path(n).expanduser().resolve()) if Path(n).is_file() else n for n in names]
 
 
-def get_plugins(ctx: click.Context) -> Plugins:
-    """Load plugins once per invocation and warn (on stderr) about any that failed."""
+def get_plugins(ctx: click.Context, *, allow_conflicts: bool = False) -> Plugins:
+    """Load plugins once per invocation and warn (on stderr) about any that failed.
+
+    A name two plugins register is an error naming both (exit 2), unless ``allow_conflicts``:
+    ``bench list plugins`` shows every plugin and the conflict instead.
+    """
     root = ctx.find_root()
     if "bench.loaded" not in root.meta:
-        plugins = load_plugins(plugin_names(ctx))
+        plugins = load_plugins(plugin_names(ctx), strict=False)
         for failure in plugins.failures:
             click.echo(
                 f"warning: plugin '{failure.name}' ({failure.source}) failed to load: "
@@ -56,7 +70,12 @@ def get_plugins(ctx: click.Context) -> Plugins:
                 err=True,
             )
         root.meta["bench.loaded"] = plugins
-    return root.meta["bench.loaded"]
+    plugins = root.meta["bench.loaded"]
+    if plugins.conflicts and not allow_conflicts:
+        raise DuplicateNameError(
+            "; ".join(plugins.conflicts) + " (bench list plugins shows both plugins)"
+        )
+    return plugins
 
 
 def data_root_option(

@@ -10,11 +10,51 @@ import torch
 from harness.cli.common import echo_json, get_plugins, plugin_option
 from harness.data import DataContext
 from harness.flops import count_params, forward_flops
+from harness.options import Option
 from harness.report import markdown_table
 
 
 def _shape(shape) -> str:
     return "x".join(map(str, shape))
+
+
+def option_row(option: Option) -> dict:
+    """An option as ``bench list`` shows it: its type (and choices), default and help."""
+    row = {"type": option.kind, "default": option.default, "help": option.help}
+    if option.choices is not None:
+        row["choices"] = list(option.choices)
+    return row
+
+
+def _as_typed(value) -> str:
+    """A default as one would type it after ``--model-opt key=``."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return '""' if value == "" else str(value)
+
+
+def _kind(option: dict) -> str:
+    choices = option.get("choices")
+    return f"{option['type']}: {', '.join(map(str, choices))}" if choices else option["type"]
+
+
+def options_table(rows: list[dict]) -> str:
+    """Every model's options, one row each: what ``--model-opt KEY=VALUE`` accepts."""
+    return markdown_table(
+        [
+            {
+                "model": r["name"],
+                "option": key,
+                "type": _kind(o),
+                "default": _as_typed(o["default"]),
+                "help": o["help"],
+            }
+            for r in rows
+            for key, o in r["options"].items()
+        ]
+    )
 
 
 def model_rows(registry) -> list[dict]:
@@ -32,7 +72,8 @@ def model_rows(registry) -> list[dict]:
                 "num_classes": spec.num_classes,
                 "params": params,
                 "flops": flops,
-                "options": {k: o.default for k, o in spec.options.items()},
+                "tasks": list(spec.tasks),
+                "options": {k: option_row(o) for k, o in spec.options.items()},
                 "source": registry.models.source(spec.name),
             }
         )
@@ -47,6 +88,7 @@ def dataset_rows(registry, context: DataContext) -> list[dict]:
         row = {
             "name": spec.name,
             "description": spec.description,
+            "task": spec.task,
             **spec.describe(options),
             "available": reason is None,
             "source": registry.datasets.source(spec.name),
@@ -61,6 +103,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON
 
 
 @click.group("list")
+@plugin_option
 def list_group() -> None:
     """List models, datasets, suites, procedures, pruning methods or plugins."""
 
@@ -70,7 +113,9 @@ def list_group() -> None:
 @plugin_option
 @click.pass_context
 def list_models(ctx, as_json: bool) -> None:
-    """Models: input geometry, parameters and forward FLOPs (batch 1, 10 classes)."""
+    """Models: the tasks each supports, and its parameters and forward FLOPs (batch 1) for the
+    input and outputs shown, then every option with its type, default and help (for
+    --model-opt KEY=VALUE)."""
     rows = model_rows(get_plugins(ctx).registry)
     if as_json:
         return echo_json(rows)
@@ -79,7 +124,9 @@ def list_models(ctx, as_json: bool) -> None:
             [
                 {
                     "name": r["name"],
+                    "tasks": ", ".join(r["tasks"]),
                     "input": _shape(r["input_shape"]),
+                    "outputs": r["num_classes"],
                     "accepts": r["accepts"],
                     "params": f"{r['params']:,}",
                     "FLOPs": f"{r['flops']:,}",
@@ -89,6 +136,9 @@ def list_models(ctx, as_json: bool) -> None:
             ]
         )
     )
+    if any(r["options"] for r in rows):
+        click.echo("\nOptions (--model-opt KEY=VALUE):\n")
+        click.echo(options_table(rows))
 
 
 @list_group.command("datasets")
@@ -102,7 +152,8 @@ def list_models(ctx, as_json: bool) -> None:
 )
 @click.pass_context
 def list_datasets(ctx, as_json: bool, data_root: Path | None) -> None:
-    """Datasets: geometry, classes, split sizes, and whether they can be loaded here."""
+    """Datasets: task, geometry, model outputs (classes, targets or vocabulary), split sizes,
+    and whether they can be loaded here."""
     rows = dataset_rows(get_plugins(ctx).registry, DataContext(data_root=data_root))
     if as_json:
         return echo_json(rows)
@@ -111,8 +162,11 @@ def list_datasets(ctx, as_json: bool, data_root: Path | None) -> None:
             [
                 {
                     "name": r["name"],
+                    "task": r["task"],
                     "input": _shape(r["input_shape"]),
-                    "classes": r["num_classes"] if r["num_classes"] is not None else "from files",
+                    "outputs": r["num_classes"]
+                    if r["num_classes"] is not None
+                    else "from the data",
                     "train/val/test": "/".join(str(v) for v in r["sizes"].values())
                     if r["sizes"]
                     else "—",
@@ -178,7 +232,11 @@ def list_procedures(ctx, as_json: bool) -> None:
 @plugin_option
 @click.pass_context
 def list_plugins(ctx, as_json: bool) -> None:
-    """Loaded plugins, where each came from, and what it provides (or why it failed)."""
+    """Loaded plugins, where each came from, and what it provides (or why it failed, or which
+    name it registers that another plugin also does)."""
+    plugins = get_plugins(ctx, allow_conflicts=True)
+    for conflict in plugins.conflicts:
+        click.echo(f"warning: {conflict}", err=True)
     rows = [
         {
             "name": p.name,
@@ -186,8 +244,9 @@ def list_plugins(ctx, as_json: bool) -> None:
             "status": p.status,
             "error": p.error,
             "provides": p.provides,
+            "conflicts": p.conflicts,
         }
-        for p in get_plugins(ctx).plugins
+        for p in plugins.plugins
     ]
     if as_json:
         return echo_json(rows)
@@ -198,7 +257,9 @@ def list_plugins(ctx, as_json: bool) -> None:
                     "name": r["name"],
                     "status": r["status"],
                     "source": r["source"],
-                    "provides": r["error"] or ", ".join(r["provides"]),
+                    "provides": "; ".join(
+                        filter(None, [r["error"], ", ".join(r["provides"]), *r["conflicts"]])
+                    ),
                 }
                 for r in rows
             ]

@@ -19,7 +19,19 @@ from harness.data import DataContext
 from harness.options import BenchError, parse_assignments
 from harness.runner import default_out_dir
 from harness.suites import Overrides, load_suite_with
-from harness.training import OPTIMIZERS, WEIGHT_DECAY_MODES
+from harness.training import OPTIMIZERS, TRAIN_OPTIONS, WEIGHT_DECAY_MODES
+
+
+def shown_default(value: object) -> str:
+    """A default as help and README show it: ``0.01``, ``0``, ``sgd``."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def with_default(text: str, key: str) -> str:
+    """``text`` and the default of training option ``key`` (from ``TRAIN_OPTIONS``, the one
+    source). The flag itself defaults to None, so that a suite's ``[train]`` value stands unless
+    the flag is given."""
+    return f"{text} [default: {shown_default(TRAIN_OPTIONS[key].default)}]"
 
 
 @click.command("run")
@@ -44,36 +56,51 @@ from harness.training import OPTIMIZERS, WEIGHT_DECAY_MODES
 @click.option(
     "--dataset-opt", multiple=True, metavar="KEY=VALUE", help="Dataset option (repeatable)."
 )
-@click.option("--epochs", type=int, help="Training epochs.")
-@click.option("--batch-size", type=int, help="Training batch size.")
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS), help="Optimizer.")
-@click.option("--lr", type=float, help="Learning rate.")
-@click.option("--momentum", type=float, help="SGD momentum.")
+@click.option("--epochs", type=int, help=with_default("Training epochs.", "epochs"))
+@click.option("--batch-size", type=int, help=with_default("Training batch size.", "batch_size"))
+@click.option(
+    "--optimizer", type=click.Choice(OPTIMIZERS), help=with_default("Optimizer.", "optimizer")
+)
+@click.option("--lr", type=float, help=with_default("Learning rate.", "lr"))
+@click.option("--momentum", type=float, help=with_default("SGD momentum.", "momentum"))
 @click.option(
     "--weight-decay",
     type=float,
-    help="Weight decay of Linear/Conv weights (see --weight-decay-mode).",
+    help=with_default(
+        "Weight decay of Linear/Conv weights (see --weight-decay-mode).", "weight_decay"
+    ),
 )
 @click.option(
     "--weight-decay-mode",
     type=click.Choice(WEIGHT_DECAY_MODES),
-    help="How --weight-decay acts. coupled (default): L2 through the optimizer, wd*w added to "
-    "the gradient; decoupled: the weights shrink by a factor 1-lr*wd before each step, as in "
-    "AdamW (adamw is always decoupled).",
+    help=with_default(
+        "How --weight-decay acts. coupled: L2 through the optimizer, wd*w added to the gradient; "
+        "decoupled: the weights shrink by a factor 1-lr*wd before each step, as in AdamW (adamw "
+        "is always decoupled).",
+        "weight_decay_mode",
+    ),
 )
 @click.option(
-    "--l1", type=float, help="L1 penalty: adds L1 * sum|w| of Linear/Conv weights to the loss."
+    "--l1",
+    type=float,
+    help=with_default("L1 penalty: adds L1 * sum|w| of Linear/Conv weights to the loss.", "l1"),
 )
 @click.option(
     "--l2-loss",
     type=float,
-    help="Explicit L2 penalty: adds L2_LOSS/2 * sum w^2 of Linear/Conv weights to the loss.",
+    help=with_default(
+        "Explicit L2 penalty: adds L2_LOSS/2 * sum w^2 of Linear/Conv weights to the loss.",
+        "l2_loss",
+    ),
 )
 @click.option(
     "--patience",
     type=int,
-    help="Early stopping: stop after this many epochs without a lower validation loss and "
-    "restore the best weights (0 = off).",
+    help=with_default(
+        "Early stopping: stop after this many epochs without a lower validation loss and "
+        "restore the best weights (0 = off).",
+        "patience",
+    ),
 )
 @click.option("--seed", "seeds", multiple=True, type=int, help="Seed (repeatable for several).")
 @click.option(
@@ -140,6 +167,9 @@ def run_command(
     **policy,
 ) -> None:
     """Run a suite, or train --model(s) on --dataset(s) and test them.
+
+    Training flags override a suite's [train] table; the defaults shown apply where neither
+    sets a value.
 
     \b
     Examples:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -23,14 +24,16 @@ def new_plugin_command(name: str, directory: Path | None) -> None:
     \b
     Example:
       bench new-plugin my-models
-      pip install -e bench-my-models && pytest bench-my-models && bench list models
+      pip install -e 'bench-my-models[test]' && pytest bench-my-models && bench list models
     """
     names = PluginNames(name)
     directory = directory or Path(names.project)
     for path in write_plugin(name, directory):
         click.echo(f"wrote {path}")
     steps = {
-        f"pip install -e {directory}": f"registers the entry points of {names.package}",
+        f"pip install -e {shlex.quote(f'{directory}[test]')}": (
+            f"installs {names.package} and its [test] extra (pytest)"
+        ),
         f"pytest {directory}": "runs the plugin's own tests",
         "bench list models": f"shows {names.model}; bench list datasets shows {names.dataset}",
     }
