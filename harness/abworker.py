@@ -43,7 +43,8 @@ from harness.options import BenchError
 from harness.plugins import load_plugins
 from harness.procedure import RunContext
 from harness.runner import check_datasets
-from harness.suites import Overrides, Run
+from harness.suite_overrides import Overrides
+from harness.suites import Run
 from harness.timing import LoopSettings, measure
 
 PROTOCOL = 1

@@ -33,7 +33,8 @@ from harness.interrupts import Terminated, sigterm_as_interrupt
 from harness.options import BenchError
 from harness.results import RESULTS_NAME, ResultsStore, now
 from harness.sides import Side, WorkerDied, WorkerProcess, pinned_cpus
-from harness.suites import Overrides, Run
+from harness.suite_overrides import Overrides
+from harness.suites import Run
 from harness.timing import Timing, rates
 from harness.verdicts import ALPHA, MIN_ROUNDS, Rules
 

@@ -22,7 +22,8 @@ from harness.memory import release_cached
 from harness.options import BenchError
 from harness.procedure import RunContext
 from harness.registry import Registry
-from harness.suites import Overrides, Run, Suite, load_suite_with, parse_suite
+from harness.suite_overrides import Overrides, load_suite_with
+from harness.suites import Run, Suite, parse_suite
 from harness.timing import Workload
 from harness.training import TrainConfig, seed_everything
 

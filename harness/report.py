@@ -140,7 +140,9 @@ def metric_column(name: str, metric: dict[str, Any], target_unit: str | None = N
     unit = {"fraction": "%", "target": target_unit or "", "": ""}.get(metric.get("unit"))
     if unit is None:
         unit = metric.get("unit", "")
-    return f"{label} %" if unit == "%" else f"{label} ({unit})" if unit else label
+    if unit == "%":
+        return f"{label} %"
+    return f"{label} ({unit})" if unit and unit not in label else label  # not 'bits/token (bits)'
 
 
 def metric_text(values: Iterable[float | None], metric: dict[str, Any]) -> str:

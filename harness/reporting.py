@@ -31,7 +31,7 @@ from harness.procedure import Report, Table
 from harness.registry import Registry
 from harness.report import failure_rows, markdown_table
 from harness.results import RESULTS_NAME, load_results
-from harness.run_plots import plot_runs
+from harness.run_plots import RUN_PLOTS, plot_runs
 
 FORMATS = ("markdown", "csv", "json")
 ENVIRONMENT_FIELDS = (
@@ -139,7 +139,7 @@ def _report(source: Source, registry: Registry, plots_dir: Path | None) -> Repor
         return Report(markdown=f"{markdown_table(table.rows)}\n\n_{note}_\n", tables=[table])
     report = registry.procedures.get(name).report(source.results, plots_dir)
     if plots_dir is not None:
-        report.files.extend(plot_runs(source.results, plots_dir))
+        report.files.extend(plot_runs(source.results, plots_dir / RUN_PLOTS))
     return report
 
 

@@ -1,6 +1,6 @@
-"""Pictures of single configurations that ``bench report --plots`` draws whatever the procedure:
-each configuration's test confusion matrix (summed over its seeds) and its training and
-validation loss per epoch, for every configuration whose runs stored them."""
+"""Pictures of single configurations that ``bench run`` and ``bench report --plots`` draw
+whatever the procedure: each configuration's test confusion matrix (summed over its seeds) and
+its training and validation loss per epoch, for every configuration whose runs stored them."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from harness.plots import plot_confusion, plot_loss_curves
 from harness.report import group
 from harness.suites import safe_name
 
+RUN_PLOTS = "runs"  # the folder of a bench run's output that holds them
+
 
 def configuration(run: dict[str, Any]) -> str:
     """A run's name without its seed: what its seeds have in common."""
@@ -19,6 +21,7 @@ def configuration(run: dict[str, Any]) -> str:
 
 
 def plot_runs(results: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Draw every configuration's confusion matrix and loss curves that its runs stored."""
     ok = [run for run in results["runs"] if run["status"] == "ok"]
     paths = []
     for name, runs in group(ok, configuration).items():
@@ -51,3 +54,11 @@ def plot_runs(results: dict[str, Any], out_dir: Path) -> list[Path]:
                 )
             )
     return paths
+
+
+def run_plots_note(paths: list[Path]) -> str:
+    """One line for a report: how many run plots there are and where, rather than one each."""
+    kinds = sorted({path.name.split("-")[0] for path in paths})
+    return (
+        f"_Plots of each configuration ({', '.join(kinds)}): {len(paths)} PNGs in `{RUN_PLOTS}/`._"
+    )

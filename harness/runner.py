@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -29,6 +29,7 @@ from harness.options import BenchError
 from harness.procedure import Procedure, Report, RunContext
 from harness.registry import Registry
 from harness.results import RESULTS_NAME, ResultsStore, atomic_write_text
+from harness.run_plots import RUN_PLOTS, plot_runs, run_plots_note
 from harness.suites import Run, Suite, safe_name
 from harness.worker import job_for, run_in_worker
 
@@ -57,6 +58,7 @@ class SuiteOutcome:
     store: ResultsStore
     report: Report
     out_dir: Path
+    run_plots: list[Path] = field(default_factory=list)  # each configuration's, in out_dir/runs
 
     @property
     def failures(self) -> list[dict[str, Any]]:
@@ -129,8 +131,11 @@ def run_suite(
     with determinism(policy.deterministic, ctx.device), sigterm_as_interrupt():
         _run_pending(procedure, runs, store, ctx, policy, show=not quiet and sys.stderr.isatty())
     report = procedure.report(store.data, out_dir)
+    drawn = plot_runs(store.data, out_dir / RUN_PLOTS)
+    if drawn:
+        report = replace(report, markdown=report.markdown + f"\n{run_plots_note(drawn)}\n")
     atomic_write_text(out_dir / "report.md", report.markdown)
-    return SuiteOutcome(store=store, report=report, out_dir=out_dir)
+    return SuiteOutcome(store=store, report=report, out_dir=out_dir, run_plots=drawn)
 
 
 def _run_pending(

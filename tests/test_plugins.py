@@ -24,7 +24,8 @@ from harness.options import BenchError
 from harness.plugins import ENV_VAR, HOOKS, PluginInfo, Plugins, extra_plugin_names, load_plugins
 from harness.registry import DuplicateNameError
 from harness.runner import run_suite
-from harness.suites import Overrides, find_suite, load_suite_with, parse_suite
+from harness.suite_overrides import Overrides, load_suite_with
+from harness.suites import find_suite, parse_suite
 
 REPO = Path(__file__).resolve().parents[1]
 BUILT_INS = {"models", "torchvision_models", "embedded_datasets", "suites", "procedures"}

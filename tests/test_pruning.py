@@ -14,8 +14,10 @@ from harness.options import BenchError
 from harness.procedures.pruning import width_for_target
 from harness.pruning import PruningContext, classifier, make_permanent
 from harness.results import load_results
+from harness.run_plots import run_plots_note
 from harness.runner import run_suite
-from harness.suites import Overrides, load_suite_with, parse_suite
+from harness.suite_overrides import Overrides, load_suite_with
+from harness.suites import parse_suite
 from harness.training import TrainConfig, train
 
 MNIST = (1, 28, 28)
@@ -175,7 +177,8 @@ def test_pruning_suite_end_to_end_renders_table_and_plot(registry, tmp_path):
     (plot,) = outcome.report.files
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
     regenerated = registry.procedures.get("pruning").report(data, tmp_path / "again")
-    assert regenerated.markdown.split("\n", 3)[3] == text.split("\n", 3)[3]
+    note = f"\n{run_plots_note(outcome.run_plots)}\n"  # dense and scratch loss curves, in runs/
+    assert regenerated.markdown.split("\n", 3)[3] + note == text.split("\n", 3)[3]
 
 
 def test_plugin_pruning_method_is_used(registry, tmp_path):

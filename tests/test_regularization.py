@@ -15,8 +15,10 @@ from harness.procedures.regularization import weight_stats
 from harness.procedures.regularization_cells import cell_label
 from harness.procedures.regularization_report import best_cell
 from harness.results import load_results
+from harness.run_plots import run_plots_note
 from harness.runner import run_suite
-from harness.suites import Overrides, load_suite_with, parse_suite
+from harness.suite_overrides import Overrides, load_suite_with
+from harness.suites import parse_suite
 from harness.tasks import DataInfo
 from harness.training import (
     DivergedError,
@@ -387,7 +389,8 @@ def test_report_renders_tables_and_plots_and_regenerates_from_json(registry, tmp
     again = registry.procedures.get("regularization").report(
         load_results(tmp_path / "run" / "results.json"), tmp_path / "again"
     )
-    assert again.markdown == text.replace(str(tmp_path / "run"), str(tmp_path / "again"))
+    note = f"\n{run_plots_note(outcome.run_plots)}\n"  # each cell's confusion and loss, in runs/
+    assert again.markdown + note == text.replace(str(tmp_path / "run"), str(tmp_path / "again"))
     tables = {t.name: t.rows for t in again.tables}
     grid = tables["mlp-digits-grid-test-accuracy"]
     assert [list(row) for row in grid] == [["dropout \\ weight decay", "0", "0.01"]] * 2

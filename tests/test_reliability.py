@@ -21,7 +21,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import harness.suites
+import harness.suite_overrides
 import harness.training
 import harness.worker
 from harness.cli import cli
@@ -190,7 +190,7 @@ def test_ctrl_c_outside_the_runs_exits_130_without_a_traceback(monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(harness.suites, "find_suite", interrupted)  # Ctrl-C while reading it
+    monkeypatch.setattr(harness.suite_overrides, "find_suite", interrupted)  # Ctrl-C reading it
     result = bench("run", "--suite", "quickstart")
     assert result.exit_code == 130 and "interrupted" in result.output
     assert "Traceback" not in result.output

@@ -168,7 +168,7 @@ def test_plots_are_regenerated_on_request_only(results_files, tmp_path):
     (plot,) = plots.glob("pruning-*.png")  # the procedure's own, in the report
     assert code == 0 and f"![{plot.stem}]({plot})" in text and f"plot:    {plot}" in text
     # and each trained configuration's loss curves, listed beside it
-    curves = sorted(plots.glob("loss-*.png"))
+    curves = sorted(plots.glob("runs/loss-*.png"))
     assert [c.name for c in curves] == [
         "loss-mlp-digits-dense.png",
         "loss-mlp-digits-scratch-50.0.png",

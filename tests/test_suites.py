@@ -2,7 +2,8 @@
 
 import pytest
 
-from harness.suites import Overrides, SuiteError, load_suite_with, parse_suite
+from harness.suite_overrides import Overrides, load_suite_with
+from harness.suites import SuiteError, parse_suite
 
 SOURCE = "my-suite.toml"
 
@@ -124,6 +125,17 @@ def test_overrides_replace_models_options_training_and_seeds(registry):
     assert suite.models[0].options == {"width": "0.5"}
     assert suite.train["epochs"] == 2 and suite.train["lr"] == 0.01
     assert suite.seeds == [3, 4]
+
+
+def test_a_training_flag_wins_over_an_entrys_own_train_table(registry):
+    """sequences sets epochs per dataset; --epochs 1 must still mean one epoch everywhere."""
+    suite = load_suite_with("sequences", registry, Overrides(train={"epochs": 1}))
+    assert {d.name: d.train["epochs"] for d in suite.datasets} == dict.fromkeys(
+        ("wti", "surnames", "python-docs"), 1
+    )
+    assert suite.train["lr"] == 0.003  # the rest of the suite's training stands
+    plain = load_suite_with("sequences", registry, Overrides())
+    assert [d.train["epochs"] for d in plain.datasets] == [15, 6, 6]
 
 
 def test_one_off_suite_needs_model_and_dataset(registry):

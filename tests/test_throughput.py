@@ -14,7 +14,8 @@ from harness.plugins import load_plugins
 from harness.registry import ModelSpec
 from harness.results import load_results
 from harness.runner import run_suite
-from harness.suites import Overrides, SuiteError, find_suite, load_suite_with, parse_suite
+from harness.suite_overrides import Overrides, load_suite_with
+from harness.suites import SuiteError, find_suite, parse_suite
 
 # One thread: two threads on a busy 2-core machine can wait on each other for a long time.
 TINY = {"devices": ["cpu"], "quick": True, "threads": 1}

@@ -14,7 +14,7 @@ from harness.options import parse_assignments
 from harness.results import atomic_write_text
 from harness.runner import default_out_dir
 from harness.sides import pinned_cpus, resolve_side
-from harness.suites import Overrides
+from harness.suite_overrides import Overrides
 from harness.timing import MODES
 from harness.verdicts import MIN_ROUNDS, Rules
 

@@ -176,6 +176,8 @@ def show_outcome(
         click.echo(f"report:  {outcome.out_dir / 'report.md'}")
         for path in outcome.report.files:
             click.echo(f"plot:    {path}")
+        if outcome.run_plots:
+            click.echo(f"plots:   {outcome.run_plots[0].parent}/ ({len(outcome.run_plots)} PNGs)")
         for note in notes:
             click.echo(note)
     if outcome.failures:

@@ -18,7 +18,7 @@ from harness.cli.common import (
 from harness.data import DataContext
 from harness.options import BenchError, parse_assignments
 from harness.runner import default_out_dir
-from harness.suites import Overrides, load_suite_with
+from harness.suite_overrides import Overrides, load_suite_with
 from harness.training import OPTIMIZERS, TRAIN_OPTIONS, WEIGHT_DECAY_MODES
 
 

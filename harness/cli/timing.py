@@ -26,7 +26,7 @@ from harness.data import DataContext
 from harness.measurement import timing_suite
 from harness.options import parse_assignments
 from harness.runner import default_out_dir
-from harness.suites import Overrides
+from harness.suite_overrides import Overrides
 from harness.timing import AMP_DTYPES, MODES, STEP_MODES
 
 SHARED_OPTIONS = [

@@ -151,9 +151,10 @@ def summary_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:
     suite = results["suite"]
     runs = results["runs"]
-    tables, parts, files = [], [f"## {suite['name']}: accuracy versus parameters"], []
-    parts.append(context_line(results))
     by_task = group(runs, lambda run: task_of_runs([run]))
+    scored = "accuracy" if set(by_task) <= {"classification"} else "test metrics"
+    tables, parts, files = [], [f"## {suite['name']}: {scored} versus parameters"], []
+    parts.append(context_line(results))
     for task, members in by_task.items():
         name = "accuracy" if len(by_task) == 1 else f"accuracy ({task})"
         table = Table(name, summary_rows(members), key=("model", "dataset", "settings"))
