@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.experiment import open_splits, task_of, train_and_test
+from harness.image_plots import plot_images
 from harness.options import Option
 from harness.plots import plot_series
 from harness.procedure import Procedure, Report, RunContext, Table
@@ -94,7 +95,9 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
 
 def execute(run: Run, ctx: RunContext) -> dict[str, Any]:
     config = run.config
-    splits = open_splits(ctx, config["dataset"], config["dataset_options"], config["seed"])
+    splits = open_splits(
+        ctx, config["dataset"], config["dataset_options"], config["seed"], config.get("model")
+    )
     if "baseline" in config:
         baseline = ctx.registry.datasets.get(config["dataset"]).baselines[config["baseline"]]
         metrics = {**baseline(splits), "task": task_of(ctx, splits).describe(), "params": 0}
@@ -131,7 +134,7 @@ def summary_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row["FLOPs/sample"] = human(first.get("flops"))
         if task["name"] == "classification":
             row["test acc %"] = pct(m["test_accuracy"] for m in ok)
-            row["val acc %"] = pct(m["val_accuracy"] for m in ok)
+            row["val acc %"] = pct(m["val_accuracy"] for m in ok if "val_accuracy" in m)
         else:
             for name, metric in task["metrics"].items():
                 if name != "loss":
@@ -166,7 +169,7 @@ def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:
     if samples:
         parts.append(samples)
     if plots_dir:
-        files = plot_series(runs, plots_dir)
+        files = [*plot_series(runs, plots_dir), *plot_images(runs, plots_dir)]
         parts += [f"![{path.stem}]({path.name})" for path in files]
     text = "\n\n".join(parts) + failures_section(runs) + "\n"
     return Report(markdown=text, files=files, tables=tables)
