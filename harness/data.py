@@ -54,7 +54,8 @@ class Splits:
     (regression) or the vocabulary (language models). The rest is :class:`harness.tasks.DataInfo`:
     ``task`` (set from ``DatasetSpec.task``), ``vocab_size`` for token inputs, ``target_scale``
     (mean, std) and ``target_unit`` for normalised regression targets, ``class_names``, and
-    ``vocabulary`` (each token id's string).
+    ``vocabulary`` (each token id's string). ``labelled`` is the dataset's own splits when a
+    task derived these targets from its inputs (``Task.derive``), for probes that need labels.
     """
 
     train: Split
@@ -68,6 +69,7 @@ class Splits:
     target_unit: str = ""
     class_names: tuple[str, ...] | None = None
     vocabulary: tuple[str, ...] | None = None
+    labelled: Splits | None = None
 
     @property
     def info(self) -> DataInfo:
@@ -91,7 +93,14 @@ class Splits:
         def move(split: Split) -> Split:
             return split.to(device) if isinstance(split, TensorSplit) else split
 
-        return replace(self, train=move(self.train), val=move(self.val), test=move(self.test))
+        labelled = self.labelled.to(device) if self.labelled else None
+        return replace(
+            self,
+            train=move(self.train),
+            val=move(self.val),
+            test=move(self.test),
+            labelled=labelled,
+        )
 
 
 VAL_FRACTION = Option(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -17,8 +18,11 @@ from harness.tasks import Task
 from harness.training import TrainConfig, TrainResult, evaluate, seed_everything, train
 
 
-def open_splits(ctx: RunContext, name: str, options: dict[str, Any], seed: int) -> Splits:
-    """Load a dataset's splits on ``ctx.device``, once per dataset, options, seed and device."""
+def open_splits(
+    ctx: RunContext, name: str, options: dict[str, Any], seed: int, model: str | None = None
+) -> Splits:
+    """Load a dataset's splits on ``ctx.device``, once per dataset, options, seed and device;
+    for ``model``, with the targets of the task it will be trained for (:func:`task_for`)."""
     key = "splits:" + json.dumps(
         [name, options, seed, str(ctx.device)], sort_keys=True, default=list
     )
@@ -27,7 +31,25 @@ def open_splits(ctx: RunContext, name: str, options: dict[str, Any], seed: int) 
         context = DataContext(seed=seed, data_root=ctx.data.data_root, download=ctx.data.download)
         task = ctx.registry.tasks.get(spec.task)
         ctx.cache[key] = spec.open(options, context, task).to(ctx.device)
-    return ctx.cache[key]
+    splits = ctx.cache[key]
+    task = task_for(ctx, model, splits.task) if model else None
+    if task is None or task.name == splits.task:
+        return splits
+    if f"{key}:{task.name}" not in ctx.cache:
+        ctx.cache[f"{key}:{task.name}"] = replace(task.derive(splits), task=task.name)
+    return ctx.cache[f"{key}:{task.name}"]
+
+
+def task_for(ctx: RunContext, model: str, dataset_task: str) -> Task | None:
+    """The task ``model`` trains for on a dataset of ``dataset_task``: that one if the model
+    supports it, else the first task of the model that derives its targets from any dataset's
+    inputs (an autoencoder on a classification dataset), else ``None`` (``build_model`` says
+    why the pair does not fit)."""
+    spec = ctx.registry.models.get(model)
+    if dataset_task in spec.tasks:
+        return ctx.registry.tasks.get(dataset_task)
+    derived = [ctx.registry.tasks.get(t) for t in spec.tasks if t in ctx.registry.tasks]
+    return next((task for task in derived if task.derive), None)
 
 
 def task_of(ctx: RunContext, splits: Splits) -> Task:
@@ -129,7 +151,7 @@ def train_and_test(ctx: RunContext, config: dict[str, Any]) -> tuple[nn.Module, 
     ``test_<metric>``, ``val_<metric>`` and ``train_<metric>`` of the kept epoch for the task's
     loss and epoch metrics, every test metric of the task, and the task's description."""
     seed = config["seed"]
-    splits = open_splits(ctx, config["dataset"], config["dataset_options"], seed)
+    splits = open_splits(ctx, config["dataset"], config["dataset_options"], seed, config["model"])
     seed_everything(seed)
     model = build_model(ctx, config["model"], config["model_options"], splits)
     train_config = TrainConfig.from_options(config["train"])
@@ -137,6 +159,8 @@ def train_and_test(ctx: RunContext, config: dict[str, Any]) -> tuple[nn.Module, 
     start = time.perf_counter()
     result = fit(ctx, model, splits, train_config, seed)
     test = split_metrics(ctx, model, splits, batch_size=train_config.eval_batch_size)
+    if task.model_metrics:
+        test.update(task.model_metrics(model, splits, ctx.device))
     final = result.final  # the restored epoch's record after early stopping
     kept = (*task.epoch_metrics, "loss")
     metrics = {

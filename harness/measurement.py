@@ -46,7 +46,9 @@ def prepare(run: Run, ctx: RunContext) -> Prepared:
     release_cached(device)
     ctx = replace(ctx, device=device)
     batch = config["batch_size"]
-    splits = open_splits(ctx, config["dataset"], config["dataset_options"], config["seed"])
+    splits = open_splits(
+        ctx, config["dataset"], config["dataset_options"], config["seed"], config["model"]
+    )
     seed_everything(config["seed"])
     model = build_model(ctx, config["model"], config["model_options"], splits)
     inputs, targets = first_batch(splits.train, batch, device)

@@ -81,6 +81,11 @@ class Task:
     one batch, in words. ``prepare(inputs)`` turns a batch's inputs into what the model takes.
     ``check_targets(targets, info)``, if given, returns ``None`` or what is wrong with a whole
     split's targets (checked once, when the dataset opens), e.g. labels beyond the classes.
+    ``derive(splits)``, if given, makes the task's targets from any dataset's inputs
+    (reconstruction: the input itself), so a model that supports only such tasks runs on any
+    dataset; the splits it returns keep the originals as ``labelled``. ``model_metrics(model,
+    splits, device)``, if given, adds test metrics that need the whole trained model rather
+    than batches of outputs (a linear probe of an autoencoder's codes).
     ``expects`` says in words what a model must return. ``samples(model, splits, device)``, if
     given, returns a few of a trained model's test outputs to show beside its figures (a
     ``series`` of actual and predicted values, ``predictions`` of some inputs, ``generated``
@@ -100,6 +105,8 @@ class Task:
     loss_unit: str = "nats"
     samples: Callable[[Any, Any, torch.device], dict[str, Any]] | None = None
     check_targets: Callable[[torch.Tensor, DataInfo], str | None] | None = None
+    derive: Callable[[Any], Any] | None = None
+    model_metrics: Callable[[Any, Any, torch.device], dict[str, float]] | None = None
 
     def metric(self, name: str) -> Metric:
         for metric in self.all_metrics():

@@ -131,7 +131,9 @@ def _check_suite(suite: Suite, registry: Registry) -> None:
 def execute(run: Run, ctx: RunContext) -> dict[str, Any]:
     config = run.config
     model, metrics = train_and_test(ctx, config)
-    splits = open_splits(ctx, config["dataset"], config["dataset_options"], config["seed"])
+    splits = open_splits(
+        ctx, config["dataset"], config["dataset_options"], config["seed"], config["model"]
+    )
     train_config = TrainConfig.from_options(config["train"])
     train_eval = split_metrics(ctx, model, splits, "train", train_config.eval_batch_size)
     headline = metrics["task"]["headline"]
