@@ -52,7 +52,7 @@ def plot_pruning(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         axes[1].legend(loc="lower left", fontsize=8)
         figure.suptitle(f"{model} on {dataset}: accuracy vs parameters removed (mean ± std)")
         # labels come from a results file, which may have been edited since bench wrote it
-        files.append(_save(figure, out_dir / safe_name(f"pruning-{model}-{dataset}.png")))
+        files.append(save_figure(figure, out_dir / safe_name(f"pruning-{model}-{dataset}.png")))
     return files
 
 
@@ -97,7 +97,7 @@ def plot_heatmap(
     axis.set_ylabel(ylabel)
     axis.set_title(title, fontsize=9)
     figure.colorbar(image, ax=axis)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_sweep(
@@ -139,7 +139,7 @@ def plot_sweep(
     twin.set_ylabel(right_label)
     axis.legend(lines, [line.get_label() for line in lines], fontsize=8, loc="best")
     axis.set_title(title, fontsize=9)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_loss_curves(
@@ -167,10 +167,10 @@ def plot_loss_curves(
     axis.set_ylabel(ylabel)
     axis.legend(fontsize=8)
     axis.set_title(title, fontsize=9)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
-def _save(figure, path: Path) -> Path:
+def save_figure(figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -200,7 +200,7 @@ def plot_series(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         axis.set_ylabel(first.get("unit") or "value")
         axis.legend(fontsize=8)
         axis.set_title(f"{dataset}: test period, actual against predicted", fontsize=9)
-        paths.append(_save(figure, out_dir / f"series-{safe_name(dataset)}.png"))
+        paths.append(save_figure(figure, out_dir / f"series-{safe_name(dataset)}.png"))
     return paths
 
 
@@ -222,4 +222,4 @@ def plot_confusion(matrix: list[list[int]], names: list[str], *, title: str, pat
                 axis.text(j, i, f"{count:.0f}", ha="center", va="center", fontsize=6, color=color)
     figure.colorbar(image, ax=axis, fraction=0.046, label="share of the true class")
     axis.set_title(title, fontsize=9)
-    return _save(figure, path)
+    return save_figure(figure, path)
