@@ -68,9 +68,8 @@ def plot_interpolations(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]
         shape = next(iter(by_model.values()))["images"]["shape"]
         ends = next(iter(by_model.values()))["interpolation"]["labels"]
         rows = [(model, s["interpolation"]["images"]) for model, s in by_model.items()]
-        title = (
-            f"{dataset}: decoded along the line between the codes of a {ends[0]} and a {ends[1]}"
-        )
+        between = f"a {ends[0]} and a {ends[1]}" if ends else "two test images"
+        title = f"{dataset}: decoded along the line between the codes of {between}"
         paths.append(_grid(rows, shape, title, out_dir / f"interpolation-{safe_name(dataset)}.png"))
     return paths
 

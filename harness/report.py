@@ -183,3 +183,8 @@ def samples_section(runs: Iterable[dict[str, Any]]) -> str:
                 f"model takes over)\n\n```\n{text}\n```"
             )
     return "### Samples\n\n" + "\n\n".join(parts) if parts else ""
+
+
+def point_label(point: dict[str, Any]) -> str:
+    """A grid point as rows and file names show it: ``lr=0.01,latent=8``."""
+    return ",".join(f"{k.split('.')[-1]}={v}" for k, v in point.items())

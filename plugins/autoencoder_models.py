@@ -40,7 +40,12 @@ class Autoencoder(nn.Module):
 
 
 def mlp_autoencoder(
-    input_shape, num_classes, latent: int, hidden: int, dropout: float, dropout_impl: str
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    latent: int,
+    hidden: int,
+    dropout: float,
+    dropout_impl: str,
 ) -> Autoencoder:
     pixels = math.prod(input_shape)
     encoder = nn.Sequential(
@@ -56,7 +61,9 @@ def mlp_autoencoder(
     return Autoencoder(encoder, decoder, tuple(input_shape))
 
 
-def conv_autoencoder(input_shape, num_classes, latent: int, channels: int) -> Autoencoder:
+def conv_autoencoder(
+    input_shape: tuple[int, ...], num_classes: int, latent: int, channels: int
+) -> Autoencoder:
     """Two stride-2 convolutions down to a quarter of the side, a linear code, and two
     transposed convolutions back: for images whose sides are multiples of 4."""
     c, h, w = input_shape
@@ -136,7 +143,14 @@ class VariationalAutoencoder(nn.Module):
         return self.decode(z), mean, log_var
 
 
-def vae(input_shape, num_classes, latent: int, hidden: int, dropout: float, dropout_impl: str):
+def vae(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    latent: int,
+    hidden: int,
+    dropout: float,
+    dropout_impl: str,
+) -> VariationalAutoencoder:
     return VariationalAutoencoder(input_shape, latent, hidden, dropout, dropout_impl)
 
 

@@ -1,39 +1,47 @@
 """Tasks whose targets are the inputs: ``reconstruction`` (autoencoders) and ``vae``.
 
-Both derive their targets from any dataset's inputs (``Task.derive``), so an autoencoder runs on
-``mnist-5k`` or ``digits`` as they are. Both score what the code is worth with a linear probe
-(logistic regression on the frozen codes of the training split, scored on the test split), for
-models that have an ``encode`` method, and store what the pictures need: test digits with their
-reconstructions, an interpolation between two of them, the 2-D code of every test digit when the
-code has two dimensions, and for the VAE digits decoded from its prior.
+Both derive their targets from a dataset's inputs (``Task.derive``), so an autoencoder runs on
+a classification dataset of [0, 1] pixels such as ``mnist-5k`` as it is. Both score what the
+code is worth with the linear probe (:mod:`linear_probe`), for models that have an ``encode``
+method, and store what the pictures need (:mod:`generative_pictures`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from harness import hookimpl
-from harness.data import TensorSplit
+from harness.data import Splits, TensorSplit
 from harness.options import BenchError
 from harness.tasks import HIGHER, LOWER, DataInfo, Metric, Task, output_shape
 
-SHOWN = 10  # test digits shown with their reconstructions (one per class where there are ten)
-STEPS = 10  # images of an interpolation, both ends included
-PRIOR_SAMPLES = 32  # digits decoded from the VAE's prior
-PICTURE_SEED = 0  # the prior's samples are the same for every run
+from .generative_pictures import pictures, vae_pictures
+from .linear_probe import codes, has_class_labels, probe_accuracy
 
 
-def derive_from_inputs(splits):
+def derive_pixels(splits: Splits) -> Splits:
     """The same splits with every target replaced by its input; the labels stay in
-    ``labelled`` for the probe and the pictures."""
-    if not all(isinstance(s, TensorSplit) for s in (splits.train, splits.val, splits.test)):
+    ``labelled`` for the probe and the pictures. Inputs must be pixel intensities in [0, 1]
+    in every split: PSNR's peak is 1, the models end in a sigmoid, and the VAE's Bernoulli
+    likelihood (binary cross-entropy) is defined for [0, 1] only."""
+    parts = (splits.train, splits.val, splits.test)
+    if not all(isinstance(split, TensorSplit) for split in parts):
         raise BenchError("reconstruction needs a dataset held as tensors (not an image folder)")
+    low = min(float(split.x.min()) for split in parts)
+    high = max(float(split.x.max()) for split in parts)
+    if low < 0 or high > 1:
+        raise BenchError(
+            f"reconstruction and the vae task reconstruct pixel intensities in [0, 1]; this "
+            f"dataset's inputs run from {low:.3g} to {high:.3g} (mnist-5k serves [0, 1] pixels)"
+        )
 
     def own(split: TensorSplit) -> TensorSplit:
         return TensorSplit(split.x, split.x)
@@ -41,18 +49,6 @@ def derive_from_inputs(splits):
     return replace(
         splits, train=own(splits.train), val=own(splits.val), test=own(splits.test), labelled=splits
     )
-
-
-def derive_pixels(splits):
-    """As :func:`derive_from_inputs`, refusing inputs outside [0, 1]: the VAE's
-    Bernoulli likelihood (binary cross-entropy) is defined for pixel intensities only."""
-    low, high = (float(v) for v in torch.aminmax(splits.train.x))
-    if low < 0 or high > 1:
-        raise BenchError(
-            f"the vae task reconstructs pixel intensities in [0, 1]; this dataset's inputs run "
-            f"from {low:.3g} to {high:.3g} (mnist-5k serves [0, 1] pixels)"
-        )
-    return derive_from_inputs(splits)
 
 
 class ReconstructionMeter:
@@ -130,30 +126,20 @@ def _check_vae(outputs: Any, targets: torch.Tensor, info: DataInfo) -> str | Non
     )
 
 
-@torch.inference_mode()
-def codes(model, x: torch.Tensor, batch: int = 1024) -> torch.Tensor:
-    """The model's codes of ``x`` in eval mode, batched (a VAE's: the posterior means)."""
-    model.eval()
-    return torch.cat([model.encode(x[i : i + batch]) for i in range(0, len(x), batch)]).cpu()
-
-
-def probe(model, splits, device: torch.device) -> dict[str, float]:
-    """Logistic regression on the frozen codes of the training split, scored on the test split;
-    nothing for a model without ``encode`` or a dataset without class labels."""
+def probe(model: nn.Module, splits: Splits, device: torch.device) -> dict[str, float]:
+    """The linear probe of the frozen codes (:mod:`linear_probe`); nothing for a model without
+    ``encode`` or a dataset without class labels."""
     labelled = splits.labelled
-    if not hasattr(model, "encode") or labelled is None or labelled.task != "classification":
+    if not hasattr(model, "encode") or labelled is None or not has_class_labels(labelled.test.y):
         return {}
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     train, test = labelled.train, labelled.test
-    fit = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    fit.fit(codes(model, train.x).numpy(), train.y.cpu().numpy())
-    return {"probe_accuracy": float(fit.score(codes(model, test.x).numpy(), test.y.cpu().numpy()))}
+    accuracy = probe_accuracy(
+        codes(model, train.x.to(device)), train.y, codes(model, test.x.to(device)), test.y
+    )
+    return {"probe_accuracy": accuracy}
 
 
-def pca_error(model, splits, device: torch.device) -> dict[str, float]:
+def pca_error(model: nn.Module, splits: Splits, device: torch.device) -> dict[str, float]:
     """The test split's squared error per pixel through PCA with as many components as the
     model's code, fitted on the training split: the linear autoencoder a model must beat."""
     if not hasattr(model, "encode"):
@@ -167,57 +153,10 @@ def pca_error(model, splits, device: torch.device) -> dict[str, float]:
     return {"pca_mse": float(np.mean((restored - test) ** 2))}
 
 
-def reconstruction_metrics(model, splits, device: torch.device) -> dict[str, float]:
+def reconstruction_metrics(
+    model: nn.Module, splits: Splits, device: torch.device
+) -> dict[str, float]:
     return {**probe(model, splits, device), **pca_error(model, splits, device)}
-
-
-def _pixels(images: torch.Tensor) -> list[list[int]]:
-    """Images as rows of 0-255 integers: small in a JSON file, exact enough to draw."""
-    flat = images.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
-    return flat.reshape(len(flat), -1).tolist()
-
-
-def _shown_indices(labels: torch.Tensor) -> list[int]:
-    """The first test image of each class (ten images at most), or the first ten."""
-    firsts = [int(torch.nonzero(labels == c)[0]) for c in torch.unique(labels)[:SHOWN]]
-    return firsts if len(firsts) > 1 else list(range(min(SHOWN, len(labels))))
-
-
-def _reconstruct(outputs) -> torch.Tensor:
-    return outputs[0] if isinstance(outputs, tuple) else outputs
-
-
-@torch.inference_mode()
-def pictures(model, splits, device: torch.device) -> dict[str, Any]:
-    """What the suite's pictures are drawn from, stored with the run."""
-    model.eval()
-    labelled = splits.labelled or splits
-    x, labels = labelled.test.x, labelled.test.y
-    shown = _shown_indices(labels)
-    originals = x[shown].to(device)
-    decoded = _reconstruct(model(originals))
-    images = {"shape": list(x.shape[1:]), "labels": [int(labels[i]) for i in shown]}
-    images |= {"originals": _pixels(originals), "reconstructions": _pixels(decoded)}
-    out = {"images": images}
-    if hasattr(model, "encode") and hasattr(model, "decode"):
-        ends = model.encode(originals[:2])
-        weights = torch.linspace(0, 1, STEPS, device=device).unsqueeze(1)
-        path = model.decode((1 - weights) * ends[0] + weights * ends[1])
-        out["interpolation"] = {"labels": images["labels"][:2], "images": _pixels(path)}
-        code = codes(model, x.to(device))
-        if code.shape[1] == 2:
-            out["latent"] = {"codes": np.round(code.numpy(), 3).tolist(), "labels": labels.tolist()}
-    return out
-
-
-@torch.inference_mode()
-def vae_pictures(model, splits, device: torch.device) -> dict[str, Any]:
-    """:func:`pictures`, and digits decoded from the prior N(0, I): the course's generate_digit."""
-    out = pictures(model, splits, device)
-    generator = torch.Generator().manual_seed(PICTURE_SEED)
-    z = torch.randn(PRIOR_SAMPLES, model.latent, generator=generator).to(device)
-    out["generated_images"] = _pixels(model.decode(z))
-    return out
 
 
 PROBE = Metric(
@@ -251,8 +190,8 @@ RECONSTRUCTION = Task(
     epoch_metrics=("mse",),
     loss_unit="squared error per pixel",
     expects="a tensor shaped like the input",
-    samples=pictures,
-    derive=derive_from_inputs,
+    samples=partial(pictures, reconstruct=lambda outputs: outputs),
+    derive=derive_pixels,
     model_metrics=reconstruction_metrics,
 )
 

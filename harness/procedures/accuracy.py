@@ -28,16 +28,12 @@ from harness.report import (
     metric_column,
     metric_text,
     pct,
+    point_label,
     samples_section,
     task_of_runs,
 )
 from harness.suites import Run, Suite, apply_point, grid_points, subject
 from harness.training import TrainConfig
-
-
-def point_label(point: dict[str, Any]) -> str:
-    return ",".join(f"{k.split('.')[-1]}={v}" for k, v in point.items())
-
 
 QUICK_EPOCHS = 2
 SETTINGS = {

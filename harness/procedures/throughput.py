@@ -21,7 +21,6 @@ from harness.devices import available_devices, resolve_device
 from harness.measurement import prepare, threads_set, too_small
 from harness.options import BenchError, Option
 from harness.procedure import Procedure, Report, RunContext, Table
-from harness.procedures.accuracy import point_label
 from harness.profiling import profile_step, top_ops_markdown
 from harness.registry import Registry
 from harness.report import (
@@ -31,6 +30,7 @@ from harness.report import (
     failures_section,
     human,
     markdown_table,
+    point_label,
 )
 from harness.suites import Entry, Run, Suite, apply_point, grid_points, subject
 from harness.timing import MODES, STEP_MODES, LoopSettings, check_amp, measure
