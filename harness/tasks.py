@@ -140,5 +140,12 @@ def output_shape(outputs: Any) -> str:
     return f"a {type(outputs).__name__}"
 
 
+def check_same_shape(outputs: Any, targets: torch.Tensor, info: DataInfo) -> str | None:
+    """A ``Task.check`` for outputs shaped exactly like the targets (regression, reconstruction)."""
+    if isinstance(outputs, torch.Tensor) and outputs.shape == targets.shape:
+        return None
+    return f"returns {output_shape(outputs)} per sample; expected {tuple(targets.shape[1:])}"
+
+
 def bits(nats: float) -> float:
     return nats / math.log(2)

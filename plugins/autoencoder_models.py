@@ -109,7 +109,7 @@ class VariationalAutoencoder(nn.Module):
     ):
         super().__init__()
         pixels = math.prod(input_shape)
-        self.shape, self.latent = tuple(input_shape), latent
+        self.shape = tuple(input_shape)
         self.encoder = nn.Sequential(
             nn.Flatten(),
             nn.Linear(pixels, hidden),

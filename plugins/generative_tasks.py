@@ -21,7 +21,7 @@ from torch import nn
 from harness import hookimpl
 from harness.data import Splits, TensorSplit
 from harness.options import BenchError
-from harness.tasks import HIGHER, LOWER, DataInfo, Metric, Task, output_shape
+from harness.tasks import HIGHER, LOWER, DataInfo, Metric, Task, check_same_shape, output_shape
 
 from .generative_pictures import pictures, vae_pictures
 from .linear_probe import codes, has_class_labels, probe_accuracy
@@ -104,12 +104,6 @@ class VAEMeter:
         return {"loss": bce + kl, "neg_elbo": bce + kl, "reconstruction": bce, "kl": kl}
 
 
-def _check_image(outputs: Any, targets: torch.Tensor, info: DataInfo) -> str | None:
-    if isinstance(outputs, torch.Tensor) and outputs.shape == targets.shape:
-        return None
-    return f"returns {output_shape(outputs)} per sample; expected {tuple(targets.shape[1:])}"
-
-
 def _check_vae(outputs: Any, targets: torch.Tensor, info: DataInfo) -> str | None:
     if (
         isinstance(outputs, tuple)
@@ -173,7 +167,7 @@ RECONSTRUCTION = Task(
     "a linear probe of the code",
     loss=F.mse_loss,
     meter=ReconstructionMeter,
-    check=_check_image,
+    check=check_same_shape,
     metrics=(
         Metric("mse", LOWER, "", "mean squared error per pixel", "MSE/pixel"),
         Metric("psnr", HIGHER, "dB", "peak signal-to-noise ratio, peak 1", "PSNR"),

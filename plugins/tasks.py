@@ -16,7 +16,16 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from harness import hookimpl
-from harness.tasks import HIGHER, LOWER, DataInfo, Metric, Task, bits, output_shape
+from harness.tasks import (
+    HIGHER,
+    LOWER,
+    DataInfo,
+    Metric,
+    Task,
+    bits,
+    check_same_shape,
+    output_shape,
+)
 
 
 def pack(inputs: torch.Tensor):
@@ -218,12 +227,6 @@ class RegressionMeter:
         }
 
 
-def _check_same_shape(outputs: Any, targets: torch.Tensor, info: DataInfo) -> str | None:
-    if isinstance(outputs, torch.Tensor) and outputs.shape == targets.shape:
-        return None
-    return f"returns {output_shape(outputs)} per sample; expected {tuple(targets.shape[1:])}"
-
-
 def _check_real(targets: torch.Tensor, info: DataInfo) -> str | None:
     if targets.is_floating_point():
         return None
@@ -236,7 +239,7 @@ REGRESSION = Task(
     "reported in the data's own units",
     loss=F.mse_loss,
     meter=RegressionMeter,
-    check=_check_same_shape,
+    check=check_same_shape,
     metrics=(
         Metric("rmse", LOWER, "target", "root mean squared error", "RMSE"),
         Metric("mae", LOWER, "target", "mean absolute error", "MAE"),
