@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from harness.checkpoints import checkpoint_path, resume_from, save_checkpoint
 from harness.data import DataContext, Splits, iterate_batches
 from harness.flops import count_params, forward_flops
 from harness.options import BenchError
 from harness.procedure import RunContext
 from harness.tasks import Task
-from harness.training import TrainConfig, TrainResult, evaluate, seed_everything, train
+from harness.train_config import TrainConfig
+from harness.training import TrainingState, TrainResult, evaluate, seed_everything, train
 
 
 def open_splits(
@@ -118,9 +121,15 @@ def model_facts(model: nn.Module, splits: Splits, task: Task) -> dict[str, int]:
 
 
 def fit(
-    ctx: RunContext, model: nn.Module, splits: Splits, train_config: TrainConfig, seed: int
+    ctx: RunContext,
+    model: nn.Module,
+    splits: Splits,
+    train_config: TrainConfig,
+    seed: int,
+    start: TrainingState | None = None,
 ) -> TrainResult:
-    """Train ``model`` on the context's device, reporting each epoch to ``ctx.on_epoch``."""
+    """Train ``model`` on the context's device (on from ``start``), reporting each epoch to
+    ``ctx.on_epoch``."""
     return train(
         model,
         splits,
@@ -129,6 +138,7 @@ def fit(
         device=ctx.device,
         seed=seed,
         on_epoch=ctx.on_epoch,
+        start=start,
     )
 
 
@@ -149,15 +159,22 @@ def split_metrics(
 def train_and_test(ctx: RunContext, config: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
     """Seed, build, train, then evaluate the test split exactly once. Returns model and metrics:
     ``test_<metric>``, ``val_<metric>`` and ``train_<metric>`` of the kept epoch for the task's
-    loss and epoch metrics, every test metric of the task, and the task's description."""
+    loss and epoch metrics, every test metric of the task, and the task's description.
+
+    With the ``from_checkpoint`` training option the model continues a saved training for
+    ``epochs`` more; with ``save_checkpoint`` its final state is kept (:mod:`harness.checkpoints`).
+    """
     seed = config["seed"]
     splits = open_splits(ctx, config["dataset"], config["dataset_options"], seed, config["model"])
     seed_everything(seed)
     model = build_model(ctx, config["model"], config["model_options"], splits)
     train_config = TrainConfig.from_options(config["train"])
     task = task_of(ctx, splits)
+    resumed = None
+    if train_config.from_checkpoint:
+        resumed = resume_from(Path(train_config.from_checkpoint).expanduser(), config, model)
     start = time.perf_counter()
-    result = fit(ctx, model, splits, train_config, seed)
+    result = fit(ctx, model, splits, train_config, seed, resumed)
     test = split_metrics(ctx, model, splits, batch_size=train_config.eval_batch_size)
     if task.model_metrics:
         test.update(task.model_metrics(model, splits, ctx.device))
@@ -179,6 +196,10 @@ def train_and_test(ctx: RunContext, config: dict[str, Any]) -> tuple[nn.Module, 
     }
     if splits.target_unit:
         metrics["target_unit"] = splits.target_unit
+    if train_config.save_checkpoint:
+        path = checkpoint_path(ctx.out_dir, config["name"])
+        save_checkpoint(path, config, model, result.state, train_config.to_dict())
+        metrics["checkpoint"] = str(path)
     if "confusion_matrix" in test:
         metrics["confusion_matrix"] = test["confusion_matrix"]
         if splits.class_names:

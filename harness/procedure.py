@@ -66,7 +66,9 @@ class Procedure:
     ``plan`` expands a suite into runs; ``execute`` performs one run and returns its metrics (it
     may raise: the runner records the failure and goes on); ``report`` renders stored results,
     writing plots into ``plots_dir`` when given, and never re-runs anything. ``settings`` declares
-    the keys of the suite's ``[<procedure name>]`` table.
+    the keys of the suite's ``[<procedure name>]`` table. ``checkpoints`` says that its runs
+    honour the ``save_checkpoint`` and ``from_checkpoint`` training options (they train through
+    :func:`harness.experiment.train_and_test`).
     """
 
     name: str
@@ -77,3 +79,4 @@ class Procedure:
     settings: Mapping[str, Option] = field(default_factory=dict)
     default_models: list[str] = field(default_factory=list)
     default_datasets: list[str] = field(default_factory=lambda: ["digits"])
+    checkpoints: bool = False

@@ -20,7 +20,7 @@ from typing import Any
 from harness.devices import resolve_device
 from harness.options import BenchError, Option, OptionError, UnknownNameError, resolve_options
 from harness.registry import Registry, SuiteSpec
-from harness.training import TRAIN_OPTIONS
+from harness.train_config import TRAIN_OPTIONS
 
 TOP_LEVEL_KEYS = {
     "name",

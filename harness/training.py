@@ -11,94 +11,22 @@ import copy
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from harness.augmentation import augmentation_generator, make_augmenter
 from harness.data import Split, Splits, iterate_batches
-from harness.options import Option, resolve_options
 from harness.tasks import DataInfo, Task
+from harness.train_config import OPTIMIZER_CLASSES, TrainConfig
 
-OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
-    "sgd": torch.optim.SGD,
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "adadelta": torch.optim.Adadelta,
-}
-OPTIMIZERS = tuple(OPTIMIZER_CLASSES)
-WEIGHT_DECAY_MODES = ("coupled", "decoupled")
 PENALIZED_LAYERS = (nn.Linear, nn.modules.conv._ConvNd)
 # How often the loss is read on CUDA, where each read makes the host wait for the GPU.
 CUDA_CHECK_EVERY = 50
-
-TRAIN_OPTIONS: dict[str, Option] = {
-    "epochs": Option(10, "training epochs", "int", minimum=1),
-    "batch_size": Option(32, "training batch size", "int", minimum=1),
-    "optimizer": Option("sgd", "sgd, adam, adamw or adadelta", "str", choices=OPTIMIZERS),
-    "lr": Option(0.01, "learning rate", "float", minimum=1e-12),
-    "momentum": Option(0.9, "SGD momentum", "float", minimum=0.0, below=1.0),
-    "weight_decay": Option(
-        0.0, "weight decay of Linear/Conv weights (see weight_decay_mode)", "float", minimum=0.0
-    ),
-    "weight_decay_mode": Option(
-        "coupled",
-        "coupled (the optimizer adds wd*w to the gradient) or decoupled (weights shrink by "
-        "lr*wd before each step, as AdamW); adamw is always decoupled",
-        "str",
-        choices=WEIGHT_DECAY_MODES,
-    ),
-    "l1": Option(
-        0.0, "L1 penalty: adds l1 * sum|w| of Linear/Conv weights to the loss", "float", minimum=0.0
-    ),
-    "l2_loss": Option(
-        0.0,
-        "explicit L2 penalty: adds l2_loss/2 * sum w^2 of Linear/Conv weights to the loss",
-        "float",
-        minimum=0.0,
-    ),
-    "patience": Option(
-        0,
-        "early stopping: stop after this many epochs without a lower validation loss and restore "
-        "the best epoch's weights (0 = off)",
-        "int",
-        minimum=0,
-    ),
-    "eval_batch_size": Option(1024, "batch size for evaluation", "int", minimum=1),
-}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training settings; build with :meth:`from_options` so defaults and checks come from
-    ``TRAIN_OPTIONS`` (the single source the CLI, suite files and this class share)."""
-
-    epochs: int
-    batch_size: int
-    optimizer: str
-    lr: float
-    momentum: float
-    weight_decay: float
-    weight_decay_mode: str
-    l1: float
-    l2_loss: float
-    patience: int
-    eval_batch_size: int
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any] = {}) -> TrainConfig:
-        return cls(**resolve_options("training", TRAIN_OPTIONS, options))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def weight_decay_kind(self) -> str:
-        """How ``weight_decay`` acts here: ``coupled`` or ``decoupled`` (always for adamw)."""
-        return "decoupled" if self.optimizer == "adamw" else self.weight_decay_mode
 
 
 class DivergedError(RuntimeError):
@@ -117,14 +45,35 @@ class DivergedError(RuntimeError):
 
 
 @dataclass
+class TrainingState:
+    """Everything continuing a training needs besides the model's weights: the optimizer's
+    state (momentum, Adam's moments), the shuffling and augmentation generators, the global RNG
+    (dropout draws from it), the epochs done and their history, and early stopping's best so
+    far. Training on from it gives what training straight through would have."""
+
+    epochs_done: int
+    optimizer: dict[str, Any]
+    shuffle_rng: torch.Tensor
+    augment_rng: torch.Tensor
+    torch_rng: torch.Tensor
+    cuda_rng: list[torch.Tensor]
+    history: list[dict[str, float]]
+    best_loss: float
+    best_epoch: int
+    best_weights: dict[str, torch.Tensor] | None = None
+
+
+@dataclass
 class TrainResult:
     """Per-epoch ``history``; ``best_epoch`` has the lowest validation loss, and ``restored``
-    says the model was given that epoch's weights back (early stopping)."""
+    says the model was given that epoch's weights back (early stopping). ``state`` is where
+    training stopped, to continue from (:mod:`harness.checkpoints`)."""
 
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     best_epoch: int = 0
     restored: bool = False
+    state: TrainingState | None = None
 
     @property
     def final(self) -> dict[str, float]:
@@ -215,8 +164,10 @@ def train(
     device: torch.device,
     seed: int,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    start: TrainingState | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place for ``config.epochs`` epochs on ``splits.train``.
+    """Train ``model`` in place for ``config.epochs`` epochs on ``splits.train`` (that many
+    more after ``start``, the state an earlier training stopped in).
 
     Each epoch records the training loss (running, in train mode, without penalties) and the
     task's ``epoch_metrics`` (``train_accuracy`` for classification), then the validation loss
@@ -226,15 +177,34 @@ def train(
     it once, after selection.
     """
     generator = torch.Generator().manual_seed(seed)
+    augment_rng = augmentation_generator(seed)
+    augment = make_augmenter(config.augment, config.affine, splits.input_shape, augment_rng)
     optimizer = make_optimizer(model, config)
     result = TrainResult()
-    best_loss, best_state = math.inf, None
-    start = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
+    best_loss, best_state, done = math.inf, None, 0
+    if start is not None:
+        optimizer.load_state_dict(start.optimizer)
+        generator.set_state(start.shuffle_rng)
+        augment_rng.set_state(start.augment_rng)
+        torch.set_rng_state(start.torch_rng)
+        if start.cuda_rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(start.cuda_rng)
+        result.history, result.best_epoch = list(start.history), start.best_epoch
+        best_loss, best_state, done = start.best_loss, start.best_weights, start.epochs_done
+    begin = time.perf_counter()
+    for epoch in range(done + 1, done + config.epochs + 1):
         epoch_start = time.perf_counter()
         try:
             running = train_epoch(
-                model, splits.train, optimizer, config, device, generator, task, splits.info
+                model,
+                splits.train,
+                optimizer,
+                config,
+                device,
+                generator,
+                task,
+                splits.info,
+                augment,
             )
         except DivergedError as exc:
             raise DivergedError(exc.loss, exc.step, epoch, result.history) from None
@@ -262,10 +232,22 @@ def train(
                 best_state = copy.deepcopy(model.state_dict())
         elif config.patience and epoch - result.best_epoch >= config.patience:
             break
-    if best_state is not None:
+    result.state = TrainingState(
+        epochs_done=len(result.history),
+        optimizer=optimizer.state_dict(),
+        shuffle_rng=generator.get_state(),
+        augment_rng=augment_rng.get_state(),
+        torch_rng=torch.get_rng_state(),
+        cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        history=result.history,
+        best_loss=best_loss,
+        best_epoch=result.best_epoch,
+        best_weights=best_state,
+    )
+    if best_state is not None and config.patience:
         model.load_state_dict(best_state)
         result.restored = True
-    result.seconds = time.perf_counter() - start
+    result.seconds = time.perf_counter() - begin
     return result
 
 
@@ -278,9 +260,10 @@ def train_epoch(
     generator: torch.Generator,
     task: Task,
     info: DataInfo,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, float]:
-    """One pass over ``split`` in shuffled batches; returns the mean training loss and the
-    task's running metrics, in train mode.
+    """One pass over ``split`` in shuffled batches (each batch's inputs through ``augment``, if
+    given); returns the mean training loss and the task's running metrics, in train mode.
 
     Raises :class:`DivergedError` at the first non-finite loss (with penalties), before it
     reaches the weights. Public so the ``epoch`` timing measures exactly the loop that training
@@ -301,6 +284,8 @@ def train_epoch(
         split, config.batch_size, device=device, shuffle=True, generator=generator
     )
     for step, (inputs, targets) in enumerate(batches, 1):
+        if augment is not None:
+            inputs = augment(inputs)
         outputs = model(task.prepare(inputs))
         loss = task.loss(outputs, targets)
         objective = loss + penalty(weights, config) if weights else loss

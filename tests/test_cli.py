@@ -11,7 +11,7 @@ from click.testing import CliRunner
 import harness.experiment
 from harness.cli import cli
 from harness.cli.running import run_command, shown_default
-from harness.training import TRAIN_OPTIONS
+from harness.train_config import TRAIN_OPTIONS
 
 
 def bench(*args):
@@ -210,11 +210,14 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-# every training option that bench run takes as a flag, by flag
+# every training option that bench run takes as a flag with a default, by flag (not the
+# on/off --save-checkpoint, nor --from-checkpoint PATH, which are off unless given)
 TRAIN_FLAGS = {
     f"--{key.replace('_', '-')}": key
     for key in TRAIN_OPTIONS
     if f"--{key.replace('_', '-')}" in {o for p in run_command.params for o in p.opts}
+    and TRAIN_OPTIONS[key].default not in ("",)
+    and TRAIN_OPTIONS[key].default is not False
 }
 
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from harness.options import BenchError, Option, OptionError, resolve_options
 from harness.suite_overrides import Overrides
 from harness.suites import Run, parse_suite, safe_name
-from harness.training import TRAIN_OPTIONS
+from harness.train_config import TRAIN_OPTIONS
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from harness.augmentation import AUGMENTATIONS
+from harness.checkpoints import continuing
 from harness.cli.common import (
     data_root_option,
     get_plugins,
@@ -19,7 +21,7 @@ from harness.data import DataContext
 from harness.options import BenchError, parse_assignments
 from harness.runner import default_out_dir
 from harness.suite_overrides import Overrides, load_suite_with
-from harness.training import OPTIMIZERS, TRAIN_OPTIONS, WEIGHT_DECAY_MODES
+from harness.train_config import OPTIMIZERS, TRAIN_OPTIONS, WEIGHT_DECAY_MODES
 
 
 def shown_default(value: object) -> str:
@@ -102,6 +104,29 @@ def with_default(text: str, key: str) -> str:
         "patience",
     ),
 )
+@click.option(
+    "--augment",
+    type=click.Choice(AUGMENTATIONS),
+    help=with_default(
+        "Augment training images: affine = a random rotation, shift and scale of each image, "
+        "on the device (the augment_* options of [train] set the ranges).",
+        "augment",
+    ),
+)
+@click.option(
+    "--save-checkpoint",
+    is_flag=True,
+    default=None,
+    help="Keep each run's final model, optimizer and generator states as "
+    "OUT/checkpoints/<run>.pt, to continue with --from-checkpoint.",
+)
+@click.option(
+    "--from-checkpoint",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="PATH",
+    help="Continue a saved training for --epochs N more epochs; the checkpoint names the "
+    "model, dataset, options and seed.",
+)
 @click.option("--seed", "seeds", multiple=True, type=int, help="Seed (repeatable for several).")
 @click.option(
     "--set",
@@ -153,6 +178,9 @@ def run_command(
     l1,
     l2_loss,
     patience,
+    augment,
+    save_checkpoint,
+    from_checkpoint,
     seeds,
     settings,
     quick,
@@ -180,6 +208,8 @@ def run_command(
       bench run --suite regularization --weight-decay-mode decoupled
       bench run --model mlp --dataset mnist1d --model-opt hidden=100 --json --out /tmp/r
       bench run --suite cnn-pruning --resume results/20260101-120000-cnn-pruning
+      bench run --model lenet5 --dataset mnist-5k --epochs 5 --save-checkpoint --out /tmp/a
+      bench run --from-checkpoint /tmp/a/checkpoints/lenet5-mnist-5k-s0.pt --epochs 5
     """
     if out and resume:
         raise BenchError("--resume continues in RESULTS_DIR; it cannot be combined with --out")
@@ -195,6 +225,8 @@ def run_command(
         "l1": l1,
         "l2_loss": l2_loss,
         "patience": patience,
+        "augment": augment,
+        "save_checkpoint": save_checkpoint,
     }
     procedure_settings = dict(parse_assignments(settings, "--set"))
     if quick:
@@ -209,6 +241,13 @@ def run_command(
         settings=procedure_settings,
         device=device,
     )
+    if from_checkpoint:
+        if suite:
+            raise BenchError(
+                "--from-checkpoint continues one run: give it without --suite (the checkpoint "
+                "names the model, dataset, options and seed)"
+            )
+        overrides = continuing(from_checkpoint, overrides)
     parsed = load_suite_with(suite, registry, overrides)
     run_and_show(
         ctx,

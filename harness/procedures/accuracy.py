@@ -33,7 +33,7 @@ from harness.report import (
     task_of_runs,
 )
 from harness.suites import Run, Suite, apply_point, grid_points, subject
-from harness.training import TrainConfig
+from harness.train_config import TrainConfig
 
 QUICK_EPOCHS = 2
 SETTINGS = {
@@ -179,4 +179,5 @@ PROCEDURE = Procedure(
     execute=execute,
     report=report,
     settings=SETTINGS,
+    checkpoints=True,
 )

@@ -196,4 +196,5 @@ PROCEDURE = Procedure(
     settings=SETTINGS,
     default_models=["mlp"],
     default_datasets=["mnist1d"],
+    checkpoints=True,
 )

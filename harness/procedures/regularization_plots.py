@@ -19,7 +19,7 @@ from harness.procedures.regularization_report import (
 )
 from harness.report import mean_std
 from harness.suites import safe_name
-from harness.training import TrainConfig
+from harness.train_config import TrainConfig
 
 
 def plot_section(

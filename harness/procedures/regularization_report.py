@@ -24,7 +24,7 @@ from harness.report import (
     metric_text,
     pct,
 )
-from harness.training import TrainConfig
+from harness.train_config import TrainConfig
 
 
 @dataclass(frozen=True)

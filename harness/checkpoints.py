@@ -1,0 +1,152 @@
+"""Training checkpoints: a run's final weights with everything continuing it needs.
+
+``bench run --save-checkpoint`` writes one per run as ``OUT/checkpoints/<run>.pt``;
+``bench run --from-checkpoint PATH --epochs N`` trains N more epochs from it. A checkpoint is a
+plain dictionary of tensors, numbers and strings, saved with ``torch.save`` and always read back
+with ``weights_only=True``, so loading one never runs code. Beside the model's state dict it
+holds what identifies the run (model, options, dataset, seed) and a
+:class:`~harness.training.TrainingState`, so that 5 epochs plus 5 more give the weights of 10
+straight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from harness.options import BenchError
+from harness.results import atomic_write
+from harness.suite_overrides import Overrides
+from harness.suites import safe_name
+from harness.training import TrainingState
+
+FORMAT = "bench-training-checkpoint"
+VERSION = 1
+# What must be the same for a run to continue another: the weights' meaning and the data split.
+IDENTITY = ("model", "dataset", "dataset_options", "seed")
+# Training options that describe this invocation, not the training being continued.
+PER_INVOCATION = ("epochs", "save_checkpoint", "from_checkpoint")
+
+
+def checkpoint_path(out_dir: Path, run_name: str) -> Path:
+    return out_dir / "checkpoints" / f"{safe_name(run_name)}.pt"
+
+
+def save_checkpoint(
+    path: Path, config: dict[str, Any], model: nn.Module, state: TrainingState, train: dict
+) -> None:
+    """Write the checkpoint atomically: an interrupted save leaves the previous file whole."""
+    checkpoint = {
+        "format": FORMAT,
+        "version": VERSION,
+        **{key: config[key] for key in (*IDENTITY, "model_options")},
+        "train": {k: v for k, v in train.items() if k not in PER_INVOCATION},
+        "model_state": model.state_dict(),
+        "training": asdict(state),
+    }
+    atomic_write(path, lambda handle: torch.save(checkpoint, handle))
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's contents, refused with the reason if the file is not one bench wrote."""
+    if not path.is_file():
+        raise BenchError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a torn, foreign or unsafe file: pickle, zip and torch errors
+        raise BenchError(f"checkpoint {path} cannot be read: {exc}") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise BenchError(
+            f"{path} is not a bench training checkpoint (bench run --save-checkpoint writes "
+            "them; a plain state dict has no optimizer or generator state to continue from)"
+        )
+    if checkpoint.get("version") != VERSION:
+        raise BenchError(
+            f"checkpoint {path} has format version {checkpoint.get('version')}; this bench "
+            f"reads version {VERSION}"
+        )
+    return checkpoint
+
+
+def resume_from(path: Path, config: dict[str, Any], model: nn.Module) -> TrainingState:
+    """Load the checkpoint's weights into ``model`` (built for ``config``) and return its
+    training state; refuse, naming both, a checkpoint of another model, dataset, seed or
+    optimizer, or one whose tensors do not have the model's shapes."""
+    checkpoint = read_checkpoint(path)
+    for key in IDENTITY:
+        if checkpoint[key] != config[key]:
+            raise BenchError(
+                f"checkpoint {path} is for {key} {checkpoint[key]!r} ({_describe(checkpoint)}); "
+                f"this run has {key} {config[key]!r} ({_describe(config)})"
+            )
+    optimizer = checkpoint["train"].get("optimizer")
+    if optimizer != config["train"].get("optimizer", optimizer):
+        raise BenchError(
+            f"checkpoint {path} was trained with optimizer {optimizer!r}, whose state cannot "
+            f"continue as {config['train']['optimizer']!r}"
+        )
+    _load_weights(path, checkpoint, config, model)
+    names = {f.name for f in fields(TrainingState)}
+    return TrainingState(**{k: v for k, v in checkpoint["training"].items() if k in names})
+
+
+def _load_weights(path: Path, checkpoint: dict, config: dict, model: nn.Module) -> None:
+    own, saved = model.state_dict(), checkpoint["model_state"]
+    missing, extra = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
+    wrong = [k for k in own if k in saved and own[k].shape != saved[k].shape]
+    if missing or extra or wrong:
+        problems = [
+            f"{k} is {tuple(saved[k].shape)} in the checkpoint, {tuple(own[k].shape)} in the model"
+            for k in wrong[:3]
+        ]
+        if missing:
+            problems.append(f"the checkpoint lacks {', '.join(missing[:3])}")
+        if extra:
+            problems.append(f"the model has no {', '.join(extra[:3])}")
+        raise BenchError(
+            f"checkpoint {path} ({_describe(checkpoint)}) does not fit this run's model "
+            f"({_describe(config)}): {'; '.join(problems)}"
+        )
+    model.load_state_dict(saved)
+
+
+def _describe(source: dict[str, Any]) -> str:
+    options = ", ".join(f"{k}={v}" for k, v in sorted(source["model_options"].items()))
+    model = f"model '{source['model']}'" + (f" with {options}" if options else "")
+    return f"{model} on '{source['dataset']}', seed {source['seed']}"
+
+
+def continuing(path: Path, overrides: Overrides) -> Overrides:
+    """The command line's overrides for continuing the checkpoint at ``path``: its model,
+    dataset, options, seed and training settings, unless the command line names its own (which
+    :func:`resume_from` then checks against the checkpoint), and ``epochs`` more epochs."""
+    checkpoint = read_checkpoint(path)
+    if "epochs" not in overrides.train:
+        raise BenchError("--from-checkpoint needs --epochs N: how many more epochs to train")
+    for key, given in (("model", overrides.models), ("dataset", overrides.datasets)):
+        if given and given != [checkpoint[key]]:
+            raise BenchError(
+                f"checkpoint {path} is for {key} '{checkpoint[key]}' ({_describe(checkpoint)}); "
+                f"this run asks for {key} {', '.join(map(repr, given))}"
+            )
+    return replace(
+        overrides,
+        models=overrides.models or [checkpoint["model"]],
+        datasets=overrides.datasets or [checkpoint["dataset"]],
+        model_options={**_as_text(checkpoint["model_options"]), **overrides.model_options},
+        dataset_options={**_as_text(checkpoint["dataset_options"]), **overrides.dataset_options},
+        seeds=overrides.seeds or [checkpoint["seed"]],
+        train={**checkpoint["train"], **overrides.train, "from_checkpoint": str(path)},
+    )
+
+
+def _as_text(options: dict[str, Any]) -> dict[str, str]:
+    """Options as the command line gives them (``hidden=32,32``), for :class:`Overrides`."""
+    return {
+        k: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+        for k, v in options.items()
+    }

@@ -1,0 +1,142 @@
+"""Checkpoints and continued training: 5 + 5 epochs are 10 straight, and a checkpoint of another
+model, shape, dataset or optimizer is refused with both named."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from harness.checkpoints import read_checkpoint
+from harness.cli import cli
+
+# A small model with everything that carries state across epochs: dropout (the global RNG),
+# SGD momentum (the optimizer), shuffling and augmentation (their generators).
+RUN = [
+    "run",
+    "--model",
+    "mlp",
+    "--dataset",
+    "digits",
+    "--dataset-opt",
+    "size=8",
+    "--model-opt",
+    "hidden=32",
+    "--model-opt",
+    "dropout=0.2",
+    "--augment",
+    "affine",
+    "--seed",
+    "3",
+    "--quiet",
+]
+
+
+def bench(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+def finished(out):
+    (run,) = json.loads((out / "results.json").read_text())["runs"]
+    assert run["status"] == "ok", run["error"]
+    return run["metrics"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """3 epochs saved; 3 more from that checkpoint; 6 straight."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    first, more, straight = root / "first", root / "more", root / "straight"
+    assert bench(*RUN, "--epochs", "3", "--save-checkpoint", "--out", str(first)).exit_code == 0
+    checkpoint = first / "checkpoints" / "mlp-digits-s3.pt"
+    result = bench(
+        "run",
+        "--from-checkpoint",
+        str(checkpoint),
+        "--epochs",
+        "3",
+        "--save-checkpoint",
+        "--out",
+        str(more),
+        "--quiet",
+    )
+    assert result.exit_code == 0, result.output
+    assert bench(*RUN, "--epochs", "6", "--save-checkpoint", "--out", str(straight)).exit_code == 0
+    return checkpoint, more, straight
+
+
+def test_continued_training_equals_training_straight_through(trained):
+    checkpoint, more, straight = trained
+    continued, direct = finished(more), finished(straight)
+    assert continued["epochs"] == direct["epochs"] == 6
+    assert [e["epoch"] for e in continued["history"]] == [1, 2, 3, 4, 5, 6]
+    assert continued["history"] == [
+        {**e, "seconds": c["seconds"]} for e, c in zip(direct["history"], continued["history"])
+    ]
+    assert continued["test_accuracy"] == direct["test_accuracy"]
+    a = read_checkpoint(more / "checkpoints" / "mlp-digits-s3.pt")["model_state"]
+    b = read_checkpoint(straight / "checkpoints" / "mlp-digits-s3.pt")["model_state"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # and it is not trivially equal: 3 epochs alone left other weights
+    c = read_checkpoint(checkpoint)["model_state"]
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_checkpoint_holds_optimizer_and_generator_state(trained):
+    checkpoint = read_checkpoint(trained[0])
+    assert checkpoint["model"] == "mlp" and checkpoint["seed"] == 3
+    training = checkpoint["training"]
+    assert training["epochs_done"] == 3
+    assert all("momentum_buffer" in s for s in training["optimizer"]["state"].values())
+    for key in ("shuffle_rng", "augment_rng", "torch_rng"):
+        assert isinstance(training[key], torch.Tensor)
+
+
+def test_checkpoint_of_another_model_or_dataset_is_refused_naming_both(trained):
+    for flag, other in (("--model", "lenet5"), ("--dataset", "mnist1d")):
+        result = bench("run", "--from-checkpoint", str(trained[0]), "--epochs", "1", flag, other)
+        assert result.exit_code == 2
+        assert "model 'mlp'" in result.output and f"'{other}'" in result.output
+
+
+def test_checkpoint_of_other_shapes_is_refused_naming_both(trained, tmp_path):
+    result = bench(
+        "run",
+        "--from-checkpoint",
+        str(trained[0]),
+        "--epochs",
+        "1",
+        "--model-opt",
+        "hidden=16",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    )
+    assert result.exit_code == 1
+    (run,) = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert "does not fit this run's model" in run["error"]
+    assert "(32, 64) in the checkpoint, (16, 64) in the model" in run["error"]
+
+
+def test_a_plain_state_dict_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "weights.pt"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, path)
+    result = bench("run", "--from-checkpoint", str(path), "--epochs", "1")
+    assert result.exit_code == 2
+    assert "is not a bench training checkpoint" in result.output
+
+
+def test_continuing_needs_epochs_and_no_suite(trained):
+    result = bench("run", "--from-checkpoint", str(trained[0]))
+    assert result.exit_code == 2 and "needs --epochs N" in result.output
+    result = bench(
+        "run", "--suite", "quickstart", "--from-checkpoint", str(trained[0]), "--epochs", "1"
+    )
+    assert result.exit_code == 2 and "without --suite" in result.output
+
+
+def test_procedures_without_checkpoints_refuse_the_option():
+    result = bench("run", "--suite", "cnn-pruning", "--save-checkpoint", "--quick")
+    assert result.exit_code == 2
+    assert "procedure 'pruning' does not keep training checkpoints" in result.output
