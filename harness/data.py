@@ -132,6 +132,36 @@ def stratified_splits(
     return whole.subset(train_idx), whole.subset(val_idx), whole.subset(test_idx)
 
 
+def labelled_subset(split: Split, per_class: int, seed: int) -> Split:
+    """``per_class`` training samples of each class, drawn with ``seed``; the draws for a
+    smaller count are the first of a larger one's, so 5 per class are among the 10 per class.
+    A class with fewer samples keeps all of them."""
+    labels = split_labels(split)
+    order = np.random.default_rng(seed).permutation(len(labels))
+    chosen = np.concatenate([order[labels[order] == c][:per_class] for c in np.unique(labels)])
+    if isinstance(split, TensorSplit):
+        return split.subset(chosen)
+    return torch.utils.data.Subset(split, np.sort(chosen).tolist())
+
+
+def split_labels(split: Split) -> np.ndarray:
+    """The class of every sample: a tensor split's targets, or an image folder's (through any
+    ``Subset`` of it) without opening an image."""
+    if isinstance(split, TensorSplit):
+        if split.y.dim() != 1 or split.y.is_floating_point():
+            raise BenchError("labelled subsets need one class label per sample")
+        return split.y.cpu().numpy()
+    indices = np.arange(len(split))
+    while isinstance(split, torch.utils.data.Subset):
+        indices, split = np.asarray(split.indices)[indices], split.dataset
+    targets = getattr(split, "targets", None)
+    if targets is None:
+        raise BenchError(
+            f"labelled subsets need the class of each sample; {type(split).__name__} has no targets"
+        )
+    return np.asarray(targets)[indices]
+
+
 def carve_validation(
     split: TensorSplit, val: float | int, seed: int
 ) -> tuple[TensorSplit, TensorSplit]:

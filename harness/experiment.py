@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 
 from harness.checkpoints import checkpoint_path, resume_from, save_checkpoint
-from harness.data import DataContext, Splits, iterate_batches
+from harness.data import DataContext, Splits, iterate_batches, labelled_subset
 from harness.flops import count_params, forward_flops
 from harness.options import BenchError
 from harness.procedure import RunContext
@@ -41,6 +42,28 @@ def open_splits(
     if f"{key}:{task.name}" not in ctx.cache:
         ctx.cache[f"{key}:{task.name}"] = replace(task.derive(splits), task=task.name)
     return ctx.cache[f"{key}:{task.name}"]
+
+
+def run_splits(ctx: RunContext, config: dict[str, Any]) -> Splits:
+    """The splits a run trains on: :func:`open_splits` for its dataset, seed and model, with
+    only ``train_per_class`` training samples of each class when its config says so (the
+    validation and test splits stay whole)."""
+    splits = open_splits(
+        ctx, config["dataset"], config["dataset_options"], config["seed"], config.get("model")
+    )
+    per_class = config.get("train_per_class", 0)
+    if not per_class:
+        return splits
+    key = "subset:" + json.dumps(
+        [config[k] for k in ("dataset", "dataset_options", "seed")]
+        + [config.get("model"), per_class, str(ctx.device)],
+        sort_keys=True,
+        default=list,
+    )
+    if key not in ctx.cache:
+        train = labelled_subset(splits.train, per_class, config["seed"])
+        ctx.cache[key] = replace(splits, train=train)
+    return ctx.cache[key]
 
 
 def task_for(ctx: RunContext, model: str, dataset_task: str) -> Task | None:
@@ -156,20 +179,27 @@ def split_metrics(
     )
 
 
-def train_and_test(ctx: RunContext, config: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+def train_and_test(
+    ctx: RunContext,
+    config: dict[str, Any],
+    prepare: Callable[[nn.Module, Splits], None] | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
     """Seed, build, train, then evaluate the test split exactly once. Returns model and metrics:
     ``test_<metric>``, ``val_<metric>`` and ``train_<metric>`` of the kept epoch for the task's
     loss and epoch metrics, every test metric of the task, and the task's description.
 
     With the ``from_checkpoint`` training option the model continues a saved training for
     ``epochs`` more; with ``save_checkpoint`` its final state is kept (:mod:`harness.checkpoints`).
+    ``prepare`` gets the built model before training (transfer loads weights and freezes layers).
     """
     seed = config["seed"]
-    splits = open_splits(ctx, config["dataset"], config["dataset_options"], seed, config["model"])
+    splits = run_splits(ctx, config)
     seed_everything(seed)
     model = build_model(ctx, config["model"], config["model_options"], splits)
     train_config = TrainConfig.from_options(config["train"])
     task = task_of(ctx, splits)
+    if prepare:
+        prepare(model, splits)
     resumed = None
     if train_config.from_checkpoint:
         resumed = resume_from(Path(train_config.from_checkpoint).expanduser(), config, model)
@@ -182,6 +212,7 @@ def train_and_test(ctx: RunContext, config: dict[str, Any]) -> tuple[nn.Module, 
     kept = (*task.epoch_metrics, "loss")
     metrics = {
         **model_facts(model, splits, task),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         **{f"test_{name}": value for name, value in test.items() if name != "confusion_matrix"},
         **{f"val_{name}": final[f"val_{name}"] for name in kept},
         **{f"train_{name}": final[f"train_{name}"] for name in kept},

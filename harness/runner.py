@@ -98,7 +98,7 @@ def run_suite(
     to the suite's own.
     """
     procedure = registry.procedures.get(suite.procedure)
-    check_checkpoint_options(suite, procedure)
+    check_checkpoint_options(suite, procedure, registry)
     policy = policy or RunPolicy()
     if policy.run_timeout is not None and not policy.isolate and not time_limit_supported():
         raise BenchError("--run-timeout needs SIGALRM (POSIX, main thread) here; add --isolate")
@@ -198,15 +198,15 @@ def check_datasets(suite: Suite, registry: Registry, data: DataContext) -> None:
             raise BenchError(f"dataset '{entry.name}' is not available: {reason}")
 
 
-def check_checkpoint_options(suite: Suite, procedure: Procedure) -> None:
+def check_checkpoint_options(suite: Suite, procedure: Procedure, registry: Registry) -> None:
     """Refuse checkpoint options a procedure would ignore, before any run."""
     tables = [suite.train, *(entry.train for entry in (*suite.models, *suite.datasets))]
     asked = [k for k in ("save_checkpoint", "from_checkpoint") for t in tables if t.get(k)]
     if asked and not procedure.checkpoints:
-        able = "accuracy, regularization and transfer"
+        able = ", ".join(p.name for p in registry.procedures if p.checkpoints)
         raise BenchError(
             f"procedure '{procedure.name}' does not keep training checkpoints ({asked[0]}); "
-            f"the {able} procedures do"
+            f"these do: {able}"
         )
 
 

@@ -71,7 +71,8 @@ def test_continued_training_equals_training_straight_through(trained):
     assert continued["epochs"] == direct["epochs"] == 6
     assert [e["epoch"] for e in continued["history"]] == [1, 2, 3, 4, 5, 6]
     assert continued["history"] == [
-        {**e, "seconds": c["seconds"]} for e, c in zip(direct["history"], continued["history"])
+        {**e, "seconds": c["seconds"]}
+        for e, c in zip(direct["history"], continued["history"], strict=True)
     ]
     assert continued["test_accuracy"] == direct["test_accuracy"]
     a = read_checkpoint(more / "checkpoints" / "mlp-digits-s3.pt")["model_state"]
@@ -101,22 +102,20 @@ def test_checkpoint_of_another_model_or_dataset_is_refused_naming_both(trained):
 
 
 def test_checkpoint_of_other_shapes_is_refused_naming_both(trained, tmp_path):
+    error = continuing_error(trained[0], tmp_path, "--model-opt", "hidden=16")
+    assert "does not fit this run's model" in error
+    assert "(32, 64) in the checkpoint, (16, 64) in the model" in error
+
+
+def continuing_error(checkpoint, out, *flags):
+    """The recorded error of the one run that continues ``checkpoint`` with ``flags``."""
     result = bench(
-        "run",
-        "--from-checkpoint",
-        str(trained[0]),
-        "--epochs",
-        "1",
-        "--model-opt",
-        "hidden=16",
-        "--out",
-        str(tmp_path),
+        "run", "--from-checkpoint", str(checkpoint), "--epochs", "1", *flags, "--out", str(out),
         "--quiet",
-    )
+    )  # fmt: skip
     assert result.exit_code == 1
-    (run,) = json.loads((tmp_path / "results.json").read_text())["runs"]
-    assert "does not fit this run's model" in run["error"]
-    assert "(32, 64) in the checkpoint, (16, 64) in the model" in run["error"]
+    (run,) = json.loads((out / "results.json").read_text())["runs"]
+    return run["error"]
 
 
 def test_a_plain_state_dict_is_not_a_checkpoint(tmp_path):
@@ -140,3 +139,14 @@ def test_procedures_without_checkpoints_refuse_the_option():
     result = bench("run", "--suite", "cnn-pruning", "--save-checkpoint", "--quick")
     assert result.exit_code == 2
     assert "procedure 'pruning' does not keep training checkpoints" in result.output
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--seed", "4"], "is for seed 3 (model 'mlp'"),
+        (["--optimizer", "adam"], "trained with optimizer 'sgd', whose state cannot continue"),
+    ],
+)
+def test_another_seed_or_optimizer_is_refused(trained, tmp_path, flags, message):
+    assert message in continuing_error(trained[0], tmp_path, *flags)

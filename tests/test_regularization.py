@@ -112,6 +112,7 @@ def test_grid_and_studies_expand_to_the_right_cells(registry):
         "l1": 0.0,
         "l2_loss": 0.0,
         "patience": 1,
+        "augment": "none",
     }
 
 

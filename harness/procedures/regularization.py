@@ -18,7 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.experiment import open_splits, split_metrics, train_and_test
+from harness.augmentation import AUGMENTATIONS
+from harness.augmentation_cost import measure_augmentation_cost
+from harness.experiment import run_splits, split_metrics, task_of, train_and_test
 from harness.options import Option
 from harness.procedure import Procedure, Report, RunContext
 from harness.procedures.regularization_cells import cell_key, cell_label, study_cells
@@ -26,11 +28,12 @@ from harness.procedures.regularization_plots import plot_section
 from harness.procedures.regularization_report import Headline, section, summarize
 from harness.registry import Registry
 from harness.report import context_line, failures_section, group
-from harness.suites import Run, Suite, subject
+from harness.suites import Run, Suite, apply_point, subject
 from harness.tasks import HIGHER
 from harness.training import TrainConfig, penalized_weights
 
-VARIED_TRAIN_KEYS = ("weight_decay", "l1", "l2_loss", "patience")  # [train] may not set these
+# [train] may not set these: the studies set them per cell
+VARIED_TRAIN_KEYS = ("weight_decay", "l1", "l2_loss", "patience", "augment")
 TRAIN_KEYS = (*VARIED_TRAIN_KEYS, "weight_decay_mode")  # what a cell sets in its training
 QUICK_EPOCHS = 30
 
@@ -59,6 +62,19 @@ SETTINGS = {
         5, "patience of the early-stopping cell (vs the full budget); 0 = skip", "int", minimum=0
     ),
     "zero_threshold": Option(1e-3, "|w| below this counts as near zero", "float", minimum=0.0),
+    "augment": Option(
+        "none",
+        "augmentation study: every grid cell trained again with this augmentation (affine: "
+        "[train]'s augment_* ranges); none = skip",
+        "str",
+        choices=AUGMENTATIONS,
+    ),
+    "train_per_class": Option(
+        0,
+        "train on this many samples of each class (a small training subset); 0 = all",
+        "int",
+        minimum=0,
+    ),
     "quick": Option(
         False,
         "one seed; the first and last dropouts, weight decays and L1 values; "
@@ -89,10 +105,12 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
                     config = {
                         "name": f"{model.label}-{dataset.label}-{cell_label(cell)}-s{seed}",
                         **subject(model, dataset, model.options | dropout),
-                        "train": train | {key: cell[key] for key in TRAIN_KEYS},
+                        "train": apply_point({}, model, dataset, train)[2]
+                        | {key: cell[key] for key in TRAIN_KEYS},
                         "cell": cell,
                         "studies": studies,
                         "zero_threshold": settings["zero_threshold"],
+                        "train_per_class": settings["train_per_class"],
                         "seed": seed,
                     }
                     runs.append(Run(len(runs), "regularization", config))
@@ -108,7 +126,7 @@ def _check_suite(suite: Suite, registry: Registry) -> None:
                 f"train.{key}",
                 f"the regularization studies set {key} per cell, so neither this key nor "
                 f"{flag} can; use the [regularization] settings (dropouts, weight_decays, l1, "
-                "l2, patience), or --set KEY=VALUE on the command line",
+                "l2, patience, augment), or --set KEY=VALUE on the command line",
             )
     if suite.grid:
         raise suite.error("grid", "use [regularization] dropouts and weight_decays")
@@ -131,11 +149,19 @@ def _check_suite(suite: Suite, registry: Registry) -> None:
 def execute(run: Run, ctx: RunContext) -> dict[str, Any]:
     config = run.config
     model, metrics = train_and_test(ctx, config)
-    splits = open_splits(
-        ctx, config["dataset"], config["dataset_options"], config["seed"], config["model"]
-    )
+    splits = run_splits(ctx, config)
     train_config = TrainConfig.from_options(config["train"])
     train_eval = split_metrics(ctx, model, splits, "train", train_config.eval_batch_size)
+    cost = {}
+    if train_config.augment != "none":  # measured after testing, on a copy of the model
+        cost["augmentation_cost"] = measure_augmentation_cost(
+            model,
+            splits,
+            train_config,
+            task=task_of(ctx, splits),
+            device=ctx.device,
+            seed=config["seed"],
+        )
     headline = metrics["task"]["headline"]
     sign = 1 if metrics["task"]["metrics"][headline]["direction"] == HIGHER else -1
     return {
@@ -146,6 +172,7 @@ def execute(run: Run, ctx: RunContext) -> dict[str, Any]:
         "stopped_epoch": metrics["epochs"],
         "weight_decay_kind": train_config.weight_decay_kind,
         **weight_stats(model, config["zero_threshold"]),
+        **cost,
     }
 
 

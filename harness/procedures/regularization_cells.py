@@ -17,6 +17,7 @@ def study_cells(settings: dict[str, Any], mode: str) -> dict[str, list[dict[str,
         "l1": 0.0,
         "l2_loss": 0.0,
         "patience": 0,
+        "augment": "none",
     }
     pick = _ends if settings["quick"] else list
     studies = {
@@ -40,6 +41,11 @@ def study_cells(settings: dict[str, Any], mode: str) -> dict[str, list[dict[str,
         ]
     if settings["patience"]:
         studies["early_stopping"] = [base, base | {"patience": settings["patience"]}]
+    if settings["augment"] != "none":
+        grid = studies["grid"]
+        studies["augmentation"] = [
+            cell for plain in grid for cell in (plain, plain | {"augment": settings["augment"]})
+        ]
     return studies
 
 
@@ -60,6 +66,8 @@ def cell_label(cell: dict[str, Any]) -> str:
         if cell["weight_decay_mode"] != "coupled":
             parts.append(cell["weight_decay_mode"])
     parts += [f"{k}={cell[k]:g}" for k in ("l1", "l2_loss", "patience") if cell[k]]
+    if cell.get("augment", "none") != "none":  # results from before the study have no key
+        parts.append(cell["augment"])
     return ",".join(parts) or "none"
 
 

@@ -10,6 +10,7 @@ The best cell is the grid cell with the best mean validation value.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -128,6 +129,9 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "seeds": len(ok),
                 "runs": len(members),
                 "histories": [m["history"] for m in ok],
+                "augmentation_cost": [
+                    m["augmentation_cost"] for m in ok if "augmentation_cost" in m
+                ],
                 **{
                     name: [m[metric.format(headline.name)] for m in ok]
                     for name, metric in METRICS.items()
@@ -135,6 +139,34 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return cells
+
+
+def augmentation_cost(cells: list[dict[str, Any]]) -> str:
+    """What augmentation costs in training throughput: each augmented run's interleaved
+    measurement (:mod:`harness.augmentation_cost`), as the median over runs."""
+    records = [r for cell in cells for r in cell.get("augmentation_cost", [])]
+    if not records:
+        return ""
+    ratios = [r["ratio"] for r in records]
+    plain = statistics.median(r["plain_pass_s"] for r in records)
+    augmented = statistics.median(r["augmented_pass_s"] for r in records)
+    size = records[0]["train_size"]
+    contended = sum(bool(r["contention"].get("contended")) for r in records)
+    return (
+        f"**Augmentation cost**: a training pass over {size:,} samples took "
+        f"{augmented * 1000:.1f} ms with augmentation and {plain * 1000:.1f} ms without: "
+        f"{statistics.median(ratios) - 1:+.0%} time, {size / augmented:,.0f} vs "
+        f"{size / plain:,.0f} samples/s (median of {len(records)} runs, each "
+        f"{records[0]['rounds']} interleaved pairs of passes on a copy of its trained model; "
+        f"per-run cost {min(ratios) - 1:+.0%} to {max(ratios) - 1:+.0%}"
+        + (f"; {contended} of {len(records)} measurements contended" if contended else "")
+        + ").\n\n"
+    )
+
+
+def _cost(cell: dict[str, Any]) -> str:
+    ratios = [r["ratio"] for r in cell.get("augmentation_cost", [])]
+    return f"{statistics.median(ratios) - 1:+.0%}" if ratios else "—"
 
 
 def best_cell(cells: list[dict[str, Any]], higher: bool = True) -> dict[str, Any] | None:
@@ -173,6 +205,7 @@ def cell_row(
         "L1 λ": f"{c['l1']:g}",
         "L2-loss λ": f"{c['l2_loss']:g}",
         "patience": c["patience"] or "off",
+        "augment": c.get("augment", "none"),
         h.column("train"): h.text(cell["train"]),
         h.column("val"): h.text(cell["val"]),
         h.column("test"): h.text(cell["test"]),
@@ -182,6 +215,7 @@ def cell_row(
         "weight L1": mean_std_text(cell["weight_l1"], 1),
         "weight L2": mean_std_text(cell["weight_l2"]),
         "near-zero %": pct(cell["near_zero"]),
+        "pass time": _cost(cell),
         "seeds": f"{cell['seeds']}/{cell['runs']}",
     }
 
@@ -220,6 +254,11 @@ def study_tables(h: Headline) -> dict[str, tuple[str, list[str]]]:
         "early_stopping": (
             "Early stopping on validation loss (best weights restored) vs the full budget",
             ["patience", "stop epoch", "best epoch", *scores],
+        ),
+        "augmentation": (
+            "Augmentation: each grid cell without and with random affine augmentation of the "
+            "training images (pass time: what augmentation adds to a training pass)",
+            ["dropout", "weight decay", "augment", *scores, "pass time"],
         ),
     }
 
@@ -323,6 +362,8 @@ def section(
             rows = [cell_row(c, best, h) for c in members]
             tables.append(Table(f"{prefix}-{study}", rows, ("cell",), title))
             text += f"#### {title}\n\n{markdown_table(rows, ['cell', *columns, 'seeds'])}\n\n"
+            if study == "augmentation":
+                text += augmentation_cost(members)
     rows = [cell_row(c, best, h) for c in cells]
     tables.append(Table(f"{prefix}-cells", rows, ("cell",), long_form(h)))
     text += f"#### Every cell\n\n{long_form(h)}\n\n{markdown_table(rows)}\n\n"
