@@ -170,6 +170,56 @@ def plot_loss_curves(
     return save_figure(figure, path)
 
 
+def plot_lines(
+    lines: dict[str, list[tuple[str, float, float]]],
+    path: Path,
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+) -> Path:
+    """One line per label through (category, mean, std) points with a +-std band, the
+    categories evenly spaced in the order first seen (5, 10, 25, 50, all)."""
+    categories = list(dict.fromkeys(c for points in lines.values() for c, _, _ in points))
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for label, points in lines.items():
+        if not points:
+            continue
+        x = [categories.index(c) for c, _, _ in points]
+        mean = [m for _, m, _ in points]
+        axis.plot(x, mean, marker="o", label=label)
+        axis.fill_between(
+            x, [m - s for _, m, s in points], [m + s for _, m, s in points], alpha=0.15
+        )
+    axis.set_xticks(range(len(categories)), categories)
+    axis.set_xlabel(x_label)
+    axis.set_ylabel(y_label)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    axis.set_title(title, fontsize=9)
+    return save_figure(figure, path)
+
+
+def plot_curves(curves: dict[str, tuple[list[float], int]], path: Path) -> Path:
+    """Small multiples: each named loss curve (values, and the epochs between two values)
+    against the epoch, on a log scale when it spans more than a factor of 100."""
+    columns = min(3, len(curves))
+    rows = math.ceil(len(curves) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False)
+    for axis, (name, (values, every)) in zip(axes.flat, curves.items(), strict=False):
+        axis.plot([1 + i * every for i in range(len(values))], values)
+        positive = [v for v in values if v > 0]
+        if positive and max(positive) > 100 * min(positive):
+            axis.set_yscale("log")
+        axis.set_title(name, fontsize=9)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel("loss")
+        axis.grid(alpha=0.3)
+    for axis in list(axes.flat)[len(curves) :]:
+        axis.set_visible(False)
+    return save_figure(figure, path)
+
+
 def save_figure(figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
