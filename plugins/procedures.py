@@ -1,7 +1,7 @@
 """Registers the built-in suite procedures."""
 
 from harness import hookimpl
-from harness.procedures import accuracy, pruning, regularization, throughput
+from harness.procedures import accuracy, course, pruning, regularization, throughput, transfer
 
 
 @hookimpl
@@ -10,3 +10,5 @@ def register_procedures(register):
     register(pruning.PROCEDURE)
     register(regularization.PROCEDURE)
     register(throughput.PROCEDURE)
+    register(transfer.PROCEDURE)
+    register(course.PROCEDURE)
