@@ -26,8 +26,12 @@ from harness.training import TrainingState
 
 FORMAT = "bench-training-checkpoint"
 VERSION = 1
-# What must be the same for a run to continue another: the weights' meaning and the data split.
-IDENTITY = ("model", "dataset", "dataset_options", "seed")
+# What must be the same for a run to continue another: the model, the data and its split (with
+# resolved options: defaults filled in, values typed).
+IDENTITY = ("model", "model_options", "dataset", "dataset_options", "seed", "train_per_class")
+# Training settings the optimizer's saved state carries (its parameter groups): continuing
+# with others would silently keep the saved ones.
+OPTIMIZER_SETTINGS = ("optimizer", "lr", "momentum", "weight_decay", "weight_decay_mode")
 # Training options that describe this invocation, not the training being continued.
 PER_INVOCATION = ("epochs", "save_checkpoint", "from_checkpoint")
 
@@ -37,16 +41,24 @@ def checkpoint_path(out_dir: Path, run_name: str) -> Path:
 
 
 def save_checkpoint(
-    path: Path, config: dict[str, Any], model: nn.Module, state: TrainingState, train: dict
+    path: Path, identity: dict[str, Any], model: nn.Module, state: TrainingState, train: dict
 ) -> None:
-    """Write the checkpoint atomically: an interrupted save leaves the previous file whole."""
+    """Write the checkpoint atomically: an interrupted save leaves the previous file whole.
+
+    ``identity`` holds the :data:`IDENTITY` keys with resolved options. The weights saved are
+    the last epoch's, which is where training continues, even when early stopping gave the
+    model its best epoch's back (those are kept as ``best_weights``).
+    """
+    training = asdict(state)
+    weights = training.pop("weights")
     checkpoint = {
         "format": FORMAT,
         "version": VERSION,
-        **{key: config[key] for key in (*IDENTITY, "model_options")},
+        **{key: identity[key] for key in IDENTITY},
         "train": {k: v for k, v in train.items() if k not in PER_INVOCATION},
-        "model_state": model.state_dict(),
-        "training": asdict(state),
+        "trainable": [name for name, p in model.named_parameters() if p.requires_grad],
+        "model_state": weights if weights is not None else model.state_dict(),
+        "training": training,
     }
     atomic_write(path, lambda handle: torch.save(checkpoint, handle))
 
@@ -72,26 +84,44 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
-def resume_from(path: Path, config: dict[str, Any], model: nn.Module) -> TrainingState:
-    """Load the checkpoint's weights into ``model`` (built for ``config``) and return its
-    training state; refuse, naming both, a checkpoint of another model, dataset, seed or
-    optimizer, or one whose tensors do not have the model's shapes."""
+def resume_from(
+    path: Path, identity: dict[str, Any], train: dict[str, Any], model: nn.Module
+) -> TrainingState:
+    """Load the checkpoint's weights into ``model`` and return its training state, for a run
+    of ``identity`` (resolved options) trained with ``train`` (resolved settings). Refuse,
+    naming both, a checkpoint of another model, options, dataset, split or seed; one trained
+    with other optimizer settings, or other layers frozen; one whose tensors do not have the
+    model's shapes; and one that early stopping already ended."""
     checkpoint = read_checkpoint(path)
     for key in IDENTITY:
-        if checkpoint[key] != config[key]:
+        if checkpoint.get(key) != identity[key]:
             raise BenchError(
-                f"checkpoint {path} is for {key} {checkpoint[key]!r} ({_describe(checkpoint)}); "
-                f"this run has {key} {config[key]!r} ({_describe(config)})"
+                f"checkpoint {path} is for {key} {checkpoint.get(key)!r} "
+                f"({_describe(checkpoint)}); this run has {key} {identity[key]!r} "
+                f"({_describe(identity)})"
             )
-    optimizer = checkpoint["train"].get("optimizer")
-    if optimizer != config["train"].get("optimizer", optimizer):
+    for key in OPTIMIZER_SETTINGS:
+        if checkpoint["train"].get(key) != train[key]:
+            raise BenchError(
+                f"checkpoint {path} was trained with {key} {checkpoint['train'].get(key)!r}; "
+                f"its optimizer state cannot continue with {key} {train[key]!r}"
+            )
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    if checkpoint["trainable"] != trainable:
         raise BenchError(
-            f"checkpoint {path} was trained with optimizer {optimizer!r}, whose state cannot "
-            f"continue as {config['train']['optimizer']!r}"
+            f"checkpoint {path} trained {len(checkpoint['trainable'])} parameter tensors; this "
+            f"run's model trains {len(trainable)} (other layers frozen)"
         )
-    _load_weights(path, checkpoint, config, model)
+    training = checkpoint["training"]
+    if training["stopped"]:
+        raise BenchError(
+            f"the training in checkpoint {path} was ended by early stopping at epoch "
+            f"{training['epochs_done']} (best epoch {training['best_epoch']}); continuing it "
+            "would stop again at once"
+        )
+    _load_weights(path, checkpoint, identity, model)
     names = {f.name for f in fields(TrainingState)}
-    return TrainingState(**{k: v for k, v in checkpoint["training"].items() if k in names})
+    return TrainingState(weights=None, **{k: v for k, v in training.items() if k in names})
 
 
 def _load_weights(path: Path, checkpoint: dict, config: dict, model: nn.Module) -> None:
@@ -115,9 +145,7 @@ def _load_weights(path: Path, checkpoint: dict, config: dict, model: nn.Module) 
 
 
 def _describe(source: dict[str, Any]) -> str:
-    options = ", ".join(f"{k}={v}" for k, v in sorted(source["model_options"].items()))
-    model = f"model '{source['model']}'" + (f" with {options}" if options else "")
-    return f"{model} on '{source['dataset']}', seed {source['seed']}"
+    return f"model '{source['model']}' on '{source['dataset']}', seed {source['seed']}"
 
 
 def continuing(path: Path, overrides: Overrides) -> Overrides:

@@ -15,7 +15,7 @@ from torch import nn
 from harness.checkpoints import checkpoint_path, resume_from, save_checkpoint
 from harness.data import DataContext, Splits, iterate_batches, labelled_subset
 from harness.flops import count_params, forward_flops
-from harness.options import BenchError
+from harness.options import BenchError, resolve_options
 from harness.procedure import RunContext
 from harness.tasks import Task
 from harness.train_config import TrainConfig
@@ -64,6 +64,25 @@ def run_splits(ctx: RunContext, config: dict[str, Any]) -> Splits:
         train = labelled_subset(splits.train, per_class, config["seed"])
         ctx.cache[key] = replace(splits, train=train)
     return ctx.cache[key]
+
+
+def run_identity(ctx: RunContext, config: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint must share with a run to continue it, with options resolved (defaults
+    filled in, values typed), so that ``hidden=32`` from the command line and ``hidden = 32``
+    from a suite file are the same model."""
+    model = ctx.registry.models.get(config["model"])
+    return {
+        "model": config["model"],
+        "model_options": resolve_options(
+            f"model '{model.name}'", model.options, config["model_options"]
+        ),
+        "dataset": config["dataset"],
+        "dataset_options": ctx.registry.datasets.get(config["dataset"]).resolve(
+            config["dataset_options"]
+        ),
+        "seed": config["seed"],
+        "train_per_class": config.get("train_per_class", 0),
+    }
 
 
 def task_for(ctx: RunContext, model: str, dataset_task: str) -> Task | None:
@@ -202,7 +221,8 @@ def train_and_test(
         prepare(model, splits)
     resumed = None
     if train_config.from_checkpoint:
-        resumed = resume_from(Path(train_config.from_checkpoint).expanduser(), config, model)
+        path = Path(train_config.from_checkpoint).expanduser()
+        resumed = resume_from(path, run_identity(ctx, config), train_config.to_dict(), model)
     start = time.perf_counter()
     result = fit(ctx, model, splits, train_config, seed, resumed)
     test = split_metrics(ctx, model, splits, batch_size=train_config.eval_batch_size)
@@ -229,7 +249,9 @@ def train_and_test(
         metrics["target_unit"] = splits.target_unit
     if train_config.save_checkpoint:
         path = checkpoint_path(ctx.out_dir, config["name"])
-        save_checkpoint(path, config, model, result.state, train_config.to_dict())
+        save_checkpoint(
+            path, run_identity(ctx, config), model, result.state, train_config.to_dict()
+        )
         metrics["checkpoint"] = str(path)
     if "confusion_matrix" in test:
         metrics["confusion_matrix"] = test["confusion_matrix"]

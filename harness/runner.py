@@ -202,6 +202,11 @@ def check_checkpoint_options(suite: Suite, procedure: Procedure, registry: Regis
     """Refuse checkpoint options a procedure would ignore, before any run."""
     tables = [suite.train, *(entry.train for entry in (*suite.models, *suite.datasets))]
     asked = [k for k in ("save_checkpoint", "from_checkpoint") for t in tables if t.get(k)]
+    if "from_checkpoint" in asked and suite.source != "command line":
+        raise BenchError(
+            f"suite file {suite.source}: from_checkpoint continues one run; use "
+            "bench run --from-checkpoint PATH --epochs N, without --suite"
+        )
     if asked and not procedure.checkpoints:
         able = ", ".join(p.name for p in registry.procedures if p.checkpoints)
         raise BenchError(

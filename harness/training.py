@@ -21,6 +21,7 @@ from torch import nn
 
 from harness.augmentation import augmentation_generator, make_augmenter
 from harness.data import Split, Splits, iterate_batches
+from harness.options import BenchError
 from harness.tasks import DataInfo, Task
 from harness.train_config import OPTIMIZER_CLASSES, TrainConfig
 
@@ -46,21 +47,24 @@ class DivergedError(RuntimeError):
 
 @dataclass
 class TrainingState:
-    """Everything continuing a training needs besides the model's weights: the optimizer's
-    state (momentum, Adam's moments), the shuffling and augmentation generators, the global RNG
-    (dropout draws from it), the epochs done and their history, and early stopping's best so
-    far. Training on from it gives what training straight through would have."""
+    """Everything continuing a training needs: the last epoch's weights, the optimizer's state
+    (momentum, Adam's moments), the shuffling and augmentation generators, the global RNG and
+    the device's (dropout draws from them), the epochs done and their history, and early
+    stopping's best so far (``stopped``: it ended the training). Training on from it gives what
+    training straight through would have."""
 
     epochs_done: int
+    weights: dict[str, torch.Tensor] | None  # None: the model's own (nothing was restored)
     optimizer: dict[str, Any]
     shuffle_rng: torch.Tensor
     augment_rng: torch.Tensor
     torch_rng: torch.Tensor
-    cuda_rng: list[torch.Tensor]
+    device_rng: torch.Tensor | None
     history: list[dict[str, float]]
     best_loss: float
     best_epoch: int
     best_weights: dict[str, torch.Tensor] | None = None
+    stopped: bool = False
 
 
 @dataclass
@@ -179,16 +183,21 @@ def train(
     generator = torch.Generator().manual_seed(seed)
     augment_rng = augmentation_generator(seed)
     augment = make_augmenter(config.augment, config.affine, splits.input_shape, augment_rng)
+    if augment is not None and splits.labelled is not None:
+        raise BenchError(
+            f"augment={config.augment} would change the inputs but not the targets, which the "
+            f"{task.name} task derives from the inputs"
+        )
     optimizer = make_optimizer(model, config)
     result = TrainResult()
-    best_loss, best_state, done = math.inf, None, 0
+    best_loss, best_state, done, stopped = math.inf, None, 0, False
     if start is not None:
         optimizer.load_state_dict(start.optimizer)
         generator.set_state(start.shuffle_rng)
         augment_rng.set_state(start.augment_rng)
         torch.set_rng_state(start.torch_rng)
-        if start.cuda_rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(start.cuda_rng)
+        if device.type == "cuda" and start.device_rng is not None:
+            torch.cuda.set_rng_state(start.device_rng, device)
         result.history, result.best_epoch = list(start.history), start.best_epoch
         best_loss, best_state, done = start.best_loss, start.best_weights, start.epochs_done
     begin = time.perf_counter()
@@ -196,16 +205,9 @@ def train(
         epoch_start = time.perf_counter()
         try:
             running = train_epoch(
-                model,
-                splits.train,
-                optimizer,
-                config,
-                device,
-                generator,
-                task,
-                splits.info,
+                model, splits.train, optimizer, config, device, generator, task, splits.info,
                 augment,
-            )
+            )  # fmt: skip
         except DivergedError as exc:
             raise DivergedError(exc.loss, exc.step, epoch, result.history) from None
         val = evaluate(
@@ -231,23 +233,26 @@ def train(
             if config.patience:
                 best_state = copy.deepcopy(model.state_dict())
         elif config.patience and epoch - result.best_epoch >= config.patience:
+            stopped = True
             break
+    result.seconds = time.perf_counter() - begin
     result.state = TrainingState(
         epochs_done=len(result.history),
+        weights=copy.deepcopy(model.state_dict()) if best_state is not None else None,
         optimizer=optimizer.state_dict(),
         shuffle_rng=generator.get_state(),
         augment_rng=augment_rng.get_state(),
         torch_rng=torch.get_rng_state(),
-        cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        device_rng=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         history=result.history,
         best_loss=best_loss,
         best_epoch=result.best_epoch,
         best_weights=best_state,
+        stopped=stopped,
     )
     if best_state is not None and config.patience:
         model.load_state_dict(best_state)
         result.restored = True
-    result.seconds = time.perf_counter() - begin
     return result
 
 

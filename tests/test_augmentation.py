@@ -31,19 +31,18 @@ def test_affine_moves_each_image_differently_and_repeats_per_seed():
     assert len({tuple(m.flatten().tolist()) for m in matrices}) == 8
 
 
-def test_a_pure_shift_moves_the_pixels():
+def test_the_ranges_mean_what_they_say(monkeypatch):
+    """translate=0.25 shifts by a quarter of the side (u = 1 draws the largest shift, on both
+    axes); degrees=90 turns by a quarter turn; scale=0.5 enlarges 1.5 times."""
+    monkeypatch.setattr(torch, "rand", lambda *shape, generator=None: torch.ones(*shape))
     image = torch.zeros(1, 1, 8, 8)
     image[0, 0, 4, 4] = 1.0
-    shift = Affine(0.0, 0.25, 0.0)
-    theta = torch.tensor([[[1.0, 0.0, 0.5], [0.0, 1.0, 0.0]]])  # what +0.25 of the side means
-    moved = torch.nn.functional.grid_sample(
-        image,
-        torch.nn.functional.affine_grid(theta, [1, 1, 8, 8], align_corners=False),
-        padding_mode="border",
-        align_corners=False,
-    )
-    assert moved[0, 0, 4, 2] == 1.0 and moved[0, 0, 4, 4] == 0.0
-    assert shift.matrices(1, torch.Generator()).shape == (1, 2, 3)
+    shifted = Affine(0.0, 0.25, 0.0)(image, torch.Generator())
+    assert shifted[0, 0, 2, 2] == 1.0 and shifted.sum() == 1.0  # 2 of 8 pixels up and left
+    turned = Affine(90.0, 0.0, 0.0)(image, torch.Generator())
+    assert torch.allclose(turned, torch.rot90(image, 1, dims=(2, 3)), atol=1e-5)
+    zoomed = Affine(0.0, 0.0, 0.5).matrices(1, torch.Generator())
+    assert torch.allclose(zoomed[0, :, :2], torch.eye(2) / 1.5)  # 1.5x larger
 
 
 def test_augmentation_refuses_inputs_that_are_not_images():
@@ -154,3 +153,11 @@ def test_augmented_training_differs_and_repeats(registry, tmp_path):
     assert bad.exit_code == 1
     (run,) = load_results(tmp_path / "d")["runs"]
     assert "needs image inputs" in run["error"]
+    reconstruction = CliRunner().invoke(
+        cli,
+        ["run", "--model", "autoencoder", "--dataset", "digits", "--dataset-opt",
+         "normalize=false", "--epochs", "1", "--augment", "affine", "--out", str(tmp_path / "e")],
+    )  # fmt: skip
+    assert reconstruction.exit_code == 1
+    (run,) = load_results(tmp_path / "e")["runs"]
+    assert "would change the inputs but not the targets" in run["error"]

@@ -101,10 +101,18 @@ def test_checkpoint_of_another_model_or_dataset_is_refused_naming_both(trained):
         assert "model 'mlp'" in result.output and f"'{other}'" in result.output
 
 
-def test_checkpoint_of_other_shapes_is_refused_naming_both(trained, tmp_path):
-    error = continuing_error(trained[0], tmp_path, "--model-opt", "hidden=16")
+def test_checkpoint_of_other_options_or_shapes_is_refused_naming_both(trained, tmp_path):
+    error = continuing_error(trained[0], tmp_path / "options", "--model-opt", "hidden=16")
+    assert "is for model_options {'hidden': (32,)" in error
+    assert "this run has model_options {'hidden': (16,)" in error
+    # the same options, but the tensors no longer fit (the plugin's model changed, say)
+    checkpoint = read_checkpoint(trained[0])
+    name = next(iter(checkpoint["model_state"]))
+    checkpoint["model_state"][name] = torch.zeros(3, 3)
+    torch.save(checkpoint, tmp_path / "changed.pt")
+    error = continuing_error(tmp_path / "changed.pt", tmp_path / "shapes")
     assert "does not fit this run's model" in error
-    assert "(32, 64) in the checkpoint, (16, 64) in the model" in error
+    assert f"{name} is (3, 3) in the checkpoint, (32, 64) in the model" in error
 
 
 def continuing_error(checkpoint, out, *flags):
@@ -145,8 +153,51 @@ def test_procedures_without_checkpoints_refuse_the_option():
     "flags, message",
     [
         (["--seed", "4"], "is for seed 3 (model 'mlp'"),
-        (["--optimizer", "adam"], "trained with optimizer 'sgd', whose state cannot continue"),
+        (["--optimizer", "adam"], "optimizer 'sgd'; its optimizer state cannot continue with"),
+        (["--lr", "0.5"], "trained with lr 0.01; its optimizer state cannot continue with lr 0.5"),
     ],
 )
-def test_another_seed_or_optimizer_is_refused(trained, tmp_path, flags, message):
+def test_another_seed_or_optimizer_setting_is_refused(trained, tmp_path, flags, message):
     assert message in continuing_error(trained[0], tmp_path, *flags)
+
+
+def test_with_early_stopping_continuing_equals_straight_too(tmp_path):
+    """Early stopping gives the model its best epoch's weights back; the checkpoint still
+    continues from the last epoch's, so the continued run ends as the straight one does."""
+    args = [*RUN, "--patience", "50", "--lr", "0.5", "--save-checkpoint"]  # best: epoch 1
+    first, more, straight = tmp_path / "first", tmp_path / "more", tmp_path / "straight"
+    assert bench(*args, "--epochs", "3", "--out", str(first)).exit_code == 0
+    path = first / "checkpoints" / "mlp-digits-s3.pt"
+    result = bench("run", "--from-checkpoint", str(path), "--epochs", "3", "--save-checkpoint",
+                   "--out", str(more), "--quiet")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert bench(*args, "--epochs", "6", "--out", str(straight)).exit_code == 0
+    continued, direct = finished(more), finished(straight)
+    assert continued["test_accuracy"] == direct["test_accuracy"]
+    assert continued["best_epoch"] == direct["best_epoch"] < 3  # restored, early in "first"
+    a = read_checkpoint(more / "checkpoints" / "mlp-digits-s3.pt")
+    b = read_checkpoint(straight / "checkpoints" / "mlp-digits-s3.pt")
+    assert all(torch.equal(a["model_state"][k], b["model_state"][k]) for k in a["model_state"])
+    best_a, best_b = a["training"]["best_weights"], b["training"]["best_weights"]
+    assert all(torch.equal(best_a[k], best_b[k]) for k in best_a)
+    assert not all(torch.equal(best_a[k], a["model_state"][k]) for k in best_a)
+
+
+def test_a_training_that_early_stopping_ended_is_not_continued(trained, tmp_path):
+    checkpoint = read_checkpoint(trained[0])
+    checkpoint["training"]["stopped"] = True
+    torch.save(checkpoint, tmp_path / "stopped.pt")
+    error = continuing_error(tmp_path / "stopped.pt", tmp_path / "out")
+    assert "was ended by early stopping at epoch 3" in error
+
+
+def test_a_suite_file_may_not_continue_a_checkpoint(registry, trained, tmp_path):
+    from harness.options import BenchError
+    from harness.runner import run_suite
+    from harness.suites import parse_suite
+
+    document = {"models": ["mlp"], "datasets": ["digits"], "train": {"from_checkpoint": "x.pt"}}
+    suite = parse_suite(document, registry, source="my-suite.toml")
+    with pytest.raises(BenchError, match=r"suite file my-suite.toml: from_checkpoint continues"):
+        run_suite(suite, registry, out_dir=tmp_path, device="cpu", quiet=True)
+    assert not (tmp_path / "results.json").exists()

@@ -173,3 +173,35 @@ def test_a_dataset_that_is_neither_source_nor_target_and_a_missing_weights_file_
     document["datasets"] = TINY["datasets"][1:]
     with pytest.raises(BenchError, match=r"source = none starts from the model's own weights"):
         procedure.plan(parse_suite(document, registry, source="t.toml"), registry)
+
+
+def test_fine_tuning_and_feature_extraction_start_from_the_pretrained_backbone(registry, tmp_path):
+    """With a learning rate too small to move a float32 weight, each run's final weights are
+    its starting weights: the pretrained backbone (and a new head) for fine-tune and
+    feature-extraction, a fresh model for scratch."""
+    document = {
+        **TINY,
+        "seeds": [0],
+        "datasets": [  # pretraining learns; the transfer runs on digits cannot move a weight
+            TINY["datasets"][0],
+            {**TINY["datasets"][1], "train": {"lr": 1e-12, "save_checkpoint": True}},
+        ],
+        "transfer": {**TINY["transfer"], "per_class": [3]},
+    }
+    run_suite(parse_suite(document, registry, source="t.toml"), registry, out_dir=tmp_path,
+              device="cpu", quiet=True)  # fmt: skip
+    pretrained = torch.load(tmp_path / "checkpoints" / "pretrained-cnn-small-synthetic-s0.pt")
+    head = [k for k in pretrained if k.startswith("9.")]  # cnn-small's last Linear
+    assert head
+
+    def final(strategy):
+        path = tmp_path / "checkpoints" / f"cnn-small-digits-{strategy}-3-s0.pt"
+        return torch.load(path, weights_only=True)["model_state"]
+
+    for strategy in ("fine-tune", "feature-extraction"):
+        weights = final(strategy)
+        for key, value in pretrained.items():
+            same = torch.allclose(weights[key], value, atol=1e-7)
+            assert same != (key in head), (strategy, key)
+    scratch = final("scratch")
+    assert not any(torch.allclose(scratch[k], v) for k, v in pretrained.items() if "weight" in k)

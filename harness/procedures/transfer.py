@@ -13,8 +13,10 @@ Every strategy has the same training budget on the target (the suite's ``[train]
 tested once on the whole target test split. The *head* is the model's last ``nn.Linear``; a
 new head is the freshly initialised one of the model built for the target. With ``source =
 "none"`` nothing is pretrained: the model's own weights (e.g. ``resnet18`` with ``weights=PATH``,
-torchvision's ImageNet weights saved to a file) are the starting point, and ``scratch`` builds it
-without its ``weights`` option.
+torchvision's ImageNet weights saved to a file) are the starting point, the head is
+re-initialised, and ``scratch`` builds the model without its ``weights`` option. Frozen layers
+keep their weights, but BatchNorm running statistics in them still follow the target data (the
+model trains in train mode), as in the course's code.
 """
 
 from __future__ import annotations
@@ -135,8 +137,16 @@ def _check(suite: Suite, registry: Registry, source: str, target: str) -> None:
         if entry.name not in (source, target):  # e.g. --dataset image-folder without --set
             raise suite.error(
                 f"datasets[{index}]",
-                f"'{entry.name}' is neither the source ('{source}') nor the target ('{target}'); "
-                f"--set target={entry.name} (or source=) says which it is",
+                f"'{entry.name}' is neither the source ('{source}') nor the target ('{target}'): "
+                f"--set source=... and --set target=... name them, and --dataset lists them "
+                f"(e.g. --dataset {entry.name} --set target={entry.name})",
+            )
+    for index, model in enumerate(suite.models):
+        if "freeze" in model.options:
+            raise suite.error(
+                f"models[{index}].options.freeze",
+                "the strategies decide what is frozen (feature-extraction freezes all but the "
+                "head); remove the freeze option",
             )
     if source == NO_SOURCE:
         for index, model in enumerate(suite.models):
@@ -176,6 +186,8 @@ def execute(run: Run, ctx: RunContext) -> dict[str, Any]:
         head = head_of(model)
         if pretrained is not None:
             load_backbone(model, head, pretrained)
+        else:  # the model's own weights may include a head of the target's size: a new one
+            head.reset_parameters()
         if strategy == "feature-extraction":
             for parameter in model.parameters():
                 parameter.requires_grad_(False)
