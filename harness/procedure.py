@@ -63,12 +63,13 @@ class Report:
 class Procedure:
     """A way to run a suite, named by the suite file's ``procedure`` key.
 
-    ``plan`` expands a suite into runs; ``execute`` performs one run and returns its metrics (it
-    may raise: the runner records the failure and goes on); ``report`` renders stored results,
-    writing plots into ``plots_dir`` when given, and never re-runs anything. ``settings`` declares
-    the keys of the suite's ``[<procedure name>]`` table. ``checkpoints`` says that its runs
-    honour the ``save_checkpoint`` and ``from_checkpoint`` training options (they train through
-    :func:`harness.experiment.train_and_test`).
+    ``plan`` expands a suite into runs, each naming the earlier runs it ``needs`` (a run whose
+    needs are not all ``ok`` is recorded ``skipped``); ``execute`` performs one run and returns
+    its metrics (it may raise: the runner records the failure and goes on); ``report`` renders
+    stored results, writing plots into ``plots_dir`` when given, and never re-runs anything.
+    ``settings`` declares the keys of the suite's ``[<procedure name>]`` table. ``checkpoints``
+    says that its runs honour the ``save_checkpoint`` and ``from_checkpoint`` training options
+    (they train through :func:`harness.experiment.train_and_test`).
     """
 
     name: str

@@ -34,7 +34,7 @@ from harness.options import BenchError
 
 SCHEMA_VERSION = 1
 RESULTS_NAME = "results.json"
-STATUSES = ("ok", "failed", "diverged", "oom", "timeout")
+STATUSES = ("ok", "failed", "diverged", "oom", "timeout", "skipped")
 SUITE_STATUSES = ("running", "complete", "interrupted", "stopped")
 # What every reader relies on: the document's keys, its suite's and each run record's, by type.
 _DOCUMENT_KEYS = {"status": str, "command": list, "suite": dict, "environment": dict, "runs": list}

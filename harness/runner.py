@@ -23,12 +23,12 @@ from harness.data import DataContext
 from harness.determinism import determinism
 from harness.devices import resolve_device
 from harness.environment import capture_environment
-from harness.execution import execute_run
+from harness.execution import execute_run, make_record
 from harness.interrupts import Terminated, sigterm_as_interrupt, time_limit_supported
 from harness.options import BenchError
 from harness.procedure import Procedure, Report, RunContext
 from harness.registry import Registry
-from harness.results import RESULTS_NAME, ResultsStore, atomic_write_text
+from harness.results import RESULTS_NAME, ResultsStore, atomic_write_text, now
 from harness.run_plots import RUN_PLOTS, plot_runs, run_plots_note
 from harness.suites import Run, Suite, safe_name
 from harness.worker import job_for, run_in_worker
@@ -158,7 +158,7 @@ def _run_pending(
                 bar.set_postfix_str(run.name)
                 if show:
                     ctx.on_epoch = partial(_show_epoch, bar, run.name)
-                record = execute_with(procedure, run, ctx, policy)
+                record = unmet_needs(run, runs, store) or execute_with(procedure, run, ctx, policy)
                 store.add(record)
                 if policy.fail_fast and record["status"] != "ok":
                     left = len(runs) - len(store.runs)
@@ -178,6 +178,28 @@ def _run_pending(
             f"recorded ({done} ok)",
         )
         raise SuiteInterrupted(store, signal_name) from None
+
+
+def unmet_needs(run: Run, runs: list[Run], store: ResultsStore) -> dict[str, Any] | None:
+    """A ``skipped`` record for a run whose needed runs are not all ``ok``, with the first
+    one's status and reason; ``None`` when it can run."""
+    by_index = {r.index: r for r in runs}
+    for index in run.needs:
+        needed = by_index[index]
+        if store.completed(needed.hash):
+            continue
+        record = next((r for r in store.runs if r["hash"] == needed.hash), None)
+        status = record["status"] if record else "not recorded"
+        reason = ((record or {}).get("error") or "").strip().splitlines()
+        return make_record(
+            run,
+            status="skipped",
+            error=f"not run: it needs run {needed.id}, which is {status}"
+            + (f" ({reason[0]})" if reason else ""),
+            started_at=now(),
+            wall_time_s=0.0,
+        )
+    return None
 
 
 def _show_epoch(bar: tqdm, name: str, record: dict[str, float]) -> None:

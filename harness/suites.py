@@ -120,11 +120,16 @@ class Suite:
 
 @dataclass(frozen=True)
 class Run:
-    """One unit of work: a JSON-serialisable configuration and a stable id derived from it."""
+    """One unit of work: a JSON-serialisable configuration and a stable id derived from it.
+
+    ``needs`` holds the indices of earlier runs whose results this one uses (a pruned variant
+    its dense checkpoint, a transfer its pretrained model): it runs only once they are ``ok``.
+    """
 
     index: int
     procedure: str
     config: dict[str, Any]
+    needs: tuple[int, ...] = ()
 
     @property
     def hash(self) -> str:

@@ -125,6 +125,33 @@ def test_plan_has_dense_control_then_every_method_and_target(registry):
     }
 
 
+def test_pruned_variants_need_their_dense_run_and_scratch_needs_none(registry):
+    runs = registry.procedures.get("pruning").plan(tiny_suite(registry), registry)
+    dense = {r.config["seed"]: r.index for r in runs if r.config["kind"] == "dense"}
+    for run in runs:
+        kind, seed = run.config["kind"], run.config["seed"]
+        assert run.needs == ((dense[seed],) if kind == "prune" else ()), run.id
+
+
+def test_a_failed_dense_run_skips_its_pruned_variants_with_the_reason(registry, tmp_path):
+    data = {
+        "procedure": "pruning",
+        "models": [{"name": "mlp", "options": {"hidden": [16]}, "train": {"lr": 1e6}}],
+        "datasets": [{"name": "digits", "options": {"size": 8}}],
+        "train": {"epochs": 1},
+        "pruning": {"methods": ["random", "scratch"], "targets": [50], "finetune_epochs": 0},
+    }
+    suite = parse_suite(data, registry, source="test")
+    run_suite(suite, registry, out_dir=tmp_path, device="cpu", quiet=True)
+    runs = {r["config"].get("method", "dense"): r for r in load_results(tmp_path)["runs"]}
+    assert runs["dense"]["status"] == "diverged"
+    assert runs["random"]["status"] == "skipped"
+    assert runs["random"]["error"].startswith(
+        f"not run: it needs run {runs['dense']['id']}, which is diverged"
+    )
+    assert runs["scratch"]["status"] != "skipped"
+
+
 def test_quick_uses_one_seed_and_fewer_targets(registry):
     suite = load_suite_with("cnn-pruning", registry, Overrides(settings={"quick": "true"}))
     runs = registry.procedures.get("pruning").plan(suite, registry)

@@ -36,7 +36,7 @@ from harness.report import (
     pct,
 )
 from harness.results import atomic_write
-from harness.suites import Run, Suite, safe_name, subject
+from harness.suites import Run, Suite, apply_point, safe_name, subject
 from harness.timing import forward_latency
 from harness.training import TrainConfig, seed_everything
 
@@ -73,14 +73,18 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
     targets = [t for t in settings["targets"] if t > 0]
     if quick:
         targets = [t for t in QUICK_TARGETS if t in targets] or targets[:2]
-    train_options = {**suite.train}
-    finetune = settings["finetune_epochs"]
-    if quick:
-        train_options["epochs"] = min(TrainConfig.from_options(suite.train).epochs, 5)
-        finetune = min(finetune, 1)
+    finetune = min(settings["finetune_epochs"], 1) if quick else settings["finetune_epochs"]
+
+    def train_for(model, dataset) -> dict[str, Any]:
+        """The suite's training, the entries' own over it, at most 5 epochs with --quick."""
+        train = apply_point({}, model, dataset, suite.train)[2]
+        if quick:
+            train["epochs"] = min(TrainConfig.from_options(train).epochs, 5)
+        return train
+
     runs: list[Run] = []
 
-    def add(kind: str, model, dataset, seed: int, **extra: Any) -> None:
+    def add(kind: str, model, dataset, seed: int, needs=(), **extra: Any) -> int:
         tag = "-".join(str(extra[k]) for k in ("method", "target") if k in extra) or kind
         runs.append(
             Run(
@@ -90,23 +94,26 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
                     "name": f"{model.label}-{dataset.label}-{tag}-s{seed}",
                     "kind": kind,
                     **subject(model, dataset),
-                    "train": train_options,
+                    "train": train_for(model, dataset),
                     "finetune_epochs": finetune,
                     "latency_batch": settings["latency_batch"],
                     "seed": seed,
                     **extra,
                 },
+                needs,
             )
         )
+        return len(runs) - 1
 
     for model in suite.models:
         for dataset in suite.datasets:
             for seed in seeds:
-                add("dense", model, dataset, seed)
+                dense = add("dense", model, dataset, seed)
                 for method in settings["methods"]:
                     for target in targets:
                         kind = SCRATCH if method == SCRATCH else "prune"
-                        add(kind, model, dataset, seed, method=method, target=target)
+                        needs = () if kind == SCRATCH else (dense,)  # scratch trains anew
+                        add(kind, model, dataset, seed, needs, method=method, target=target)
     return runs
 
 

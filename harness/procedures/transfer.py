@@ -78,8 +78,8 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
         pretrain_epochs = min(pretrain_epochs, 3)
     runs: list[Run] = []
 
-    def add(config: dict[str, Any]) -> None:
-        runs.append(Run(len(runs), "transfer", config))
+    def add(config: dict[str, Any], needs: tuple[int, ...] = ()) -> None:
+        runs.append(Run(len(runs), "transfer", config, needs))
 
     target_entry = _entry(suite, target)
 
@@ -87,9 +87,11 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
         return apply_point({}, model, dataset, train)[2]
 
     for model in suite.models:
+        pretrained: dict[int, int] = {}  # seed: index of its pretraining run
         if source != NO_SOURCE:
             source_entry = _entry(suite, source)
             for seed in seeds:
+                pretrained[seed] = len(runs)
                 add(
                     {
                         "name": f"{model.label}-pretrain-{source_entry.label}-s{seed}",
@@ -113,7 +115,10 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
                             "train_per_class": count,
                             "train": entry_train(model, target_entry),
                             "seed": seed,
-                        }
+                        },
+                        ()
+                        if strategy == "scratch" or seed not in pretrained
+                        else (pretrained[seed],),
                     )
     return runs
 
