@@ -25,13 +25,24 @@ from harness.suites import safe_name
 from harness.training import TrainingState
 
 FORMAT = "bench-training-checkpoint"
-VERSION = 1
+VERSION = 2
 # What must be the same for a run to continue another: the model, the data and its split (with
 # resolved options: defaults filled in, values typed).
 IDENTITY = ("model", "model_options", "dataset", "dataset_options", "seed", "train_per_class")
-# Training settings the optimizer's saved state carries (its parameter groups): continuing
-# with others would silently keep the saved ones.
-OPTIMIZER_SETTINGS = ("optimizer", "lr", "momentum", "weight_decay", "weight_decay_mode")
+# Training settings a continued training keeps: the optimizer's saved state carries its own (its
+# parameter groups), and early stopping's best-so-far means something only under one patience.
+CONTINUED_SETTINGS = (
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "weight_decay_mode",
+    "patience",
+)
+SUBSET_HINT = (
+    "; it was trained on a labelled subset (a regularization or transfer study's run), and "
+    "bench run --from-checkpoint continues runs trained on the whole training split"
+)
 # Training options that describe this invocation, not the training being continued.
 PER_INVOCATION = ("epochs", "save_checkpoint", "from_checkpoint")
 
@@ -95,29 +106,32 @@ def resume_from(
     checkpoint = read_checkpoint(path)
     for key in IDENTITY:
         if checkpoint.get(key) != identity[key]:
+            hint = SUBSET_HINT if key == "train_per_class" else ""
             raise BenchError(
                 f"checkpoint {path} is for {key} {checkpoint.get(key)!r} "
                 f"({_describe(checkpoint)}); this run has {key} {identity[key]!r} "
-                f"({_describe(identity)})"
+                f"({_describe(identity)}){hint}"
             )
-    for key in OPTIMIZER_SETTINGS:
+    for key in CONTINUED_SETTINGS:
         if checkpoint["train"].get(key) != train[key]:
             raise BenchError(
                 f"checkpoint {path} was trained with {key} {checkpoint['train'].get(key)!r}; "
-                f"its optimizer state cannot continue with {key} {train[key]!r}"
+                f"its training cannot continue with {key} {train[key]!r}"
             )
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     if checkpoint["trainable"] != trainable:
+        frozen = sorted(set(trainable) - set(checkpoint["trainable"]))
         raise BenchError(
-            f"checkpoint {path} trained {len(checkpoint['trainable'])} parameter tensors; this "
-            f"run's model trains {len(trainable)} (other layers frozen)"
+            f"checkpoint {path} trained only some layers ({', '.join(frozen[:3])} were frozen, "
+            "as in feature extraction); bench run --from-checkpoint continues trainings of "
+            "every layer"
         )
     training = checkpoint["training"]
     if training["stopped"]:
         raise BenchError(
             f"the training in checkpoint {path} was ended by early stopping at epoch "
-            f"{training['epochs_done']} (best epoch {training['best_epoch']}); continuing it "
-            "would stop again at once"
+            f"{training['epochs_done']} (best epoch {training['best_epoch']}, patience "
+            f"{checkpoint['train']['patience']}); continuing it would stop again at once"
         )
     _load_weights(path, checkpoint, identity, model)
     names = {f.name for f in fields(TrainingState)}

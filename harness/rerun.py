@@ -23,7 +23,7 @@ from harness.data import DataContext
 from harness.determinism import determinism
 from harness.devices import resolve_device
 from harness.environment import capture_environment
-from harness.options import UnknownNameError
+from harness.options import BenchError, UnknownNameError
 from harness.procedure import RunContext
 from harness.registry import Registry
 from harness.results import RESULTS_NAME, ResultsStore, results_path
@@ -95,6 +95,11 @@ def rerun(
     """Execute the recorded run ``run_id`` of ``results`` (read from ``source``) again, into a new
     results file in ``out_dir``, on the device and with the settings it ran with."""
     original = find_run(results, run_id)
+    if original["status"] == "skipped":
+        raise BenchError(
+            f"run {original['id']} was not run ({original['error']}); repeat the run it needs, "
+            "or finish the suite with bench run --resume"
+        )
     execution = recorded_execution(results)
     device = resolve_device(execution["device"] or "cpu")
     if execution["threads"]:

@@ -153,11 +153,12 @@ def test_procedures_without_checkpoints_refuse_the_option():
     "flags, message",
     [
         (["--seed", "4"], "is for seed 3 (model 'mlp'"),
-        (["--optimizer", "adam"], "optimizer 'sgd'; its optimizer state cannot continue with"),
-        (["--lr", "0.5"], "trained with lr 0.01; its optimizer state cannot continue with lr 0.5"),
+        (["--optimizer", "adam"], "with optimizer 'sgd'; its training cannot continue with"),
+        (["--lr", "0.5"], "trained with lr 0.01; its training cannot continue with lr 0.5"),
+        (["--patience", "3"], "trained with patience 0; its training cannot continue with"),
     ],
 )
-def test_another_seed_or_optimizer_setting_is_refused(trained, tmp_path, flags, message):
+def test_another_seed_optimizer_setting_or_patience_is_refused(trained, tmp_path, flags, message):
     assert message in continuing_error(trained[0], tmp_path, *flags)
 
 
@@ -201,3 +202,11 @@ def test_a_suite_file_may_not_continue_a_checkpoint(registry, trained, tmp_path)
     with pytest.raises(BenchError, match=r"suite file my-suite.toml: from_checkpoint continues"):
         run_suite(suite, registry, out_dir=tmp_path, device="cpu", quiet=True)
     assert not (tmp_path / "results.json").exists()
+
+
+def test_a_checkpoint_of_a_labelled_subset_is_not_continued_on_the_whole_split(trained, tmp_path):
+    checkpoint = read_checkpoint(trained[0])
+    checkpoint["train_per_class"] = 10  # as a transfer or augmentation study's run saves it
+    torch.save(checkpoint, tmp_path / "subset.pt")
+    error = continuing_error(tmp_path / "subset.pt", tmp_path / "out")
+    assert "is for train_per_class 10" in error and "trained on a labelled subset" in error

@@ -149,7 +149,13 @@ def test_a_failed_dense_run_skips_its_pruned_variants_with_the_reason(registry, 
     assert runs["random"]["error"].startswith(
         f"not run: it needs run {runs['dense']['id']}, which is diverged"
     )
-    assert runs["scratch"]["status"] != "skipped"
+    assert runs["scratch"]["status"] == "ok"  # it ran (and survived): it needs no dense run
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    rerun = CliRunner().invoke(cli, ["rerun", str(tmp_path), runs["random"]["id"]])
+    assert rerun.exit_code == 2 and "was not run (not run: it needs run" in rerun.output
 
 
 def test_quick_uses_one_seed_and_fewer_targets(registry):

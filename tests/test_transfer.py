@@ -33,6 +33,18 @@ def transferred(registry, tmp_path_factory):
     return out, outcome
 
 
+def test_transfers_need_their_seed_s_pretraining_and_scratch_needs_none(registry):
+    suite = parse_suite(TINY, registry, source="t.toml")
+    runs = registry.procedures.get("transfer").plan(suite, registry)
+    pretrain = {r.config["seed"]: r.index for r in runs if r.config["kind"] == "pretrain"}
+    assert sorted(pretrain) == [0, 1]
+    for run in runs:
+        if run.config["kind"] == "pretrain" or run.config["strategy"] == "scratch":
+            assert run.needs == ()
+        else:
+            assert run.needs == (pretrain[run.config["seed"]],)
+
+
 def test_pretraining_runs_once_per_seed_before_the_transfers(transferred):
     out, _ = transferred
     runs = load_results(out)["runs"]
@@ -127,7 +139,7 @@ def test_a_failed_pretraining_skips_its_transfers_with_the_reason(registry, tmp_
         assert record["error"].startswith(
             f"not run: it needs run {runs[0]['id']}, which is diverged (training loss became"
         )
-    assert by_strategy["scratch"]["status"] != "skipped"  # needs no pretraining
+    assert by_strategy["scratch"]["status"] == "ok"  # it ran (2 steps survive lr 1e6): no needs
 
 
 def test_the_resnet18_path_runs_through_the_suite_from_a_local_weights_file(tmp_path):

@@ -296,6 +296,7 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "target": target,
                     "seeds": 0,
                     "runs": len(members),
+                    "statuses": sorted({r["status"] for r in members}),
                 }
             )
             continue
@@ -339,7 +340,7 @@ def _table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "model": r["model"],
                     "method": r["method"],
                     "target %": f"{r['target']:g}",
-                    "acc after FT %": f"failed ({r['runs']} runs)",
+                    "acc after FT %": f"{'/'.join(r['statuses'])} ({r['runs']} runs)",
                 }
             )
             continue

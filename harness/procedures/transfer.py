@@ -71,11 +71,7 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
     seeds = suite.seeds[:1] if quick else suite.seeds
     per_class = [p for p in settings["per_class"] if p in QUICK_PER_CLASS] if quick else []
     per_class = per_class or list(settings["per_class"])
-    train = dict(suite.train)
-    pretrain_epochs = settings["pretrain_epochs"]
-    if quick:
-        train["epochs"] = min(TrainConfig.from_options(train).epochs, 5)
-        pretrain_epochs = min(pretrain_epochs, 3)
+    pretrain_epochs = min(settings["pretrain_epochs"], 3) if quick else settings["pretrain_epochs"]
     runs: list[Run] = []
 
     def add(config: dict[str, Any], needs: tuple[int, ...] = ()) -> None:
@@ -84,7 +80,11 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
     target_entry = _entry(suite, target)
 
     def entry_train(model: Entry, dataset: Entry) -> dict[str, Any]:
-        return apply_point({}, model, dataset, train)[2]
+        """The suite's training, the entries' own over it, at most 5 epochs with --quick."""
+        train = apply_point({}, model, dataset, suite.train)[2]
+        if quick:
+            train["epochs"] = min(TrainConfig.from_options(train).epochs, 5)
+        return train
 
     for model in suite.models:
         pretrained: dict[int, int] = {}  # seed: index of its pretraining run
