@@ -7,7 +7,6 @@ Every error names the file and the key. See the README's "Suite files" section f
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import re
 import tomllib
@@ -67,25 +66,6 @@ class Entry:
     label: str
     options: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
-
-
-def subject(
-    model: Entry,
-    dataset: Entry,
-    model_options: dict[str, Any] | None = None,
-    dataset_options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The model-and-dataset part of a run's configuration, with the same keys in every
-    procedure, because ``bench compare`` and ``--resume`` match runs on them. The options default
-    to the entries' own; a grid point or a study passes its changed ones."""
-    return {
-        "model": model.name,
-        "model_label": model.label,
-        "model_options": model.options if model_options is None else model_options,
-        "dataset": dataset.name,
-        "dataset_label": dataset.label,
-        "dataset_options": dataset.options if dataset_options is None else dataset_options,
-    }
 
 
 @dataclass(frozen=True)
@@ -381,25 +361,3 @@ def _check_grid_values(
             for value in values:
                 check = partial(resolve_options, owner, declared, {**given, option or key: value})
                 _validated(check, f"grid.{key}", fail)
-
-
-def grid_points(grid: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
-    """The cartesian product of a grid as a list of ``{key: value}`` points (one empty point)."""
-    keys = list(grid)
-    combinations = itertools.product(*(grid[k] for k in keys))
-    return [dict(zip(keys, values, strict=True)) for values in combinations]
-
-
-def apply_point(point: Mapping[str, Any], model: Entry, dataset: Entry, train: dict[str, Any]):
-    """Split a grid point into model options, dataset options and training options (the
-    suite's, then the dataset entry's, the model entry's and the point's)."""
-    model_options, dataset_options = dict(model.options), dict(dataset.options)
-    train = {**train, **dataset.train, **model.train}
-    for key, value in point.items():
-        if key.startswith("model."):
-            model_options[key[len("model.") :]] = value
-        elif key.startswith("dataset."):
-            dataset_options[key[len("dataset.") :]] = value
-        else:
-            train[key] = value
-    return model_options, dataset_options, train

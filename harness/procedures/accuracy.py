@@ -32,7 +32,8 @@ from harness.report import (
     samples_section,
     task_of_runs,
 )
-from harness.suites import Run, Suite, apply_point, grid_points, subject
+from harness.run_configs import apply_point, grid_points, subject
+from harness.suites import Run, Suite
 from harness.train_config import TrainConfig
 
 QUICK_EPOCHS = 2

@@ -21,7 +21,8 @@ from harness.options import BenchError
 from harness.procedure import RunContext
 from harness.procedures.regularization_cells import cell_label
 from harness.report import mean_std, metric_text, pct
-from harness.suites import parse_suite
+from harness.run_configs import subject
+from harness.suites import Entry, parse_suite
 
 
 def run_study(ctx: RunContext, lab: str, document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -92,15 +93,7 @@ def checkpoint_lab(ctx: RunContext, seed: int, quick: bool) -> dict[str, Any]:
     NEW_EPOCHS = 5 from the file; compare with 5 epochs straight."""
     out = ctx.out_dir / "labs" / "checkpoint"
     inner = replace(ctx, out_dir=out)
-    base = {
-        "model": "mlp",
-        "model_label": "mlp",
-        "model_options": {},
-        "dataset": "mnist-5k",
-        "dataset_label": "mnist-5k",
-        "dataset_options": {},
-        "seed": seed,
-    }
+    base = {**subject(Entry("mlp", "mlp"), Entry("mnist-5k", "mnist-5k")), "seed": seed}
     train = {"batch_size": 64, "optimizer": "sgd", "lr": 0.01, "save_checkpoint": True}
     train_and_test(inner, {**base, "name": "first", "train": {**train, "epochs": 2}})
     first = checkpoint_path(out, "first")

@@ -20,23 +20,13 @@ from torch import nn
 from harness.experiment import build_model, fit, open_splits, split_metrics
 from harness.flops import count_params, effective_flops, forward_flops
 from harness.options import BenchError, Option, UnknownNameError
-from harness.plots import plot_pruning
-from harness.procedure import Procedure, Report, RunContext, Table
+from harness.procedure import Procedure, RunContext
+from harness.procedures.pruning_report import report
 from harness.pruning import PruningContext, make_permanent, sparsity_facts
 from harness.registry import ModelSpec, Registry
-from harness.report import (
-    contended,
-    contention_section,
-    context_line,
-    failures_section,
-    group,
-    human,
-    markdown_table,
-    mean_std,
-    pct,
-)
 from harness.results import atomic_write
-from harness.suites import Run, Suite, apply_point, safe_name, subject
+from harness.run_configs import entry_train, subject
+from harness.suites import Run, Suite, safe_name
 from harness.timing import forward_latency
 from harness.training import TrainConfig, seed_everything
 
@@ -75,13 +65,6 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
         targets = [t for t in QUICK_TARGETS if t in targets] or targets[:2]
     finetune = min(settings["finetune_epochs"], 1) if quick else settings["finetune_epochs"]
 
-    def train_for(model, dataset) -> dict[str, Any]:
-        """The suite's training, the entries' own over it, at most 5 epochs with --quick."""
-        train = apply_point({}, model, dataset, suite.train)[2]
-        if quick:
-            train["epochs"] = min(TrainConfig.from_options(train).epochs, 5)
-        return train
-
     runs: list[Run] = []
 
     def add(kind: str, model, dataset, seed: int, needs=(), **extra: Any) -> int:
@@ -94,7 +77,7 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
                     "name": f"{model.label}-{dataset.label}-{tag}-s{seed}",
                     "kind": kind,
                     **subject(model, dataset),
-                    "train": train_for(model, dataset),
+                    "train": entry_train(model, dataset, suite.train, 5 if quick else None),
                     "finetune_epochs": finetune,
                     "latency_batch": settings["latency_batch"],
                     "seed": seed,
@@ -274,127 +257,6 @@ def _load_dense(config, ctx: RunContext, splits) -> nn.Module:
     model = build_model(ctx, config["model"], config["model_options"], splits)
     model.load_state_dict(torch.load(path, map_location=ctx.device, weights_only=True))
     return model
-
-
-def _key(run: dict[str, Any]) -> tuple[str, str, str, float]:
-    config = run["config"]
-    method = config.get("method", "dense")
-    return config["model_label"], config["dataset_label"], method, config.get("target", 0.0)
-
-
-def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One record per model x dataset x method x target, seeds aggregated (numbers, not text)."""
-    rows = []
-    for (model, dataset, method, target), members in group(results["runs"], _key).items():
-        ok = [r["metrics"] for r in members if r["status"] == "ok"]
-        if not ok:
-            rows.append(
-                {
-                    "model": model,
-                    "dataset": dataset,
-                    "method": method,
-                    "target": target,
-                    "seeds": 0,
-                    "runs": len(members),
-                    "statuses": sorted({r["status"] for r in members}),
-                }
-            )
-            continue
-        first = ok[0]
-        after = [m["accuracy_after"] for m in ok]
-        before = [m["accuracy_before"] for m in ok if m["accuracy_before"] is not None]
-        rows.append(
-            {
-                "model": model,
-                "dataset": dataset,
-                "method": method,
-                "target": target,
-                "structure": first.get("structure", "dense (control)"),
-                "achieved": mean_std(m["achieved_drop"] for m in ok)[0],
-                "params_total": first["params_total"],
-                "params_nonzero": first["params_nonzero"],
-                "compression": mean_std(m["compression"] for m in ok)[0],
-                "flops": first["flops"],
-                "flops_effective": first["flops_effective"],
-                "speedup": mean_std(m["speedup"] for m in ok)[0],
-                "latency_ms": mean_std(m["latency"]["median_ms"] for m in ok)[0],
-                "latency_contended": any(contended(m["latency"]) for m in ok),
-                "latency_batch": first["latency"]["batch_size"],
-                "device": results["environment"].get("device"),
-                "before": before,
-                "after": after,
-                "seeds": len(ok),
-                "runs": len(members),
-            }
-        )
-    return rows
-
-
-def _table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    control = {(r["model"], r["dataset"]): r for r in rows if r["method"] == "dense" and r["seeds"]}
-    lines = []
-    for r in rows:
-        if not r["seeds"]:
-            lines.append(
-                {
-                    "model": r["model"],
-                    "method": r["method"],
-                    "target %": f"{r['target']:g}",
-                    "acc after FT %": f"{'/'.join(r['statuses'])} ({r['runs']} runs)",
-                }
-            )
-            continue
-        base = control.get((r["model"], r["dataset"]))
-        delta = (100 * (mean_std(r["after"])[0] - mean_std(base["after"])[0])) if base else None
-        lines.append(
-            {
-                "model": r["model"],
-                "method": r["method"],
-                "structure": r["structure"],
-                "target %": f"{r['target']:g}",
-                "achieved %": f"{100 * r['achieved']:.1f}",
-                "params (total / nonzero)": f"{r['params_total']:,} / {r['params_nonzero']:,}",
-                "compression": f"{r['compression']:.1f}x",
-                "FLOPs dense": human(r["flops"]),
-                "FLOPs effective": human(r["flops_effective"]),
-                "speed-up": f"{r['speedup']:.1f}x",
-                f"latency ms (b{r['latency_batch']}, {r['device']})": f"{r['latency_ms']:.2f}"
-                + (" contended" if r["latency_contended"] else ""),
-                "acc before FT %": pct(r["before"]),
-                "acc after FT %": pct(r["after"]),
-                "Δ vs dense pp": "—"
-                if delta is None or r["method"] == "dense"
-                else f"{delta:+.1f}",
-                "seeds": r["seeds"],
-            }
-        )
-    return lines
-
-
-NOTE = (
-    "Test accuracy (mean ± std over seeds) of each pruned variant before and after the same "
-    "fine-tuning budget; the dense row is the control, fine-tuned with that budget too. Achieved "
-    "drop and compression count nonzero parameters against the dense model; effective FLOPs skip "
-    "zero weights; speed-up is dense FLOPs / effective FLOPs."
-)
-
-
-def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:
-    rows = summarize(results)
-    runs = results["runs"]
-    table = Table("pruning", _table_rows(rows), key=("model", "method", "target %"), note=NOTE)
-    text = (
-        f"## {results['suite']['name']}: accuracy against parameters removed\n\n"
-        f"{context_line(results)}\n\n{NOTE}\n\n"
-        + markdown_table(table.rows)
-        + contention_section(runs)
-        + failures_section(runs)
-        + "\n"
-    )
-    files = plot_pruning(rows, plots_dir) if plots_dir else []
-    for path in files:
-        text += f"\n![{path.stem}]({path.name})\n"
-    return Report(markdown=text, files=files, tables=[table])
 
 
 PROCEDURE = Procedure(

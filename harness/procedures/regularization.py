@@ -28,7 +28,8 @@ from harness.procedures.regularization_plots import plot_section
 from harness.procedures.regularization_report import Headline, section, summarize
 from harness.registry import Registry
 from harness.report import context_line, failures_section, group
-from harness.suites import Run, Suite, apply_point, subject
+from harness.run_configs import entry_train, subject
+from harness.suites import Run, Suite
 from harness.tasks import HIGHER
 from harness.training import TrainConfig, penalized_weights
 
@@ -105,7 +106,7 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
                     config = {
                         "name": f"{model.label}-{dataset.label}-{cell_label(cell)}-s{seed}",
                         **subject(model, dataset, model.options | dropout),
-                        "train": apply_point({}, model, dataset, train)[2]
+                        "train": entry_train(model, dataset, train)
                         | {key: cell[key] for key in TRAIN_KEYS},
                         "cell": cell,
                         "studies": studies,

@@ -32,7 +32,8 @@ from harness.report import (
     markdown_table,
     point_label,
 )
-from harness.suites import Entry, Run, Suite, apply_point, grid_points, subject
+from harness.run_configs import apply_point, grid_points, subject
+from harness.suites import Entry, Run, Suite
 from harness.timing import MODES, STEP_MODES, LoopSettings, check_amp, measure
 
 QUICK_LOOP = LoopSettings(warmup=1, repeats=3, min_time=0.0, max_time=1.0)

@@ -33,12 +33,13 @@ from harness.procedure import Procedure, RunContext
 from harness.procedures.transfer_report import report
 from harness.registry import Registry
 from harness.results import atomic_write
-from harness.suites import Entry, Run, Suite, apply_point, safe_name, subject
-from harness.train_config import TrainConfig
+from harness.run_configs import entry_train, subject
+from harness.suites import Entry, Run, Suite, safe_name
 
 STRATEGIES = ("fine-tune", "feature-extraction", "scratch")
 NO_SOURCE = "none"
 QUICK_PER_CLASS = (10, 0)
+QUICK_EPOCHS = 5
 
 SETTINGS = {
     "source": Option(
@@ -78,13 +79,7 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
         runs.append(Run(len(runs), "transfer", config, needs))
 
     target_entry = _entry(suite, target)
-
-    def entry_train(model: Entry, dataset: Entry) -> dict[str, Any]:
-        """The suite's training, the entries' own over it, at most 5 epochs with --quick."""
-        train = apply_point({}, model, dataset, suite.train)[2]
-        if quick:
-            train["epochs"] = min(TrainConfig.from_options(train).epochs, 5)
-        return train
+    max_epochs = QUICK_EPOCHS if quick else None
 
     for model in suite.models:
         pretrained: dict[int, int] = {}  # seed: index of its pretraining run
@@ -97,7 +92,10 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
                         "name": f"{model.label}-pretrain-{source_entry.label}-s{seed}",
                         "kind": "pretrain",
                         **subject(model, source_entry),
-                        "train": {**entry_train(model, source_entry), "epochs": pretrain_epochs},
+                        "train": {
+                            **entry_train(model, source_entry, suite.train),
+                            "epochs": pretrain_epochs,
+                        },
                         "seed": seed,
                     }
                 )
@@ -113,7 +111,7 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
                             "source": source,
                             **subject(model, target_entry),
                             "train_per_class": count,
-                            "train": entry_train(model, target_entry),
+                            "train": entry_train(model, target_entry, suite.train, max_epochs),
                             "seed": seed,
                         },
                         ()

@@ -16,12 +16,13 @@ def _ok(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _labelled(count: int, runs: list[dict[str, Any]]) -> str:
-    """'5', or 'all (129)' with the mean training samples per class of the whole split."""
-    if count:
-        return str(count)
-    sizes = [m["split_sizes"]["train"] for m in _ok(runs)]
-    classes = max(len(m.get("class_names") or []) or 10 for m in _ok(runs)) if sizes else 10
-    return f"all ({sum(sizes) / len(sizes) / classes:.0f})" if sizes else "all"
+    """'5', or 'all (129)' with the mean training samples per class of the whole split (the
+    classes counted by the confusion matrix every classification run records)."""
+    ok = _ok(runs)
+    if count or not ok:
+        return str(count or "all")
+    per_class = [m["split_sizes"]["train"] / len(m["confusion_matrix"]) for m in ok]
+    return f"all ({sum(per_class) / len(per_class):.0f})"
 
 
 def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:

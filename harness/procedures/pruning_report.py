@@ -1,0 +1,142 @@
+"""The ``pruning`` procedure's report: accuracy against parameters removed, per model, method
+and target, seeds aggregated; read only from stored results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.plots import plot_pruning
+from harness.procedure import Report, Table
+from harness.report import (
+    contended,
+    contention_section,
+    context_line,
+    failures_section,
+    group,
+    human,
+    markdown_table,
+    mean_std,
+    pct,
+)
+
+
+def _key(run: dict[str, Any]) -> tuple[str, str, str, float]:
+    config = run["config"]
+    method = config.get("method", "dense")
+    return config["model_label"], config["dataset_label"], method, config.get("target", 0.0)
+
+
+def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One record per model x dataset x method x target, seeds aggregated (numbers, not text)."""
+    rows = []
+    for (model, dataset, method, target), members in group(results["runs"], _key).items():
+        ok = [r["metrics"] for r in members if r["status"] == "ok"]
+        if not ok:
+            rows.append(
+                {
+                    "model": model,
+                    "dataset": dataset,
+                    "method": method,
+                    "target": target,
+                    "seeds": 0,
+                    "runs": len(members),
+                    "statuses": sorted({r["status"] for r in members}),
+                }
+            )
+            continue
+        first = ok[0]
+        after = [m["accuracy_after"] for m in ok]
+        before = [m["accuracy_before"] for m in ok if m["accuracy_before"] is not None]
+        rows.append(
+            {
+                "model": model,
+                "dataset": dataset,
+                "method": method,
+                "target": target,
+                "structure": first.get("structure", "dense (control)"),
+                "achieved": mean_std(m["achieved_drop"] for m in ok)[0],
+                "params_total": first["params_total"],
+                "params_nonzero": first["params_nonzero"],
+                "compression": mean_std(m["compression"] for m in ok)[0],
+                "flops": first["flops"],
+                "flops_effective": first["flops_effective"],
+                "speedup": mean_std(m["speedup"] for m in ok)[0],
+                "latency_ms": mean_std(m["latency"]["median_ms"] for m in ok)[0],
+                "latency_contended": any(contended(m["latency"]) for m in ok),
+                "latency_batch": first["latency"]["batch_size"],
+                "device": results["environment"].get("device"),
+                "before": before,
+                "after": after,
+                "seeds": len(ok),
+                "runs": len(members),
+            }
+        )
+    return rows
+
+
+def _table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    control = {(r["model"], r["dataset"]): r for r in rows if r["method"] == "dense" and r["seeds"]}
+    lines = []
+    for r in rows:
+        if not r["seeds"]:
+            lines.append(
+                {
+                    "model": r["model"],
+                    "method": r["method"],
+                    "target %": f"{r['target']:g}",
+                    "acc after FT %": f"{'/'.join(r['statuses'])} ({r['runs']} runs)",
+                }
+            )
+            continue
+        base = control.get((r["model"], r["dataset"]))
+        delta = (100 * (mean_std(r["after"])[0] - mean_std(base["after"])[0])) if base else None
+        lines.append(
+            {
+                "model": r["model"],
+                "method": r["method"],
+                "structure": r["structure"],
+                "target %": f"{r['target']:g}",
+                "achieved %": f"{100 * r['achieved']:.1f}",
+                "params (total / nonzero)": f"{r['params_total']:,} / {r['params_nonzero']:,}",
+                "compression": f"{r['compression']:.1f}x",
+                "FLOPs dense": human(r["flops"]),
+                "FLOPs effective": human(r["flops_effective"]),
+                "speed-up": f"{r['speedup']:.1f}x",
+                f"latency ms (b{r['latency_batch']}, {r['device']})": f"{r['latency_ms']:.2f}"
+                + (" contended" if r["latency_contended"] else ""),
+                "acc before FT %": pct(r["before"]),
+                "acc after FT %": pct(r["after"]),
+                "Δ vs dense pp": "—"
+                if delta is None or r["method"] == "dense"
+                else f"{delta:+.1f}",
+                "seeds": r["seeds"],
+            }
+        )
+    return lines
+
+
+NOTE = (
+    "Test accuracy (mean ± std over seeds) of each pruned variant before and after the same "
+    "fine-tuning budget; the dense row is the control, fine-tuned with that budget too. Achieved "
+    "drop and compression count nonzero parameters against the dense model; effective FLOPs skip "
+    "zero weights; speed-up is dense FLOPs / effective FLOPs."
+)
+
+
+def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:
+    rows = summarize(results)
+    runs = results["runs"]
+    table = Table("pruning", _table_rows(rows), key=("model", "method", "target %"), note=NOTE)
+    text = (
+        f"## {results['suite']['name']}: accuracy against parameters removed\n\n"
+        f"{context_line(results)}\n\n{NOTE}\n\n"
+        + markdown_table(table.rows)
+        + contention_section(runs)
+        + failures_section(runs)
+        + "\n"
+    )
+    files = plot_pruning(rows, plots_dir) if plots_dir else []
+    for path in files:
+        text += f"\n![{path.stem}]({path.name})\n"
+    return Report(markdown=text, files=files, tables=[table])
