@@ -2,7 +2,8 @@
 
 Statuses: ``ok``; ``diverged`` (a NaN or infinite loss); ``oom`` (CUDA or CPU out of memory);
 ``timeout`` (past ``--run-timeout``); ``failed`` (any other exception, including a plugin calling
-``sys.exit``, a model that does not fit the data, or, under ``--isolate``, a crashed worker).
+``sys.exit``, or a model that does not fit the data). A worker that dies is not a run's own
+failure: :mod:`harness.scheduling` records it (:class:`harness.jobs.WorkerLost`).
 """
 
 from __future__ import annotations
@@ -79,12 +80,14 @@ def make_record(
         "hash": run.hash,
         "procedure": run.procedure,
         "config": run.config,
+        "needs": list(run.needs),
         "status": status,
         "error": error,
         "traceback": traceback,
         "metrics": metrics or {},
         "started_at": started_at,
         "wall_time_s": round(wall_time_s, 3),
+        "artifacts": [],  # the files it wrote, as harness.jobs.perform finds them
     }
 
 

@@ -85,3 +85,19 @@ def register_pruning_methods(register):
     of parameters to remove and returns the pruned model (masks made permanent or layers
     physically shrunk). Suite files name methods in ``[pruning] methods``.
     """
+
+
+@hookspec
+def register_executors(register):
+    """Register executors: call ``register(ExecutorSpec(...))`` once per executor
+    (:class:`harness.executors.ExecutorSpec`).
+
+    ``--executor NAME`` (or ``NAME://ADDRESS`` for a spec with ``address=True``) selects one;
+    ``ExecutorSpec.create(request)`` builds it for one suite from an
+    :class:`harness.executors.ExecutorRequest` (``--jobs``, threads per run, the address). The
+    executor has ``slots`` (runs at once) and ``threads`` (per run), ``submit(job, progress)``
+    returning a ``concurrent.futures.Future`` of a :class:`harness.jobs.Outcome` (raise
+    :class:`harness.jobs.WorkerLost` into it when the worker died), ``describe()`` for the
+    results file, and ``close()``. Perform each job with :func:`harness.jobs.perform` wherever
+    it runs. The built-in executors are ``local``, ``processes`` and ``dask``.
+    """

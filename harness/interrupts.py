@@ -5,7 +5,7 @@ Python runs signal handlers in the main thread between bytecodes, so an exceptio
 handler lands in whatever Python code is running: a training step is stopped at the next
 bytecode after the signal, while a single long native call (one huge convolution,
 ``torch.compile``) finishes first. Only a separate process (``--isolate``) can be stopped
-outright; :mod:`harness.worker` does that.
+outright; :mod:`harness.executors.processes` does that.
 """
 
 from __future__ import annotations

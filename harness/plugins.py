@@ -36,6 +36,7 @@ HOOKS = {
     "register_suites": "suites",
     "register_procedures": "procedures",
     "register_pruning_methods": "pruning_methods",
+    "register_executors": "executors",
 }
 
 

@@ -229,3 +229,4 @@ class Registry:
         self.suites: Collection[SuiteSpec] = Collection("suite")
         self.procedures: Collection[Any] = Collection("procedure")
         self.pruning_methods: Collection[Any] = Collection("pruning method")
+        self.executors: Collection[Any] = Collection("executor")

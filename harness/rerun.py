@@ -2,36 +2,34 @@
 
 A run's record holds its procedure and full configuration (seed included); the results file's
 ``execution`` holds the device, thread count, ``--deterministic`` and plugins it ran with. That
-is all a rerun needs. Files that a procedure shares between runs through the output directory
-(the pruning procedure's dense checkpoints in ``checkpoints/``) are copied from the original
-output directory into the new one, so that a run that starts from such a file starts from the
-same one.
+is all a rerun needs. The files the run received from the runs it needs (a pruned variant's dense
+checkpoint) are sent to it again from the original output directory (for files written before
+runs recorded what they need: everything in its ``checkpoints/``), so that a run that starts from
+such a file starts from the same one.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import shutil
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from harness.data import DataContext
-from harness.determinism import determinism
 from harness.devices import resolve_device
 from harness.environment import capture_environment
+from harness.jobs import needed_files
 from harness.options import BenchError, UnknownNameError
 from harness.procedure import RunContext
 from harness.registry import Registry
-from harness.results import RESULTS_NAME, ResultsStore, results_path
-from harness.runner import RunPolicy, execute_with, recorded_execution
+from harness.results import RESULTS_NAME, ResultsStore, atomic_write, results_path
+from harness.runner import RunPolicy, job_maker, open_executor, recorded_execution
+from harness.scheduling import run_all
 from harness.suites import Run
 
 TOLERANCE = 1e-6
-SHARED_DIRS = ("checkpoints",)
 # Numbers that depend only on the seed and the code: every task's metrics (accuracies and
 # confusion matrices, losses, RMSE/MAE/R², bits and perplexity), counts, FLOPs, and the
 # regularization studies' weight statistics and stopping epochs.
@@ -102,11 +100,10 @@ def rerun(
         )
     execution = recorded_execution(results)
     device = resolve_device(execution["device"] or "cpu")
-    if execution["threads"]:
-        torch.set_num_threads(execution["threads"])
     policy = RunPolicy(
+        executor="processes" if isolate else "local",
+        jobs=1 if isolate else None,
         run_timeout=run_timeout,
-        isolate=isolate,
         deterministic=execution["deterministic"],
         plugins=tuple(execution.get("plugins", ())),
     )
@@ -118,19 +115,27 @@ def rerun(
         out_dir=out_dir,
     )
     environment = capture_environment(device)
-    store = ResultsStore.create(
-        out_dir / RESULTS_NAME,
-        command=command,
-        suite=results["suite"],
-        environment=environment,
-        execution={**execution, "threads": torch.get_num_threads(), "isolate": isolate},
-    )
-    store.data["rerun_of"] = {"results": str(results_path(source)), "run": original["id"]}
-    _copy_shared_files(results_path(source).parent, out_dir)
     run = Run(original.get("index", 0), original["procedure"], original["config"])
-    procedure = registry.procedures.get(run.procedure)
-    with determinism(policy.deterministic, device):
-        record = execute_with(procedure, run, ctx, policy)
+    # the run's own thread count where it was recorded (a timing run alone may have had more)
+    threads = original.get("placement", {}).get("threads") or execution["threads"]
+    with closing(open_executor(registry, policy, threads)) as executor:
+        store = ResultsStore.create(
+            out_dir / RESULTS_NAME,
+            command=command,
+            suite=results["suite"],
+            environment=environment,
+            execution={
+                **execution,
+                "threads": executor.threads,
+                "executor": executor.describe(),
+            },
+        )
+        store.data["rerun_of"] = {"results": str(results_path(source)), "run": original["id"]}
+        inputs = received_files(results, original, results_path(source).parent)
+        run_all([run], store, executor, job_maker(ctx, policy, executor, inputs))
+    for name, content in inputs.items():  # beside the rerun's results, for a rerun of it
+        atomic_write(out_dir / name, lambda handle, c=content: handle.write(c))
+    record = {**store.runs[0], "needs": original.get("needs", [])}
     store.add(record)
     store.finish("complete")
     then = results["environment"]
@@ -140,10 +145,14 @@ def rerun(
     return Rerun(original, record, store, changes)
 
 
-def _copy_shared_files(source: Path, out_dir: Path) -> None:
-    for name in SHARED_DIRS:
-        if (source / name).is_dir():
-            shutil.copytree(source / name, out_dir / name, dirs_exist_ok=True)
+def received_files(
+    results: dict[str, Any], original: dict[str, Any], source: Path
+) -> dict[str, bytes]:
+    """The files the run ``original`` received from the runs it needed, read from ``source``
+    (a record written before runs listed their needs stands for everything in ``checkpoints/``)."""
+    by_index = {record.get("index"): record for record in results["runs"]}
+    needs = original.get("needs")
+    return needed_files(source, [None] if needs is None else [by_index.get(i) for i in needs])
 
 
 def comparable(metrics: Any, path: str = "") -> dict[str, float]:

@@ -8,13 +8,18 @@ Schema (``schema_version`` 1)::
      "resumed": [{"at", "command", "environment"}] (after --resume),
      "suite": {"name", "procedure", "source", "description", "settings"},
      "environment": {...see harness.environment...},
-     "execution": {"device", "threads", "deterministic", "isolate", "run_timeout",
-                   "fail_fast", "plugins", "data_root"},
-     "runs": [{"id", "index", "hash", "procedure", "config": {...}, "status", "error",
-               "traceback", "metrics": {...}, "started_at", "wall_time_s"}]}
+     "execution": {"device", "threads" (per run), "executor": {"name", "workers", ...},
+                   "jobs", "retries", "deterministic", "run_timeout", "fail_fast", "plugins",
+                   "data_root"},
+     "runs": [{"id", "index", "hash", "procedure", "config": {...}, "needs": [indices],
+               "status", "error", "traceback", "metrics": {...}, "started_at", "wall_time_s",
+               "artifacts": [paths relative to the results directory],
+               "placement": {"host", "worker", "threads", "alone", "attempts"}}]}
 
 ``runs`` hold every finished run in plan order, with ``status`` one of :data:`STATUSES`; a run
-interrupted part-way is not recorded. ``procedure`` and ``config`` of a run, with ``execution``
+interrupted part-way is not recorded. ``placement`` says where a run executed, with how many
+threads, whether nothing else ran beside it (``alone``) and on which attempt; a run that never
+started (``skipped``) has none. ``procedure`` and ``config`` of a run, with ``execution``
 and the environment's device, are all that :mod:`harness.rerun` needs to repeat it.
 """
 

@@ -1,15 +1,19 @@
-"""Running a suite: plan its runs, execute each in turn, record every outcome, render the report.
+"""Running a suite: plan its runs, hand them to an executor, record each outcome, report.
 
-Nothing is lost: the results file is rewritten atomically after every run; Ctrl-C or SIGTERM
+Nothing is lost: the results file is rewritten atomically after every run (by this process
+only, in plan order, whichever executor ran it: :mod:`harness.scheduling`); Ctrl-C or SIGTERM
 marks it ``interrupted`` (every finished run kept) and raises :class:`SuiteInterrupted`; with
 ``resume=True`` the runs already recorded as ``ok`` (matched by configuration hash) are skipped and
-the others run and join the same file, so that the file and report end as an uninterrupted run's.
+the others run and join the same file, so that the file and report end as an uninterrupted run's,
+with any executor.
 """
 
 from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Callable
+from contextlib import closing
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from functools import partial
@@ -20,35 +24,39 @@ import torch
 from tqdm.auto import tqdm
 
 from harness.data import DataContext
-from harness.determinism import determinism
 from harness.devices import resolve_device
 from harness.environment import capture_environment
-from harness.execution import execute_run, make_record
-from harness.interrupts import Terminated, sigterm_as_interrupt, time_limit_supported
+from harness.executors import Executor, ExecutorRequest, create_executor
+from harness.interrupts import sigterm_as_interrupt
+from harness.jobs import Job
 from harness.options import BenchError
 from harness.procedure import Procedure, Report, RunContext
 from harness.registry import Registry
-from harness.results import RESULTS_NAME, ResultsStore, atomic_write_text, now
+from harness.results import RESULTS_NAME, ResultsStore, atomic_write_text
 from harness.run_plots import RUN_PLOTS, plot_runs, run_plots_note
+from harness.scheduling import Interrupted, run_all
 from harness.suites import Run, Suite, safe_name
-from harness.worker import job_for, run_in_worker
 
 
 @dataclass(frozen=True)
 class RunPolicy:
     """How runs are executed and kept apart.
 
+    ``executor``: where runs execute, ``NAME`` or ``NAME://ADDRESS`` (:mod:`harness.executors`);
+    ``jobs``: how many at once, where the executor takes a number (``processes``, local
+    ``dask``). ``retries``: how often a run whose worker was lost is started again.
     ``run_timeout``: seconds a run may take (in-process: an alarm stops it at the next Python
-    bytecode; with ``isolate`` the worker is also killed if that is not enough).
+    bytecode; a worker process is also killed if that is not enough).
     ``fail_fast``: stop the suite after the first run that is not ``ok``.
-    ``isolate``: each run in a fresh worker process (:mod:`harness.worker`).
     ``deterministic``: ``torch.use_deterministic_algorithms(True)`` (:mod:`harness.determinism`).
     ``plugins``: what a worker loads besides the installed ones (``--plugin``, ``BENCH_PLUGINS``).
     """
 
+    executor: str = "local"
+    jobs: int | None = None
+    retries: int = 0
     run_timeout: float | None = None
     fail_fast: bool = False
-    isolate: bool = False
     deterministic: bool = False
     plugins: tuple[str, ...] = field(default_factory=tuple)
 
@@ -100,11 +108,6 @@ def run_suite(
     procedure = registry.procedures.get(suite.procedure)
     check_checkpoint_options(suite, procedure, registry)
     policy = policy or RunPolicy()
-    if policy.run_timeout is not None and not policy.isolate and not time_limit_supported():
-        raise BenchError("--run-timeout needs SIGALRM (POSIX, main thread) here; add --isolate")
-    threads = threads or suite.threads
-    if threads:
-        torch.set_num_threads(threads)
     ctx = RunContext(
         registry=registry,
         device=resolve_device(device or suite.device),
@@ -114,23 +117,25 @@ def run_suite(
     )
     check_datasets(suite, registry, ctx.data)
     runs = procedure.plan(suite, registry)
-    _check_distinct(runs)
+    _check_plan(runs)
     command = command or sys.argv
-    environment = capture_environment(ctx.device)
-    execution = _execution(ctx, policy)
-    if resume:
-        store = ResultsStore.reopen(out_dir, command=command, environment=environment)
-        check_resumable(store, suite, runs, execution)
-    else:
-        store = ResultsStore.create(
-            out_dir / RESULTS_NAME,
-            command=command,
-            suite=suite.header(),
-            environment=environment,
-            execution=execution,
-        )
-    with determinism(policy.deterministic, ctx.device), sigterm_as_interrupt():
-        _run_pending(procedure, runs, store, ctx, policy, show=not quiet and sys.stderr.isatty())
+    with closing(open_executor(registry, policy, threads, suite.threads)) as executor:
+        environment = capture_environment(ctx.device)
+        execution = _execution(ctx, policy, executor)
+        if resume:
+            store = ResultsStore.reopen(out_dir, command=command, environment=environment)
+            check_resumable(store, suite, runs, execution)
+        else:
+            store = ResultsStore.create(
+                out_dir / RESULTS_NAME,
+                command=command,
+                suite=suite.header(),
+                environment=environment,
+                execution=execution,
+            )
+        with sigterm_as_interrupt():
+            show = not quiet and sys.stderr.isatty()
+            _run_pending(runs, store, executor, job_maker(ctx, policy, executor), policy, show)
     report = procedure.report(store.data, out_dir)
     drawn = plot_runs(store.data, out_dir / RUN_PLOTS)
     if drawn:
@@ -139,67 +144,98 @@ def run_suite(
     return SuiteOutcome(store=store, report=report, out_dir=out_dir, run_plots=drawn)
 
 
+def open_executor(
+    registry: Registry,
+    policy: RunPolicy,
+    threads: int | None = None,
+    suite_threads: int | None = None,
+) -> Executor:
+    """The executor ``policy`` names, with the threads per run it will give each run; this
+    process's own torch threads follow, so that the recorded environment says the same."""
+    request = ExecutorRequest(
+        registry=registry,
+        jobs=policy.jobs,
+        threads=threads,
+        suite_threads=suite_threads,
+        run_timeout=policy.run_timeout,
+    )
+    executor = create_executor(registry, policy.executor, request)
+    if executor.threads:
+        torch.set_num_threads(executor.threads)
+    return executor
+
+
+def job_maker(
+    ctx: RunContext, policy: RunPolicy, executor: Executor, extra: dict[str, bytes] | None = None
+) -> Callable[[Run, dict[str, bytes]], Job]:
+    """Turns a run and its input files (plus ``extra`` ones) into a job for ``executor``."""
+
+    def make(run: Run, inputs: dict[str, bytes]) -> Job:
+        return Job(
+            index=run.index,
+            procedure=run.procedure,
+            config=run.config,
+            device=str(ctx.device),
+            threads=executor.threads_alone if run.exclusive else executor.threads,
+            out_dir=str(ctx.out_dir),
+            plugins=policy.plugins,
+            deterministic=policy.deterministic,
+            timeout=policy.run_timeout,
+            data_root=str(ctx.data.data_root) if ctx.data.data_root else None,
+            download=ctx.data.download,
+            inputs={**(extra or {}), **inputs},
+            alone=run.exclusive,
+        )
+
+    return make
+
+
 def _run_pending(
-    procedure: Procedure,
     runs: list[Run],
     store: ResultsStore,
-    ctx: RunContext,
+    executor: Executor,
+    make_job: Callable[[Run, dict[str, bytes]], Job],
     policy: RunPolicy,
-    *,
     show: bool,
 ) -> None:
     """Execute the runs ``store`` does not hold as ``ok``, recording each, and set the final
     status: complete, stopped (``fail_fast``) or interrupted (raises :class:`SuiteInterrupted`)."""
-    pending = [run for run in runs if not store.completed(run.hash)]
-    name = store.data["suite"].get("name")
+
+    def on_start(bar: tqdm, run: Run):
+        bar.set_postfix_str(run.name)
+        return partial(_show_epoch, bar, run.name) if show else None
+
     try:
-        with tqdm(pending, desc=name, unit="run", disable=not show, file=sys.stderr) as bar:
-            for run in bar:
-                bar.set_postfix_str(run.name)
-                if show:
-                    ctx.on_epoch = partial(_show_epoch, bar, run.name)
-                record = unmet_needs(run, runs, store) or execute_with(procedure, run, ctx, policy)
-                store.add(record)
-                if policy.fail_fast and record["status"] != "ok":
-                    left = len(runs) - len(store.runs)
-                    store.finish(
-                        "stopped",
-                        f"stopped by --fail-fast: run {run.id} {record['status']}; "
-                        f"{left} of {len(runs)} runs not started",
-                    )
-                    return
-        store.finish("complete")
-    except KeyboardInterrupt as exc:
-        signal_name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        stopped = run_all(
+            runs,
+            store,
+            executor,
+            make_job,
+            retries=policy.retries,
+            fail_fast=policy.fail_fast,
+            show=show,
+            on_start=on_start,
+        )
+    except Interrupted as exc:
         done = sum(r["status"] == "ok" for r in store.runs)
         store.finish(
             "interrupted",
-            f"interrupted by {signal_name}: {len(store.runs)} of {len(runs)} runs "
+            f"interrupted by {exc.signal_name}: {len(store.runs)} of {len(runs)} runs "
             f"recorded ({done} ok)",
         )
-        raise SuiteInterrupted(store, signal_name) from None
-
-
-def unmet_needs(run: Run, runs: list[Run], store: ResultsStore) -> dict[str, Any] | None:
-    """A ``skipped`` record for a run whose needed runs are not all ``ok``, with the first
-    one's status and reason; ``None`` when it can run."""
-    by_index = {r.index: r for r in runs}
-    for index in run.needs:
-        needed = by_index[index]
-        if store.completed(needed.hash):
-            continue
-        record = next((r for r in store.runs if r["hash"] == needed.hash), None)
-        status = record["status"] if record else "not recorded"
-        reason = ((record or {}).get("error") or "").strip().splitlines()
-        return make_record(
-            run,
-            status="skipped",
-            error=f"not run: it needs run {needed.id}, which is {status}"
-            + (f" ({reason[0]})" if reason else ""),
-            started_at=now(),
-            wall_time_s=0.0,
+        executor.close()  # what is in flight goes now; the file already says what finished
+        raise SuiteInterrupted(store, exc.signal_name) from None
+    except Exception as exc:  # a bug or a broken executor: the file says so, and what finished
+        store.finish("stopped", f"stopped by an error: {type(exc).__name__}: {exc}")
+        raise
+    if stopped:
+        left = len(runs) - len(store.runs)
+        store.finish(
+            "stopped",
+            f"stopped by --fail-fast: {stopped}; {left} of {len(runs)} runs not started",
         )
-    return None
+    else:
+        store.finish("complete")
 
 
 def _show_epoch(bar: tqdm, name: str, record: dict[str, float]) -> None:
@@ -265,13 +301,21 @@ def check_resumable(
             )
 
 
-def _check_distinct(runs: list[Run]) -> None:
-    """Runs are matched by configuration hash (``--resume``), so no two may share one."""
+def _check_plan(runs: list[Run]) -> None:
+    """Runs are matched by configuration hash (``--resume``), so no two may share one; a run
+    may need only runs planned before it (so that needs never go round in a circle)."""
     seen: dict[str, str] = {}
+    earlier: set[int] = set()
     for run in runs:
         if run.hash in seen:
             raise BenchError(f"runs {seen[run.hash]} and {run.id} have the same configuration")
         seen[run.hash] = run.id
+        if not set(run.needs) <= earlier:
+            raise BenchError(
+                f"run {run.id} needs runs {sorted(set(run.needs) - earlier)}, which are not "
+                "planned before it (a procedure's plan must list what a run needs first)"
+            )
+        earlier.add(run.index)
 
 
 def recorded_execution(results: dict[str, Any]) -> dict[str, Any]:
@@ -286,25 +330,12 @@ def recorded_execution(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _execution(ctx: RunContext, policy: RunPolicy) -> dict[str, Any]:
+def _execution(ctx: RunContext, policy: RunPolicy, executor: Executor) -> dict[str, Any]:
     """How the runs were executed: with a run's config, what ``bench rerun`` needs to repeat it."""
     return {
         "device": str(ctx.device),
-        "threads": torch.get_num_threads(),
+        "threads": executor.threads,
         **asdict(policy),
+        "executor": executor.describe(),
         "data_root": str(ctx.data.data_root) if ctx.data.data_root else None,
     }
-
-
-def execute_with(procedure: Procedure, run: Run, ctx: RunContext, policy: RunPolicy) -> dict:
-    """One run's record: in this process, or in a worker process with ``policy.isolate``."""
-    if not policy.isolate:
-        return execute_run(procedure, run, ctx, timeout=policy.run_timeout)
-    job = job_for(
-        run,
-        ctx,
-        plugins=policy.plugins,
-        deterministic=policy.deterministic,
-        timeout=policy.run_timeout,
-    )
-    return run_in_worker(run, job)

@@ -103,13 +103,16 @@ class Run:
     """One unit of work: a JSON-serialisable configuration and a stable id derived from it.
 
     ``needs`` holds the indices of earlier runs whose results this one uses (a pruned variant
-    its dense checkpoint, a transfer its pretrained model): it runs only once they are ``ok``.
+    its dense checkpoint, a transfer its pretrained model): it runs only once they are ``ok``,
+    and receives the files they wrote. ``exclusive`` marks a run that times something: no other
+    run executes beside it (:mod:`harness.scheduling`).
     """
 
     index: int
     procedure: str
     config: dict[str, Any]
     needs: tuple[int, ...] = ()
+    exclusive: bool = False
 
     @property
     def hash(self) -> str:

@@ -23,7 +23,7 @@ from harness.data import DataContext, TensorSplit
 from harness.options import BenchError
 from harness.plugins import ENV_VAR, HOOKS, PluginInfo, Plugins, extra_plugin_names, load_plugins
 from harness.registry import DuplicateNameError
-from harness.runner import run_suite
+from harness.runner import RunPolicy, run_suite
 from harness.suite_overrides import Overrides, load_suite_with
 from harness.suites import find_suite, parse_suite
 
@@ -428,6 +428,25 @@ def test_hook_register_pruning_methods(write_plugin: WritePlugin):
     plugins = load_plugins([str(path)])
     assert info(plugins, path).provides == ["pruning method halve"]
     assert plugins.registry.pruning_methods.get("halve").name == "halve"
+
+
+def test_hook_register_executors(tmp_path: Path):
+    """An executor from a plugin file runs a suite; its runs say where they ran."""
+    path = REPO / "tests" / "data" / "worker_faults.py"
+    plugins = load_plugins([str(path)])
+    assert "executor one-thread" in info(plugins, path).provides
+    registry = plugins.registry
+    assert registry.executors.get("one-thread").description.startswith("jobs on one")
+    suite = parse_suite(
+        {"models": ["mlp"], "dataset_options": {"digits": {"size": 8}}, "train": {"epochs": 1}},
+        registry,
+        source="t",
+    )
+    policy = RunPolicy(executor="one-thread", plugins=(str(path),))
+    outcome = run_suite(suite, registry, out_dir=tmp_path, quiet=True, policy=policy)
+    (run,) = outcome.store.runs
+    assert run["status"] == "ok" and run["placement"]["worker"] == "test thread"
+    assert outcome.store.data["execution"]["executor"]["name"] == "one-thread"
 
 
 def test_hook_register_tasks(write_plugin: WritePlugin, tmp_path: Path):

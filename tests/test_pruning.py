@@ -118,11 +118,14 @@ def test_plan_has_dense_control_then_every_method_and_target(registry):
     suite = tiny_suite(registry)
     runs = registry.procedures.get("pruning").plan(suite, registry)
     per_seed = 1 + 5 * 2
-    assert len(runs) == 2 * per_seed
+    assert len(runs) == 2 * per_seed + 2  # and one latency run per seed, last
     assert runs[0].config["kind"] == "dense"
     assert {(r.config.get("method"), r.config.get("target")) for r in runs[1:per_seed]} == {
         (m, t) for m in [*UNSTRUCTURED, "structured", "scratch"] for t in (50.0, 87.5)
     }
+    latency = runs[-2:]
+    assert [r.config["kind"] for r in latency] == ["latency", "latency"]
+    assert all(r.exclusive for r in latency) and not any(r.exclusive for r in runs[:-2])
 
 
 def test_pruned_variants_need_their_dense_run_and_scratch_needs_none(registry):
@@ -130,7 +133,7 @@ def test_pruned_variants_need_their_dense_run_and_scratch_needs_none(registry):
     dense = {r.config["seed"]: r.index for r in runs if r.config["kind"] == "dense"}
     for run in runs:
         kind, seed = run.config["kind"], run.config["seed"]
-        assert run.needs == ((dense[seed],) if kind == "prune" else ()), run.id
+        assert run.needs == ((dense[seed],) if kind in ("prune", "latency") else ()), run.id
 
 
 def test_a_failed_dense_run_skips_its_pruned_variants_with_the_reason(registry, tmp_path):
@@ -143,8 +146,10 @@ def test_a_failed_dense_run_skips_its_pruned_variants_with_the_reason(registry, 
     }
     suite = parse_suite(data, registry, source="test")
     run_suite(suite, registry, out_dir=tmp_path, device="cpu", quiet=True)
-    runs = {r["config"].get("method", "dense"): r for r in load_results(tmp_path)["runs"]}
+    records = load_results(tmp_path)["runs"]
+    runs = {r["config"].get("method", r["config"]["kind"]): r for r in records}
     assert runs["dense"]["status"] == "diverged"
+    assert runs["latency"]["status"] == "skipped"
     assert runs["random"]["status"] == "skipped"
     assert runs["random"]["error"].startswith(
         f"not run: it needs run {runs['dense']['id']}, which is diverged"
@@ -186,7 +191,20 @@ def test_pruning_suite_end_to_end_renders_table_and_plot(registry, tmp_path):
         if r["config"].get("method") == "structured" and r["config"]["target"] == 87.5
     )
     assert structured["params_total"] < 61_706 * 0.14
-    assert structured["latency"]["batch_size"] == 8
+    assert "latency" not in structured  # timed apart, alone, by the latency run
+    latencies = [r for r in data["runs"] if r["config"]["kind"] == "latency"]
+    latency = latencies[0]
+    assert [r["config"]["seed"] for r in latencies] == suite.seeds
+    assert latency["placement"]["alone"] and latency["needs"] == [0]
+    assert latency["metrics"]["structured-87.5"]["batch_size"] == 8
+    assert set(latency["metrics"]) == {"dense"} | {
+        f"{m}-{t:g}" for m in ("global-magnitude", "structured", "scratch") for t in (50, 87.5)
+    }
+    rows = outcome.report.tables[0].rows
+    timed = next(r for r in rows if r["method"] == "structured" and r["target %"] == "87.5")
+    cell = next(v for k, v in timed.items() if k.startswith("latency ms"))
+    medians = [r["metrics"]["structured-87.5"]["median_ms"] for r in latencies]
+    assert cell == f"{sum(medians) / len(medians):.2f}"  # each variant's, over seeds
     text = outcome.report.markdown
     header = next(line for line in text.splitlines() if line.startswith("| model"))
     for column in (

@@ -21,9 +21,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import harness.executors.processes
 import harness.suite_overrides
 import harness.training
-import harness.worker
 from harness.cli import cli
 from harness.plugins import load_plugins
 from harness.procedure import RunContext
@@ -122,7 +122,7 @@ def test_run_timeout_waits_for_an_import_to_finish(broken_registry, tmp_path, mo
 
 def test_isolate_survives_segfault_and_exit(broken_registry, tmp_path):
     suite = tiny_suite(broken_registry, ["segfault", "exits", MLP16])
-    policy = RunPolicy(isolate=True, plugins=(str(BROKEN),))
+    policy = RunPolicy(executor="processes", jobs=1, plugins=(str(BROKEN),))
     outcome = run_tiny(suite, broken_registry, tmp_path, policy)
     segfault, exits, mlp = load_results(tmp_path)["runs"]
     assert segfault["status"] == "failed" and "SIGSEGV" in segfault["error"]
@@ -134,9 +134,9 @@ def test_isolate_survives_segfault_and_exit(broken_registry, tmp_path):
 
 def test_isolate_kills_a_worker_its_time_limit_cannot_stop(broken_registry, tmp_path, monkeypatch):
     """``hangs`` blocks SIGALRM, as a long native call would: the parent kills the worker."""
-    monkeypatch.setattr(harness.worker, "KILL_GRACE", 0.5)
+    monkeypatch.setattr(harness.executors.processes, "KILL_GRACE", 0.5)
     suite = tiny_suite(broken_registry, ["hangs"])
-    policy = RunPolicy(isolate=True, run_timeout=3.0, plugins=(str(BROKEN),))
+    policy = RunPolicy(executor="processes", jobs=1, run_timeout=3.0, plugins=(str(BROKEN),))
     run_tiny(suite, broken_registry, tmp_path, policy)
     (hangs,) = load_results(tmp_path)["runs"]
     assert hangs["status"] == "timeout" and "worker killed" in hangs["error"]
@@ -153,16 +153,18 @@ def test_isolated_pruning_shares_its_checkpoint_and_reruns_exactly(registry, tmp
         "pruning": {"methods": ["layer-magnitude"], "targets": [50], "latency_batch": 8},
     }
     suite = parse_suite(data, registry, source="test")
-    isolated = run_tiny(suite, registry, tmp_path / "iso", RunPolicy(isolate=True))
+    isolated = run_tiny(suite, registry, tmp_path / "iso", RunPolicy(executor="processes", jobs=1))
     inline = run_tiny(suite, registry, tmp_path / "inline")
-    assert [r["status"] for r in isolated.store.runs] == ["ok", "ok"]
+    assert [r["status"] for r in isolated.store.runs] == ["ok", "ok", "ok"]  # dense, 50%, latency
     for a, b in zip(isolated.store.runs, inline.store.runs, strict=True):
         assert differences(comparable(a["metrics"]), comparable(b["metrics"])) == []
     pruned = isolated.store.runs[1]["id"]
     result = bench("rerun", tmp_path / "iso", pruned, "--out", tmp_path / "again")
     assert result.exit_code == 0, result.output
     assert "reproduced" in result.output and "accuracy_after" in result.output
-    assert (tmp_path / "again" / "checkpoints").is_dir()
+    # the dense checkpoint reached the rerun as the files its needed run wrote
+    assert isolated.store.runs[1]["needs"] == [0]
+    assert isolated.store.runs[0]["artifacts"] == ["checkpoints/mlp-digits-s0.pt"]
 
     # Labels name the plots; a results file edited since cannot put them elsewhere.
     tampered = load_results(tmp_path / "iso")

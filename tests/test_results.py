@@ -111,9 +111,9 @@ def test_results_schema(registry, tmp_path):
 
 
 def test_interrupt_keeps_completed_runs(registry, tmp_path, monkeypatch):
-    import harness.runner as runner
+    import harness.jobs as jobs
 
-    real = runner.execute_run
+    real = jobs.execute_run
     calls = []
 
     def interrupting(procedure, run, ctx, **options):
@@ -122,7 +122,7 @@ def test_interrupt_keeps_completed_runs(registry, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(procedure, run, ctx, **options)
 
-    monkeypatch.setattr(runner, "execute_run", interrupting)
+    monkeypatch.setattr(jobs, "execute_run", interrupting)
     suite = parse_suite(
         {
             "models": ["mlp"],

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from harness.jobs import usable_cores
 from harness.options import BenchError
 from harness.plugins import ENV_VAR, Plugins, extra_plugin_names, is_plugin_path, load_plugins
 from harness.registry import DuplicateNameError, Registry
@@ -91,13 +92,47 @@ run_timeout_option = click.option(
     "--run-timeout",
     type=click.FloatRange(min=0, min_open=True),
     metavar="SECONDS",
-    help="Stop a run after this long and record it as timeout (with --isolate the worker is "
-    "killed if it does not stop).",
+    help="Stop a run after this long and record it as timeout (a worker process is killed if "
+    "it does not stop).",
 )
 isolate_option = click.option(
-    "--isolate", is_flag=True, help="Each run in a fresh process: a crash fails only that run."
+    "--isolate",
+    is_flag=True,
+    help="Each run in a fresh process, one at a time (--executor processes --jobs 1).",
 )
+
+
+def _jobs(ctx, _param, value: str | None) -> int | None:
+    if value is None:
+        return None
+    if value == "auto":
+        return usable_cores()
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise click.BadParameter(f"{value!r} is not a number of runs (1, 2, ...) or 'auto'")
+
+
 POLICY_OPTIONS = [
+    click.option(
+        "--executor",
+        metavar="NAME[://ADDRESS]",
+        help="Where runs execute: local (default), processes, dask (a local cluster), "
+        "dask://HOST:PORT (an existing scheduler); bench list executors.",
+    ),
+    click.option(
+        "--jobs",
+        "-j",
+        metavar="N|auto",
+        callback=_jobs,
+        help="Runs at once (auto: the usable cores); alone, it means --executor processes.",
+    ),
+    click.option(
+        "--retries",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        help="Start a run again this often when its worker dies (never when the run fails).",
+    ),
     run_timeout_option,
     click.option("--fail-fast", is_flag=True, help="Stop the suite at the first run that fails."),
     isolate_option,
@@ -110,7 +145,8 @@ POLICY_OPTIONS = [
 
 
 def policy_options(command: Callable) -> Callable:
-    """Add --run-timeout, --fail-fast, --isolate and --deterministic to a command."""
+    """Add --executor, --jobs, --retries, --run-timeout, --fail-fast, --isolate and
+    --deterministic to a command."""
     for option in reversed(POLICY_OPTIONS):
         command = option(command)
     return command
@@ -119,15 +155,24 @@ def policy_options(command: Callable) -> Callable:
 def make_policy(
     ctx: click.Context,
     *,
+    executor: str | None,
+    jobs: int | None,
+    retries: int,
     run_timeout: float | None,
     fail_fast: bool,
     isolate: bool,
     deterministic: bool,
 ) -> RunPolicy:
+    if isolate:
+        if executor not in (None, "processes"):
+            raise BenchError(f"--isolate is --executor processes; it cannot go with {executor}")
+        executor, jobs = "processes", jobs or 1
     return RunPolicy(
+        executor=executor or ("processes" if jobs else "local"),
+        jobs=jobs,
+        retries=retries,
         run_timeout=run_timeout,
         fail_fast=fail_fast,
-        isolate=isolate,
         deterministic=deterministic,
         plugins=tuple(plugin_names(ctx)),
     )

@@ -288,3 +288,23 @@ def list_pruning_methods(ctx, as_json: bool) -> None:
     click.echo(
         markdown_table([{k: r[k] for k in ("name", "structure", "description")} for r in rows])
     )
+
+
+@list_group.command("executors")
+@json_option
+@plugin_option
+@click.pass_context
+def list_executors(ctx, as_json: bool) -> None:
+    """Executors --executor can name (NAME, or NAME://ADDRESS where an address is taken)."""
+    registry = get_plugins(ctx).registry
+    rows = [
+        {
+            "name": f"{e.name}[://ADDRESS]" if e.address else e.name,
+            "description": e.description,
+            "source": registry.executors.source(e.name),
+        }
+        for e in registry.executors
+    ]
+    if as_json:
+        return echo_json(rows)
+    click.echo(markdown_table([{k: r[k] for k in ("name", "description")} for r in rows]))

@@ -34,6 +34,7 @@ class Lab:
     what: str
     reference: str
     run: Callable[[RunContext, int, bool], dict[str, Any]]
+    timed: bool = False  # it measures a time, so it runs alone (Run.exclusive)
 
 
 LABS = [
@@ -63,7 +64,7 @@ LABS = [
     Lab("regularization", 8, "dropout x weight decay, mlp on mnist1d", "none given",
         studies.regularization_lab("regularization", studies.REGULARIZATION)),
     Lab("augmentation", 8, "random affine augmentation, lenet5 on 50 mnist-5k digits per class",
-        "none given", studies.regularization_lab("augmentation", studies.AUGMENTATION)),
+        "none given", studies.regularization_lab("augmentation", studies.AUGMENTATION), timed=True),
     Lab("rnn", 9, "Elman RNN on WTI oil prices (the manual's natural-gas series is not "
         "offline), Adam", "none given",
         studies.accuracy_lab("rnn", ["rnn"], "wti", {**ADAM, "epochs": 10}, 2)),
@@ -96,7 +97,7 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
         for seed in suite.seeds:
             config = {"name": f"lab{BY_NAME[name].lab}-{name}-s{seed}", "lab": name, "seed": seed,
                       "quick": suite.settings["quick"]}  # fmt: skip
-            runs.append(Run(len(runs), "course", config))
+            runs.append(Run(len(runs), "course", config, exclusive=BY_NAME[name].timed))
     return runs
 
 

@@ -6,6 +6,12 @@ fine-tuned with the same budget as every other variant, and tested again. ``scra
 are the same architecture made narrower (its ``width`` option) to the same parameter counts and
 trained from scratch with the dense training plus fine-tuning budget. The dense control is
 fine-tuned with that budget too, so every row has had the same amount of training.
+
+Forward latency is timed apart from all that: one ``latency`` run per model, dataset and seed,
+after the others, re-makes each variant's structure from the dense checkpoint (pruning is
+deterministic for the seed, and latency depends on the structure, not on fine-tuned weights) and
+times it with nothing else running (an ``exclusive`` run), so that parallel training never sits
+beside a timing.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from harness.experiment import build_model, fit, open_splits, split_metrics
 from harness.flops import count_params, effective_flops, forward_flops
 from harness.options import BenchError, Option, UnknownNameError
 from harness.procedure import Procedure, RunContext
-from harness.procedures.pruning_report import report
+from harness.procedures.pruning_report import report, variant
 from harness.pruning import PruningContext, make_permanent, sparsity_facts
 from harness.registry import ModelSpec, Registry
 from harness.results import atomic_write
@@ -67,7 +73,7 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
 
     runs: list[Run] = []
 
-    def add(kind: str, model, dataset, seed: int, needs=(), **extra: Any) -> int:
+    def add(kind: str, model, dataset, seed: int, needs=(), exclusive=False, **extra: Any) -> int:
         tag = "-".join(str(extra[k]) for k in ("method", "target") if k in extra) or kind
         runs.append(
             Run(
@@ -84,19 +90,25 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
                     **extra,
                 },
                 needs,
+                exclusive,
             )
         )
         return len(runs) - 1
 
+    denses = []
     for model in suite.models:
         for dataset in suite.datasets:
             for seed in seeds:
                 dense = add("dense", model, dataset, seed)
+                denses.append((model, dataset, seed, dense))
                 for method in settings["methods"]:
                     for target in targets:
                         kind = SCRATCH if method == SCRATCH else "prune"
                         needs = () if kind == SCRATCH else (dense,)  # scratch trains anew
                         add(kind, model, dataset, seed, needs, method=method, target=target)
+    for model, dataset, seed, dense in denses:  # timed alone, after everything else
+        add("latency", model, dataset, seed, (dense,), True, methods=settings["methods"],
+            targets=targets)  # fmt: skip
     return runs
 
 
@@ -105,6 +117,8 @@ def execute(run: Run, ctx: RunContext) -> dict[str, Any]:
     splits = open_splits(ctx, config["dataset"], config["dataset_options"], config["seed"])
     if config["kind"] == "dense":
         return _dense(config, ctx, splits)
+    if config["kind"] == "latency":
+        return _latencies(config, ctx, splits)
     if config["kind"] == SCRATCH:
         return _scratch(config, ctx, splits)
     return _prune(config, ctx, splits)
@@ -125,7 +139,7 @@ def _dense(config, ctx: RunContext, splits) -> dict[str, Any]:
     control = copy.deepcopy(model)
     finetune = _finetune(control, config, ctx, splits)
     return {
-        **_describe(control, model, splits, config, ctx),
+        **_describe(control, model, splits),
         "accuracy_before": before,
         "accuracy_after": _test(control, splits, ctx, train_config),
         "history": history,
@@ -156,16 +170,14 @@ def _check_classification(suite: Suite, registry: Registry) -> None:
 
 def _prune(config, ctx: RunContext, splits) -> dict[str, Any]:
     dense = _load_dense(config, ctx, splits)
-    model = copy.deepcopy(dense)
+    model = _pruned(dense, config["method"], config["target"], config["seed"], ctx, splits)
     method = ctx.registry.pruning_methods.get(config["method"])
-    seed_everything(config["seed"])  # random pruning draws from the seeded generator
-    model = method.prune(model, config["target"] / 100, PruningContext(splits.input_shape))
     train_config = TrainConfig.from_options(config["train"])
     before = _test(model, splits, ctx, train_config)
     finetune = _finetune(model, config, ctx, splits)
     make_permanent(model)
     return {
-        **_describe(model, dense, splits, config, ctx),
+        **_describe(model, dense, splits),
         "accuracy_before": before,
         "accuracy_after": _test(model, splits, ctx, train_config),
         "structure": method.structure,
@@ -173,24 +185,59 @@ def _prune(config, ctx: RunContext, splits) -> dict[str, Any]:
     }
 
 
-def _scratch(config, ctx: RunContext, splits) -> dict[str, Any]:
+def _pruned(dense: nn.Module, method_name: str, target: float, seed: int, ctx, splits):
+    """A pruned copy of ``dense``, exactly as a pruning run of that method and target makes it."""
+    method = ctx.registry.pruning_methods.get(method_name)
+    seed_everything(seed)  # random pruning draws from the seeded generator
+    return method.prune(copy.deepcopy(dense), target / 100, PruningContext(splits.input_shape))
+
+
+def _narrower(config, target: float, ctx: RunContext, splits) -> tuple[nn.Module, float]:
+    """A scratch variant's model (seeded) and its ``width``."""
     spec = ctx.registry.models.get(config["model"])
-    dense = spec.create(splits.input_shape, splits.num_classes, config["model_options"])
     width = width_for_target(
-        spec,
-        splits.input_shape,
-        splits.num_classes,
-        config["model_options"],
-        config["target"] / 100,
+        spec, splits.input_shape, splits.num_classes, config["model_options"], target / 100
     )
     seed_everything(config["seed"])
     options = {**config["model_options"], "width": width}
-    model = build_model(ctx, config["model"], options, splits)
+    return build_model(ctx, config["model"], options, splits), width
+
+
+def _latencies(config, ctx: RunContext, splits) -> dict[str, Any]:
+    """The forward latency of every variant's structure, by :func:`variant` name; a variant
+    that cannot be made again has its ``error`` instead, and the others are still timed."""
+    dense = _load_dense(config, ctx, splits)
+
+    def structure(method: str, target: float) -> nn.Module:
+        if method == SCRATCH:
+            return _narrower(config, target, ctx, splits)[0]
+        model = _pruned(dense, method, target, config["seed"], ctx, splits)
+        make_permanent(model)
+        return model
+
+    def timed(model: nn.Module) -> dict[str, Any]:
+        return forward_latency(model, splits.input_shape, config["latency_batch"], ctx.device)
+
+    measured = {"dense": timed(dense)}
+    for method in config["methods"]:
+        for target in config["targets"]:
+            key = variant({"method": method, "target": target})
+            try:
+                measured[key] = timed(structure(method, target))
+            except Exception as exc:  # that variant's own run records the failure in full
+                measured[key] = {"error": f"{type(exc).__name__}: {exc}"}
+    return measured
+
+
+def _scratch(config, ctx: RunContext, splits) -> dict[str, Any]:
+    spec = ctx.registry.models.get(config["model"])
+    dense = spec.create(splits.input_shape, splits.num_classes, config["model_options"])
+    model, width = _narrower(config, config["target"], ctx, splits)
     train_config = TrainConfig.from_options(config["train"])
     epochs = train_config.epochs + config["finetune_epochs"]
     history = fit(ctx, model, splits, _train_config(config, epochs), config["seed"]).history
     return {
-        **_describe(model, dense, splits, config, ctx),
+        **_describe(model, dense, splits),
         "accuracy_before": None,
         "accuracy_after": _test(model, splits, ctx, train_config),
         "width": width,
@@ -229,18 +276,16 @@ def _test(model: nn.Module, splits, ctx: RunContext, train_config: TrainConfig) 
     return split_metrics(ctx, model, splits, batch_size=train_config.eval_batch_size)["accuracy"]
 
 
-def _describe(model: nn.Module, dense: nn.Module, splits, config, ctx: RunContext) -> dict:
+def _describe(model: nn.Module, dense: nn.Module, splits) -> dict:
     dense_params = count_params(dense)
     dense_flops = forward_flops(dense, splits.input_shape)
     effective = effective_flops(model, splits.input_shape)
-    latency = forward_latency(model, splits.input_shape, config["latency_batch"], ctx.device)
     return {
         **sparsity_facts(model, dense_params),
         "dense_params": dense_params,
         "flops": forward_flops(model, splits.input_shape),
         "flops_effective": effective,
         "speedup": dense_flops / max(effective, 1),
-        "latency": latency,
     }
 
 

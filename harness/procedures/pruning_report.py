@@ -27,10 +27,38 @@ def _key(run: dict[str, Any]) -> tuple[str, str, str, float]:
     return config["model_label"], config["dataset_label"], method, config.get("target", 0.0)
 
 
+def variant(config: dict[str, Any]) -> str:
+    """How a latency run names the variant a pruning run made: ``dense``, ``random-50``."""
+    return f"{config['method']}-{config['target']:g}" if "method" in config else "dense"
+
+
+def with_latency(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pruning runs (not the latency runs), each with its variant's forward ``latency`` from
+    its latency run when that ran (older results measured it within each run)."""
+    measured = {
+        (c["model_label"], c["dataset_label"], c["seed"]): r["metrics"]
+        for r in runs
+        if (c := r["config"]).get("kind") == "latency" and r["status"] == "ok"
+    }
+    found = []
+    for run in runs:
+        config = run["config"]
+        if config.get("kind") == "latency":
+            continue
+        key = (config["model_label"], config["dataset_label"], config["seed"])
+        latency = measured.get(key, {}).get(variant(config), {})
+        if run["status"] == "ok" and "median_ms" in latency and "latency" not in run["metrics"]:
+            run = {**run, "metrics": {**run["metrics"], "latency": latency}}
+        found.append(run)
+    return found
+
+
 def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
     """One record per model x dataset x method x target, seeds aggregated (numbers, not text)."""
     rows = []
-    for (model, dataset, method, target), members in group(results["runs"], _key).items():
+    for (model, dataset, method, target), members in group(
+        with_latency(results["runs"]), _key
+    ).items():
         ok = [r["metrics"] for r in members if r["status"] == "ok"]
         if not ok:
             rows.append(
@@ -46,6 +74,7 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
             )
             continue
         first = ok[0]
+        latencies = [m["latency"] for m in ok if "latency" in m]
         after = [m["accuracy_after"] for m in ok]
         before = [m["accuracy_before"] for m in ok if m["accuracy_before"] is not None]
         rows.append(
@@ -62,9 +91,9 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "flops": first["flops"],
                 "flops_effective": first["flops_effective"],
                 "speedup": mean_std(m["speedup"] for m in ok)[0],
-                "latency_ms": mean_std(m["latency"]["median_ms"] for m in ok)[0],
-                "latency_contended": any(contended(m["latency"]) for m in ok),
-                "latency_batch": first["latency"]["batch_size"],
+                "latency_ms": mean_std(m["median_ms"] for m in latencies)[0] if latencies else None,
+                "latency_contended": any(contended(m) for m in latencies),
+                "latency_batch": latencies[0]["batch_size"] if latencies else None,
                 "device": results["environment"].get("device"),
                 "before": before,
                 "after": after,
@@ -103,8 +132,9 @@ def _table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "FLOPs dense": human(r["flops"]),
                 "FLOPs effective": human(r["flops_effective"]),
                 "speed-up": f"{r['speedup']:.1f}x",
-                f"latency ms (b{r['latency_batch']}, {r['device']})": f"{r['latency_ms']:.2f}"
-                + (" contended" if r["latency_contended"] else ""),
+                f"latency ms (b{r['latency_batch']}, {r['device']})": "—"
+                if r["latency_ms"] is None
+                else f"{r['latency_ms']:.2f}" + (" contended" if r["latency_contended"] else ""),
                 "acc before FT %": pct(r["before"]),
                 "acc after FT %": pct(r["after"]),
                 "Δ vs dense pp": "—"

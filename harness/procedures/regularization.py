@@ -114,7 +114,9 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
                         "train_per_class": settings["train_per_class"],
                         "seed": seed,
                     }
-                    runs.append(Run(len(runs), "regularization", config))
+                    # augmentation's throughput cost is timed, so such a cell runs alone
+                    timed = config["train"].get("augment", "none") != "none"
+                    runs.append(Run(len(runs), "regularization", config, exclusive=timed))
     return runs
 
 

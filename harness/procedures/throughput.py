@@ -117,7 +117,7 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
                     "batch_size": batch,
                     **common,
                 }
-                runs.append(Run(len(runs), "throughput", config))
+                runs.append(Run(len(runs), "throughput", config, exclusive=True))
     return runs
 
 
