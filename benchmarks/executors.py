@@ -6,8 +6,9 @@ For each suite (default: cnn-pruning and regularization, their default settings)
 - sequential: the ``local`` executor, one thread per run (``--threads 1``);
 - ``--jobs 2``: the ``processes`` executor, two runs at once, one thread each;
 - ``--executor dask --jobs 2``: a local Dask cluster of two one-thread workers;
-- and, for reference, sequential with torch's default thread count (no ``--threads``), which
-  gives other numbers (float sums in another order) and so is not part of the comparison.
+- and, for reference, sequential with torch's default thread count (no ``--threads``; only for
+  a suite without its own ``threads``), which gives other numbers (float sums in another
+  order) and so is not part of the comparison.
 
 It checks that the first three gave the same seed-determined numbers (accuracies, losses,
 counts), and prints each wall time with its ratio to sequential. The per-run overhead is measured
@@ -28,9 +29,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 from harness.devices import cpu_model
+from harness.plugins import load_plugins
 from harness.rerun import comparable, differences
 
 BENCH = [sys.executable, "-c", "from harness.cli import main; main()"]
@@ -65,7 +68,9 @@ def suite_wall_times(suite: str, scratch: Path) -> None:
     print(f"\n## {suite}\n\n| executor | wall time | vs sequential | same numbers | load |")
     print("|---|---|---|---|---|")
     base = None
-    for label, flags in {**EXECUTORS, **REFERENCE}.items():
+    spec = load_plugins().registry.suites.get(suite)
+    own_threads = "threads" in tomllib.loads(Path(spec.path).read_text())
+    for label, flags in {**EXECUTORS, **({} if own_threads else REFERENCE)}.items():
         out = scratch / f"{suite}-{label.replace(' ', '_')}"
         seconds, results, load = timed(["run", "--suite", suite, *flags], out)
         if base is None:
