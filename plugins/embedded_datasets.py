@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
+import zipfile
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -18,6 +24,7 @@ from harness.data import (
 )
 from harness.options import Option
 from harness.registry import DatasetSpec
+from harness.results import atomic_write
 
 DIGITS_TOTAL = 1797
 
@@ -55,9 +62,7 @@ def load_mnist1d(options: dict, context: DataContext) -> Splits:
     The generator's own seed fixes the data (as in the paper); ``context.seed`` only chooses
     which training signals form the validation split.
     """
-    from mnist1d.data import get_dataset_args, make_dataset
-
-    data = make_dataset(get_dataset_args())
+    data = mnist1d_arrays()
     as_split = lambda x, y: TensorSplit(  # noqa: E731
         torch.as_tensor(x, dtype=torch.float32).unsqueeze(1), torch.as_tensor(y).long()
     )
@@ -67,6 +72,39 @@ def load_mnist1d(options: dict, context: DataContext) -> Splits:
     return Splits(
         train, val, as_split(data["x_test"], data["y_test"]), input_shape=(1, 40), num_classes=10
     )
+
+
+MNIST1D_KEYS = ("x", "y", "x_test", "y_test")
+
+
+@functools.cache
+def mnist1d_arrays() -> dict[str, np.ndarray]:
+    """``make_dataset(get_dataset_args())``, made once per machine and kept as a ``.npz`` (no
+    pickles) in the cache directory (``BENCH_CACHE_DIR``, else ``~/.cache/bench``): it takes
+    seconds, and every worker process of ``--jobs`` would otherwise make it again. The arrays
+    are saved exactly, so the data are the same either way; a cache that cannot be read is
+    made again, and one that cannot be written is skipped."""
+    import mnist1d
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    version = getattr(mnist1d, "__version__", "unknown")
+    path = cache_dir() / f"mnist1d-{version}-default.npz"
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            return {key: saved[key] for key in MNIST1D_KEYS}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        pass  # not made yet, or damaged: make it
+    data = make_dataset(get_dataset_args())
+    arrays = {key: np.asarray(data[key]) for key in MNIST1D_KEYS}
+    with contextlib.suppress(OSError):  # a read-only home: made again next time, still right
+        atomic_write(path, lambda handle: np.savez(handle, **arrays))
+    return arrays
+
+
+def cache_dir() -> Path:
+    if os.environ.get("BENCH_CACHE_DIR"):
+        return Path(os.environ["BENCH_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bench"
 
 
 def _parse_shape(text: str) -> tuple[int, ...]:

@@ -87,3 +87,29 @@ def test_batches_cover_split_once_and_shuffle_per_generator():
 
     assert sorted(order(0).tolist()) == list(range(10))
     assert torch.equal(order(0), order(0)) and not torch.equal(order(0), order(1))
+
+
+def test_mnist1d_is_made_once_per_machine_and_read_back_exactly(tmp_path, monkeypatch):
+    """Worker processes of --jobs read the cached arrays instead of making them again."""
+    import mnist1d.data
+    import numpy as np
+    from bench_plugins import embedded_datasets as ed
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path))
+    ed.mnist1d_arrays.cache_clear()
+    made = ed.mnist1d_arrays()
+    (cached,) = tmp_path.glob("mnist1d-*.npz")
+    ed.mnist1d_arrays.cache_clear()
+    read = ed.mnist1d_arrays()
+    assert all(np.array_equal(made[k], read[k]) and made[k].dtype == read[k].dtype for k in made)
+
+    cached.write_bytes(b"not a zip file")  # damaged: made again, and the cache repaired
+    calls = []
+    real = mnist1d.data.make_dataset
+    monkeypatch.setattr(mnist1d.data, "make_dataset", lambda args: calls.append(1) or real(args))
+    ed.mnist1d_arrays.cache_clear()
+    again = ed.mnist1d_arrays()
+    assert calls == [1] and np.array_equal(again["x"], made["x"])
+    ed.mnist1d_arrays.cache_clear()
+    assert np.array_equal(ed.mnist1d_arrays()["y_test"], made["y_test"]) and calls == [1]
+    ed.mnist1d_arrays.cache_clear()

@@ -197,6 +197,11 @@ def test_pruning_suite_end_to_end_renders_table_and_plot(registry, tmp_path):
     assert [r["config"]["seed"] for r in latencies] == suite.seeds
     assert latency["placement"]["alone"] and latency["needs"] == [0]
     assert latency["metrics"]["structured-87.5"]["batch_size"] == 8
+    # a masked variant keeps the dense structure, so it shares the dense model's measurement
+    masked = latency["metrics"]["global-magnitude-87.5"]
+    assert masked["same_structure_as"] == "dense"
+    assert masked["samples"] == latency["metrics"]["dense"]["samples"]
+    assert "same_structure_as" not in latency["metrics"]["structured-87.5"]
     assert set(latency["metrics"]) == {"dense"} | {
         f"{m}-{t:g}" for m in ("global-magnitude", "structured", "scratch") for t in (50, 87.5)
     }

@@ -205,8 +205,14 @@ def _narrower(config, target: float, ctx: RunContext, splits) -> tuple[nn.Module
 
 def _latencies(config, ctx: RunContext, splits) -> dict[str, Any]:
     """The forward latency of every variant's structure, by :func:`variant` name; a variant
-    that cannot be made again has its ``error`` instead, and the others are still timed."""
+    that cannot be made again has its ``error`` instead, and the others are still timed.
+
+    Each distinct structure (the shapes of its parameters) is timed once: a masked variant
+    computes exactly what the dense model does (zeros are multiplied like any other weight), so
+    it shares the dense model's record (``same_structure_as``) instead of a second, noisier one.
+    """
     dense = _load_dense(config, ctx, splits)
+    by_structure: dict[tuple, tuple[str, dict[str, Any]]] = {}
 
     def structure(method: str, target: float) -> nn.Module:
         if method == SCRATCH:
@@ -215,15 +221,22 @@ def _latencies(config, ctx: RunContext, splits) -> dict[str, Any]:
         make_permanent(model)
         return model
 
-    def timed(model: nn.Module) -> dict[str, Any]:
-        return forward_latency(model, splits.input_shape, config["latency_batch"], ctx.device)
+    def timed(model: nn.Module, key: str) -> dict[str, Any]:
+        shapes = tuple(sorted((name, tuple(t.shape)) for name, t in model.state_dict().items()))
+        if shapes in by_structure:
+            first, record = by_structure[shapes]
+            return {**record, "same_structure_as": first}
+        batch = config["latency_batch"]
+        record = forward_latency(model, splits.input_shape, batch, ctx.device)
+        by_structure[shapes] = (key, record)
+        return record
 
-    measured = {"dense": timed(dense)}
+    measured = {"dense": timed(dense, "dense")}
     for method in config["methods"]:
         for target in config["targets"]:
             key = variant({"method": method, "target": target})
             try:
-                measured[key] = timed(structure(method, target))
+                measured[key] = timed(structure(method, target), key)
             except Exception as exc:  # that variant's own run records the failure in full
                 measured[key] = {"error": f"{type(exc).__name__}: {exc}"}
     return measured
