@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -24,12 +25,15 @@ def bench(*args: object):
 
 
 def bench_process(*args: object, cwd: Path | None = None) -> subprocess.Popen:
+    """``bench ARGS`` in a subprocess that takes Ctrl-C as a terminal would, even when the tests
+    themselves were started in the background (where the shell makes SIGINT ignored)."""
     return subprocess.Popen(
         [*BENCH, *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=cwd,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

@@ -368,7 +368,18 @@ def test_results_files_get_the_usual_permissions(tmp_path):
     assert (tmp_path / "results.json").stat().st_mode & 0o777 == 0o644
 
 
-def test_results_writes_are_fsynced_and_hold_signals_back(tmp_path, monkeypatch):
+@pytest.fixture
+def sigint_as_at_a_terminal():
+    """Ctrl-C raises KeyboardInterrupt, even when the tests were started in the background,
+    where the shell makes SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_results_writes_are_fsynced_and_hold_signals_back(
+    tmp_path, monkeypatch, sigint_as_at_a_terminal
+):
     synced = []
     real = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd)))
