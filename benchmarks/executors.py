@@ -108,11 +108,14 @@ def overhead(runs: int, scratch: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", action="append")
-    parser.add_argument("--small", type=int, default=24, help="small runs for the overhead")
+    parser.add_argument(
+        "--small", type=int, default=24, help="small runs for the overhead (0: skip it)"
+    )
     args = parser.parse_args()
     print(f"{cpu_model()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="bench-executors-") as tmp:
-        overhead(args.small, Path(tmp))
+        if args.small:
+            overhead(args.small, Path(tmp))
         for suite in args.suite or ["cnn-pruning", "regularization"]:
             suite_wall_times(suite, Path(tmp))
 
