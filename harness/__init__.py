@@ -7,6 +7,7 @@ described in :mod:`harness.hookspecs`.
 import pluggy
 
 __version__ = "0.1.0"
+ENTRY_POINT_GROUP = "bench"  # where installed packages register their plugins
 
 hookimpl = pluggy.HookimplMarker("bench")
 

@@ -21,11 +21,10 @@ from types import ModuleType
 
 import pluggy
 
-from harness import hookspecs
+from harness import ENTRY_POINT_GROUP, hookspecs
 from harness.registry import DuplicateNameError, Registry
 from harness.spec_checks import SpecError
 
-ENTRY_POINT_GROUP = "bench"
 ENV_VAR = "BENCH_PLUGINS"
 
 # hook name -> attribute of Registry that collects what it registers

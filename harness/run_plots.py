@@ -5,12 +5,15 @@ its training and validation loss per epoch, for every configuration whose runs s
 from __future__ import annotations
 
 import re
+from concurrent.futures import ProcessPoolExecutor
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 from harness.plots import plot_confusion, plot_loss_curves
 from harness.report import group
 from harness.suites import safe_name
+from harness.worker_server import worker_context
 
 RUN_PLOTS = "runs"  # the folder of a bench run's output that holds them
 
@@ -20,39 +23,51 @@ def configuration(run: dict[str, Any]) -> str:
     return re.sub(r"-s\d+$", "", str(run["config"].get("name") or run["id"]))
 
 
-def plot_runs(results: dict[str, Any], out_dir: Path) -> list[Path]:
-    """Draw every configuration's confusion matrix and loss curves that its runs stored."""
+def plot_runs(results: dict[str, Any], out_dir: Path, workers: int = 1) -> list[Path]:
+    """Draw every configuration's confusion matrix and loss curves that its runs stored.
+
+    With ``workers`` > 1 (a suite run with ``--jobs``) the configurations are drawn by that many
+    processes: dozens of figures are seconds of work each core can share."""
     ok = [run for run in results["runs"] if run["status"] == "ok"]
+    configurations = group(ok, configuration)
+    names, members = list(configurations), list(configurations.values())
+    if workers < 2 or len(names) < 2:
+        drawn = map(_plot_configuration, names, members, repeat(out_dir))
+        return [path for paths in drawn for path in paths]
+    context = worker_context()
+    with ProcessPoolExecutor(min(workers, len(names)), mp_context=context) as pool:
+        drawn = pool.map(_plot_configuration, names, members, repeat(out_dir))
+        return [path for paths in drawn for path in paths]
+
+
+def _plot_configuration(name: str, runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+    metrics = [run["metrics"] for run in runs]
     paths = []
-    for name, runs in group(ok, configuration).items():
-        metrics = [run["metrics"] for run in runs]
-        matrices = [m["confusion_matrix"] for m in metrics if m.get("confusion_matrix")]
-        if matrices:
-            total = [
-                [sum(cells) for cells in zip(*rows, strict=True)]
-                for rows in zip(*matrices, strict=True)
-            ]
-            names = metrics[0].get("class_names") or [str(i) for i in range(len(total))]
-            seeds = f"{len(matrices)} seed{'s' if len(matrices) > 1 else ''}"
-            paths.append(
-                plot_confusion(
-                    total,
-                    list(names),
-                    title=f"{name}: test confusion matrix ({seeds})",
-                    path=out_dir / f"confusion-{safe_name(name)}.png",
-                )
+    matrices = [m["confusion_matrix"] for m in metrics if m.get("confusion_matrix")]
+    if matrices:
+        by_row = zip(*matrices, strict=True)
+        total = [[sum(cells) for cells in zip(*rows, strict=True)] for rows in by_row]
+        names = metrics[0].get("class_names") or [str(i) for i in range(len(total))]
+        seeds = f"{len(matrices)} seed{'s' if len(matrices) > 1 else ''}"
+        paths.append(
+            plot_confusion(
+                total,
+                list(names),
+                title=f"{name}: test confusion matrix ({seeds})",
+                path=out_dir / f"confusion-{safe_name(name)}.png",
             )
-        histories = [m["history"] for m in metrics if m.get("history")]
-        if histories:
-            unit = ((metrics[0].get("task") or {}).get("metrics") or {}).get("loss", {}).get("unit")
-            paths.append(
-                plot_loss_curves(
-                    {name: histories},
-                    title=f"{name}: loss per epoch (mean over {len(histories)} seed(s))",
-                    path=out_dir / f"loss-{safe_name(name)}.png",
-                    ylabel=f"loss ({unit or 'nats'})",
-                )
+        )
+    histories = [m["history"] for m in metrics if m.get("history")]
+    if histories:
+        unit = ((metrics[0].get("task") or {}).get("metrics") or {}).get("loss", {}).get("unit")
+        paths.append(
+            plot_loss_curves(
+                {name: histories},
+                title=f"{name}: loss per epoch (mean over {len(histories)} seed(s))",
+                path=out_dir / f"loss-{safe_name(name)}.png",
+                ylabel=f"loss ({unit or 'nats'})",
             )
+        )
     return paths
 
 

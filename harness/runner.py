@@ -28,7 +28,7 @@ from harness.devices import resolve_device
 from harness.environment import capture_environment
 from harness.executors import Executor, ExecutorRequest, create_executor
 from harness.interrupts import sigterm_as_interrupt
-from harness.jobs import Job
+from harness.jobs import Job, usable_cores
 from harness.options import BenchError
 from harness.procedure import Procedure, Report, RunContext
 from harness.registry import Registry
@@ -136,8 +136,9 @@ def run_suite(
         with sigterm_as_interrupt():
             show = not quiet and sys.stderr.isatty()
             _run_pending(runs, store, executor, job_maker(ctx, policy, executor), policy, show)
+        workers = min(executor.slots, usable_cores())  # the plots use the runs' parallelism
     report = procedure.report(store.data, out_dir)
-    drawn = plot_runs(store.data, out_dir / RUN_PLOTS)
+    drawn = plot_runs(store.data, out_dir / RUN_PLOTS, workers)
     if drawn:
         report = replace(report, markdown=report.markdown + f"\n{run_plots_note(drawn)}\n")
     atomic_write_text(out_dir / "report.md", report.markdown)

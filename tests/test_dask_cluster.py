@@ -74,9 +74,9 @@ def test_a_two_worker_cluster_runs_needs_and_survives_a_killed_worker(cluster, t
     assert code == 0, output
     data = load_results(out)
     assert data["status"] == "complete" and data["execution"]["executor"]["workers"] == 2
-    assert [r["status"] for r in data["runs"]] == ["ok"] * 6  # 2 seeds x dense, 50%, latency
+    assert [r["status"] for r in data["runs"]] == ["ok"] * 5  # 2 seeds x dense, 50%; latency
     assert len({r["placement"]["worker"] for r in data["runs"]}) == 2  # both workers ran some
-    assert [r["needs"] for r in data["runs"]] == [[], [0], [], [2], [0], [2]]
+    assert [r["needs"] for r in data["runs"]] == [[], [0], [], [2], [0, 2]]
     for record in data["runs"]:
         for name in record["artifacts"]:  # sent back: the workers' disks are their own
             assert (out / name).is_file()

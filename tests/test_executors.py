@@ -32,8 +32,10 @@ from harness.jobs import Job, Outcome, relocate
 from harness.options import BenchError
 from harness.rerun import comparable, differences
 from harness.results import ResultsStore, load_results
+from harness.run_plots import plot_runs
 from harness.scheduling import _inside, run_all
 from harness.suites import Run
+from harness.worker_server import _uses_worker_processes
 
 PRUNING_QUICK = ["run", "--suite", "cnn-pruning", "--quick", "--threads", "1", "-q"]
 
@@ -393,3 +395,45 @@ def test_a_plan_whose_run_needs_a_later_one_is_refused():
     _check_plan(
         list(reversed([Run(1, "p", {"name": "b"}, needs=(0,)), Run(0, "p", {"name": "a"})]))
     )
+
+
+# --- the work around the runs ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["run", "--suite", "s", "--jobs", "2"], True),
+        (["run", "-j2"], True),
+        (["run", "--jobs=auto"], True),
+        (["--plugin", "p", "run", "--isolate"], True),
+        (["run", "--executor", "processes"], True),
+        (["run", "--executor=processes", "-j", "3"], True),
+        (["run", "--executor", "dask", "--jobs", "2"], False),
+        (["run", "--suite", "s"], False),
+        (["time", "--jobs", "2"], False),
+        (["list", "executors"], False),
+    ],
+)
+def test_the_worker_server_starts_early_only_for_worker_processes(args, expected):
+    assert _uses_worker_processes(args) is expected
+
+
+def _with_figures(name: str, seed: int) -> dict:
+    history = [{"epoch": e, "train_loss": 2 / e + seed, "val_loss": 2.5 / e} for e in (1, 2, 3)]
+    matrix = [[5 + seed, 1], [2, 7]]
+    metrics = {"confusion_matrix": matrix, "class_names": ["a", "b"], "history": history}
+    return {"id": f"{name}-s{seed}", "status": "ok", "config": {"name": f"{name}-s{seed}"},
+            "metrics": metrics}  # fmt: skip
+
+
+def test_figures_drawn_by_two_workers_are_those_one_process_draws(tmp_path):
+    results = {"runs": [_with_figures(f"cell{i}", seed) for i in range(3) for seed in (0, 1)]}
+    alone = plot_runs(results, tmp_path / "alone")
+    shared = plot_runs(results, tmp_path / "shared", workers=2)
+    assert [p.name for p in alone] == [
+        f"{kind}-cell{i}.png" for i in range(3) for kind in ("confusion", "loss")
+    ]
+    assert [p.name for p in shared] == [p.name for p in alone]
+    for mine, theirs in zip(shared, alone, strict=True):
+        assert mine.parent == tmp_path / "shared" and mine.read_bytes() == theirs.read_bytes()

@@ -118,14 +118,14 @@ def test_plan_has_dense_control_then_every_method_and_target(registry):
     suite = tiny_suite(registry)
     runs = registry.procedures.get("pruning").plan(suite, registry)
     per_seed = 1 + 5 * 2
-    assert len(runs) == 2 * per_seed + 2  # and one latency run per seed, last
+    assert len(runs) == 2 * per_seed + 1  # and one latency run for both seeds, last
     assert runs[0].config["kind"] == "dense"
     assert {(r.config.get("method"), r.config.get("target")) for r in runs[1:per_seed]} == {
         (m, t) for m in [*UNSTRUCTURED, "structured", "scratch"] for t in (50.0, 87.5)
     }
-    latency = runs[-2:]
-    assert [r.config["kind"] for r in latency] == ["latency", "latency"]
-    assert all(r.exclusive for r in latency) and not any(r.exclusive for r in runs[:-2])
+    latency = runs[-1]
+    assert latency.config["kind"] == "latency" and latency.config["seeds"] == [0, 1]
+    assert latency.exclusive and not any(r.exclusive for r in runs[:-1])
 
 
 def test_pruned_variants_need_their_dense_run_and_scratch_needs_none(registry):
@@ -133,7 +133,8 @@ def test_pruned_variants_need_their_dense_run_and_scratch_needs_none(registry):
     dense = {r.config["seed"]: r.index for r in runs if r.config["kind"] == "dense"}
     for run in runs:
         kind, seed = run.config["kind"], run.config["seed"]
-        assert run.needs == ((dense[seed],) if kind in ("prune", "latency") else ()), run.id
+        needs = {"prune": (dense[seed],), "latency": (dense[0], dense[1])}.get(kind, ())
+        assert run.needs == needs, run.id
 
 
 def test_a_failed_dense_run_skips_its_pruned_variants_with_the_reason(registry, tmp_path):
@@ -192,23 +193,32 @@ def test_pruning_suite_end_to_end_renders_table_and_plot(registry, tmp_path):
     )
     assert structured["params_total"] < 61_706 * 0.14
     assert "latency" not in structured  # timed apart, alone, by the latency run
-    latencies = [r for r in data["runs"] if r["config"]["kind"] == "latency"]
-    latency = latencies[0]
-    assert [r["config"]["seed"] for r in latencies] == suite.seeds
-    assert latency["placement"]["alone"] and latency["needs"] == [0]
-    assert latency["metrics"]["structured-87.5"]["batch_size"] == 8
+    (latency,) = [r for r in data["runs"] if r["config"]["kind"] == "latency"]
+    dense_runs = [r["index"] for r in data["runs"] if r["config"]["kind"] == "dense"]
+    assert latency["placement"]["alone"] and latency["needs"] == dense_runs
+    seeds = latency["metrics"]["seeds"]
+    assert set(seeds) == {"0", "1"}
+    first = seeds["0"]
+    assert first["structured-87.5"]["batch_size"] == 8
     # a masked variant keeps the dense structure, so it shares the dense model's measurement
-    masked = latency["metrics"]["global-magnitude-87.5"]
-    assert masked["same_structure_as"] == "dense"
-    assert masked["samples"] == latency["metrics"]["dense"]["samples"]
-    assert "same_structure_as" not in latency["metrics"]["structured-87.5"]
-    assert set(latency["metrics"]) == {"dense"} | {
-        f"{m}-{t:g}" for m in ("global-magnitude", "structured", "scratch") for t in (50, 87.5)
-    }
+    masked = first["global-magnitude-87.5"]
+    assert masked["same_structure_as"] == "s0 dense"
+    assert masked["samples"] == first["dense"]["samples"]
+    assert "same_structure_as" not in first["structured-87.5"]
+    assert (
+        set(first)
+        == set(seeds["1"])
+        == {"dense"}
+        | {f"{m}-{t:g}" for m in ("global-magnitude", "structured", "scratch") for t in (50, 87.5)}
+    )
+    # the other seed prunes to the same channel counts: timed once, not twice
+    again = seeds["1"]["structured-87.5"]
+    assert again["same_structure_as"] == "s0 structured-87.5"
+    assert again["samples"] == first["structured-87.5"]["samples"]
     rows = outcome.report.tables[0].rows
     timed = next(r for r in rows if r["method"] == "structured" and r["target %"] == "87.5")
     cell = next(v for k, v in timed.items() if k.startswith("latency ms"))
-    medians = [r["metrics"]["structured-87.5"]["median_ms"] for r in latencies]
+    medians = [seeds[seed]["structured-87.5"]["median_ms"] for seed in ("0", "1")]
     assert cell == f"{sum(medians) / len(medians):.2f}"  # each variant's, over seeds
     text = outcome.report.markdown
     header = next(line for line in text.splitlines() if line.startswith("| model"))

@@ -1,10 +1,8 @@
 """The ``processes`` executor (``--jobs N``, ``--isolate``): each run in a fresh worker process,
 N at a time, so that a crash fails only that run.
 
-Workers are started by :mod:`multiprocessing`'s ``forkserver``: a clean server process imports
-torch and bench's own modules once (never a plugin's, and never running anything), and each run
-gets a new process forked from it, so a worker costs milliseconds instead of seconds of imports.
-Where there is no forkserver (Windows), each worker is spawned from scratch.
+Workers are forked by :mod:`harness.worker_server` from a server that has imported torch and
+bench's own modules once, so a worker costs milliseconds instead of seconds of imports.
 
 A worker loads the same plugins, performs the job exactly as the in-process executor does
 (:func:`harness.jobs.perform`, including the ``--run-timeout`` alarm) and writes the run's record
@@ -31,7 +29,6 @@ import threading
 import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +44,8 @@ from harness.jobs import (
     registry_for,
     usable_cores,
 )
-from harness.plugins import ENTRY_POINT_GROUP
 from harness.results import atomic_write_json, now
+from harness.worker_server import worker_context
 
 KILL_GRACE = 5.0  # seconds past the time limit before a worker is killed
 LOG_TAIL = 60  # lines of a crashed worker's output kept in the record
@@ -63,7 +60,7 @@ class Processes:
         self.slots = request.jobs or usable_cores()
         self.threads = share_of_cores(request, self.slots)
         self.threads_alone = sequential_threads(request)
-        self._context = _context()
+        self._context = worker_context()
         self._pool = ThreadPoolExecutor(self.slots, thread_name_prefix="bench-worker")
         self._live: set[multiprocessing.Process] = set()
         self._lock = threading.Lock()
@@ -123,20 +120,6 @@ class Processes:
 
 def create(request: ExecutorRequest) -> Processes:
     return Processes(request)
-
-
-def _context() -> multiprocessing.context.BaseContext:
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    own = [
-        ep.module
-        for ep in entry_points(group=ENTRY_POINT_GROUP)
-        if ep.dist is not None and ep.dist.name == "bench"
-    ]
-    # torch._dynamo: imported lazily by the first optimizer, and it alone takes seconds
-    context.set_forkserver_preload([__name__, "torch._dynamo", *own])
-    return context
 
 
 def _wait(process: multiprocessing.Process, started: Path, timeout: float | None) -> float | None:

@@ -7,11 +7,11 @@ are the same architecture made narrower (its ``width`` option) to the same param
 trained from scratch with the dense training plus fine-tuning budget. The dense control is
 fine-tuned with that budget too, so every row has had the same amount of training.
 
-Forward latency is timed apart from all that: one ``latency`` run per model, dataset and seed,
-after the others, re-makes each variant's structure from the dense checkpoint (pruning is
+Forward latency is timed apart from all that: one ``latency`` run per model and dataset, after
+the others, re-makes each seed's variant structures from its dense checkpoint (pruning is
 deterministic for the seed, and latency depends on the structure, not on fine-tuned weights) and
-times it with nothing else running (an ``exclusive`` run), so that parallel training never sits
-beside a timing.
+times each distinct structure once with nothing else running (an ``exclusive`` run), so that
+parallel training never sits beside a timing and no structure is timed twice.
 """
 
 from __future__ import annotations
@@ -75,12 +75,13 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
 
     def add(kind: str, model, dataset, seed: int, needs=(), exclusive=False, **extra: Any) -> int:
         tag = "-".join(str(extra[k]) for k in ("method", "target") if k in extra) or kind
+        one_seed = "" if "seeds" in extra else f"-s{seed}"
         runs.append(
             Run(
                 len(runs),
                 "pruning",
                 {
-                    "name": f"{model.label}-{dataset.label}-{tag}-s{seed}",
+                    "name": f"{model.label}-{dataset.label}-{tag}{one_seed}",
                     "kind": kind,
                     **subject(model, dataset),
                     "train": entry_train(model, dataset, suite.train, 5 if quick else None),
@@ -95,20 +96,21 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
         )
         return len(runs) - 1
 
-    denses = []
+    denses = []  # (model, dataset, its dense runs)
     for model in suite.models:
         for dataset in suite.datasets:
+            denses.append((model, dataset, []))
             for seed in seeds:
                 dense = add("dense", model, dataset, seed)
-                denses.append((model, dataset, seed, dense))
+                denses[-1][2].append(dense)
                 for method in settings["methods"]:
                     for target in targets:
                         kind = SCRATCH if method == SCRATCH else "prune"
                         needs = () if kind == SCRATCH else (dense,)  # scratch trains anew
                         add(kind, model, dataset, seed, needs, method=method, target=target)
-    for model, dataset, seed, dense in denses:  # timed alone, after everything else
-        add("latency", model, dataset, seed, (dense,), True, methods=settings["methods"],
-            targets=targets)  # fmt: skip
+    for model, dataset, needs in denses:  # timed alone, after everything else
+        add("latency", model, dataset, seeds[0], tuple(needs), True, seeds=list(seeds),
+            methods=settings["methods"], targets=targets)  # fmt: skip
     return runs
 
 
@@ -204,22 +206,16 @@ def _narrower(config, target: float, ctx: RunContext, splits) -> tuple[nn.Module
 
 
 def _latencies(config, ctx: RunContext, splits) -> dict[str, Any]:
-    """The forward latency of every variant's structure, by :func:`variant` name; a variant
-    that cannot be made again has its ``error`` instead, and the others are still timed.
+    """The forward latency of every seed's variant structures: ``{"seeds": {seed: {variant:
+    record}}}`` by :func:`variant` name; a variant that cannot be made again has its ``error``
+    instead, and the others are still timed.
 
     Each distinct structure (the shapes of its parameters) is timed once: a masked variant
-    computes exactly what the dense model does (zeros are multiplied like any other weight), so
-    it shares the dense model's record (``same_structure_as``) instead of a second, noisier one.
+    computes exactly what the dense model does (zeros are multiplied like any other weight), and
+    most methods make the same structure from every seed, so those share the first record
+    (``same_structure_as`` names it, e.g. ``s0 dense``) instead of a second, noisier one.
     """
-    dense = _load_dense(config, ctx, splits)
     by_structure: dict[tuple, tuple[str, dict[str, Any]]] = {}
-
-    def structure(method: str, target: float) -> nn.Module:
-        if method == SCRATCH:
-            return _narrower(config, target, ctx, splits)[0]
-        model = _pruned(dense, method, target, config["seed"], ctx, splits)
-        make_permanent(model)
-        return model
 
     def timed(model: nn.Module, key: str) -> dict[str, Any]:
         shapes = tuple(sorted((name, tuple(t.shape)) for name, t in model.state_dict().items()))
@@ -231,15 +227,30 @@ def _latencies(config, ctx: RunContext, splits) -> dict[str, Any]:
         by_structure[shapes] = (key, record)
         return record
 
-    measured = {"dense": timed(dense, "dense")}
-    for method in config["methods"]:
-        for target in config["targets"]:
-            key = variant({"method": method, "target": target})
-            try:
-                measured[key] = timed(structure(method, target), key)
-            except Exception as exc:  # that variant's own run records the failure in full
-                measured[key] = {"error": f"{type(exc).__name__}: {exc}"}
-    return measured
+    seeds = {}
+    for seed in config["seeds"]:
+        one_seed = {**config, "seed": seed}
+        dense = _load_dense(one_seed, ctx, splits)
+        measured = {"dense": timed(dense, f"s{seed} dense")}
+        for method in config["methods"]:
+            for target in config["targets"]:
+                key = variant({"method": method, "target": target})
+                try:
+                    model = _structure(dense, method, target, one_seed, ctx, splits)
+                    measured[key] = timed(model, f"s{seed} {key}")
+                except Exception as exc:  # that variant's own run records the failure in full
+                    measured[key] = {"error": f"{type(exc).__name__}: {exc}"}
+        seeds[str(seed)] = measured
+    return {"seeds": seeds}
+
+
+def _structure(dense: nn.Module, method: str, target: float, config, ctx, splits) -> nn.Module:
+    """The model a variant's run made, with its masks made permanent: only its shapes matter."""
+    if method == SCRATCH:
+        return _narrower(config, target, ctx, splits)[0]
+    model = _pruned(dense, method, target, config["seed"], ctx, splits)
+    make_permanent(model)
+    return model
 
 
 def _scratch(config, ctx: RunContext, splits) -> dict[str, Any]:

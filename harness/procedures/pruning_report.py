@@ -35,11 +35,13 @@ def variant(config: dict[str, Any]) -> str:
 def with_latency(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The pruning runs (not the latency runs), each with its variant's forward ``latency`` from
     its latency run when that ran (older results measured it within each run)."""
-    measured = {
-        (c["model_label"], c["dataset_label"], c["seed"]): r["metrics"]
-        for r in runs
-        if (c := r["config"]).get("kind") == "latency" and r["status"] == "ok"
-    }
+    measured = {}
+    for run in runs:
+        if (c := run["config"]).get("kind") == "latency" and run["status"] == "ok":
+            # one run covers every seed (older results: one run per seed)
+            per_seed = run["metrics"].get("seeds") or {str(c["seed"]): run["metrics"]}
+            for seed, variants in per_seed.items():
+                measured[c["model_label"], c["dataset_label"], int(seed)] = variants
     found = []
     for run in runs:
         config = run["config"]
