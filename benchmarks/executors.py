@@ -36,7 +36,7 @@ from harness.devices import cpu_model
 from harness.plugins import load_plugins
 from harness.rerun import comparable, differences
 
-BENCH = [sys.executable, "-c", "from harness.cli import main; main()"]
+BENCH = [sys.executable, "-m", "harness"]  # what the bench script runs
 EXECUTORS = {
     "sequential": ["--threads", "1"],
     "--jobs 2": ["--threads", "1", "--jobs", "2"],

@@ -17,7 +17,7 @@ from harness.rerun import comparable
 DATA = Path(__file__).parent / "data"
 FAULTS = DATA / "worker_faults.py"
 TINY = ["--dataset", "digits", "--dataset-opt", "size=8", "--epochs", "1", "--threads", "1"]
-BENCH = [sys.executable, "-c", "from harness.cli import main; main()"]
+BENCH = [sys.executable, "-m", "harness"]  # what the installed bench script runs
 
 
 def bench(*args: object):

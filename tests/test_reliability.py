@@ -231,7 +231,7 @@ SUITE = suite()
 def bench_process(*args, hold: tuple[int, Path] | None = None) -> subprocess.Popen:
     """``bench ARGS`` in a subprocess. With ``hold=(N, FLAG)`` it creates FLAG in its Nth
     training epoch (counted over all runs) and waits there (see tests/data/held_bench.py)."""
-    head, env = ["-c", "from harness.cli import main; main()"], None
+    head, env = ["-m", "harness"], None
     if hold:
         head = [str(DATA / "held_bench.py")]
         env = {**os.environ, "BENCH_TEST_HOLD": f"{hold[0]}:{hold[1]}"}
