@@ -9,6 +9,7 @@ import click
 from harness import __version__
 from harness.cli.ab import ab_command
 from harness.cli.common import EXIT_SIGNAL, plugin_option
+from harness.cli.history import history_group
 from harness.cli.listing import list_group
 from harness.cli.reporting import compare_command, report_command
 from harness.cli.rerun import rerun_command
@@ -57,6 +58,7 @@ cli.add_command(report_command)
 cli.add_command(compare_command)
 cli.add_command(ab_command)
 cli.add_command(rerun_command)
+cli.add_command(history_group)
 
 
 def main() -> None:

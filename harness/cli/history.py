@@ -1,0 +1,193 @@
+"""``bench history``: file result sets by commit, find where series changed, draw the dashboard."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import click
+from tabulate import tabulate
+
+from harness.compare import load_result_set
+from harness.history.dashboard import write_dashboard
+from harness.history.detect import MIN_COMMITS, Detection, build_series, detect
+from harness.history.store import HistoryStore, default_history_dir
+from harness.options import BenchError
+from harness.results import results_path
+
+
+@click.group("history")
+@click.option(
+    "--history",
+    "root",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The history directory [default: .bench/history at the top of this git repository].",
+)
+@click.pass_context
+def history_group(ctx, root) -> None:
+    """Performance history across commits: add result sets, detect change points, a dashboard.
+
+    \b
+    Examples:
+      bench history add results/cnn-pruning --commit "$(git rev-parse HEAD)" --branch main
+      bench history detect --metric 'forward*' --since HEAD~5
+      bench history html site/
+    """
+    ctx.obj = {"root": root or default_history_dir()}
+
+
+def _store(ctx) -> HistoryStore:
+    return HistoryStore(ctx.obj["root"])
+
+
+@history_group.command("add")
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--commit", help="The commit measured [default: the one the results recorded].")
+@click.option("--branch", help="Its branch, for the record.")
+@click.option("--date", help="ISO date that orders it [default: the commit's date in git].")
+@click.pass_context
+def add_command(ctx, results, commit, branch, date) -> None:
+    """File RESULTS (bench results files or directories, or pytest-benchmark JSON) under a
+    commit. Adding the same file again changes nothing."""
+    store = _store(ctx)
+    for path in results:
+        path = results_path(path)
+        sha = commit or _recorded_commit(path)
+        entry, new = store.add(path, sha, branch, date or _commit_date(sha))
+        state = "added" if new else "already there"
+        click.echo(f"{state}: {path} as {entry.commit[:12]} ({entry.date}) {entry.sha[:12]}")
+
+
+@history_group.command("detect")
+@click.option("--metric", metavar="GLOB", help="Only metrics matching GLOB (e.g. 'forward*').")
+@click.option("--since", metavar="REF", help="Exit 1 only for regressions at or after REF.")
+@click.option("--json", "as_json", is_flag=True, help="Print the changes as JSON.")
+@click.option("--q", default=0.05, show_default=True, help="False discovery rate across series.")
+@click.option("--min-effect", default=2.0, show_default=True, help="Smallest change, percent.")
+@click.option(
+    "--min-effect-pp", default=0.5, show_default=True, help="Of accuracies, percentage points."
+)
+@click.option("--permutations", type=click.IntRange(99), help="Per test [default: by series].")
+@click.option("--seed", default=0, show_default=True, help="Of the permutation tests.")
+@click.pass_context
+def detect_command(
+    ctx, metric, since, as_json, q, min_effect, min_effect_pp, permutations, seed
+) -> None:
+    """Find the commits where each series changed (E-Divisive means, permutation-tested,
+    Benjamini-Hochberg across every series). Exit 1 if a regression is found (at or after
+    --since)."""
+    store = _store(ctx)
+    later = _since(store, since) if since else None
+    series = build_series(store.points(), metric)
+    if not series:
+        raise BenchError(f"no series in {store.root}" + (f" match '{metric}'" if metric else ""))
+    detection = detect(series, q, min_effect, min_effect_pp, permutations, seed)
+    if as_json:
+        click.echo(json.dumps(detection.to_json(), indent=2))
+    else:
+        click.echo(_text(detection))
+    if detection.regressions(later):
+        ctx.exit(1)
+
+
+@history_group.command("html")
+@click.argument("out_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--metric", metavar="GLOB", help="Only metrics matching GLOB.")
+@click.option("--q", default=0.05, show_default=True, help="False discovery rate across series.")
+@click.option("--min-effect", default=2.0, show_default=True, help="As for detect.")
+@click.option("--min-effect-pp", default=0.5, show_default=True, help="As for detect.")
+@click.pass_context
+def html_command(ctx, out_dir, metric, q, min_effect, min_effect_pp) -> None:
+    """Write OUT_DIR/index.html: every series with its change points, offline."""
+    series = build_series(_store(ctx).points(), metric)
+    if not series:
+        raise BenchError(f"no series in {ctx.obj['root']}")
+    path = write_dashboard(series, detect(series, q, min_effect, min_effect_pp), out_dir)
+    click.echo(f"dashboard: {path} ({len(series)} series)")
+
+
+@history_group.command("rebuild")
+@click.pass_context
+def rebuild_command(ctx) -> None:
+    """Make the index again from the stored files alone."""
+    count = _store(ctx).rebuild()
+    click.echo(f"index rebuilt: {count} result sets")
+
+
+def _recorded_commit(path: Path) -> str:
+    commit = load_result_set(path).environment.get("git_commit")
+    if commit:
+        return str(commit).removesuffix("-dirty")
+    raise BenchError(f"{path} records no git commit: give --commit SHA")
+
+
+def _commit_date(commit: str) -> str | None:
+    """The commit's date from git, if this is a repository that has it."""
+    try:
+        done = subprocess.run(
+            ["git", "show", "-s", "--format=%cI", commit],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip() or None
+
+
+def _since(store: HistoryStore, ref: str) -> set[str]:
+    """The commits at or after REF: a commit (or its prefix, or a git name for it) in the
+    history, or an ISO date."""
+    entries = store.entries()
+    commits = [entry.commit for entry in entries]
+    resolved = _git_commit(ref)
+    for i, commit in enumerate(commits):
+        if commit.startswith(ref) or commit == resolved:
+            return set(commits[i:])
+    if ref[:4].isdigit() and ref[4:5] == "-":
+        return {entry.commit for entry in entries if entry.date >= ref}
+    latest = ", ".join(c[:12] for c in commits[-5:]) or "none"
+    raise BenchError(f"--since {ref}: no such commit in the history (latest: {latest})")
+
+
+def _git_commit(ref: str) -> str | None:
+    try:
+        done = subprocess.run(["git", "rev-parse", "--verify", "-q", f"{ref}^{{commit}}"],
+                              capture_output=True, text=True, timeout=10)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _text(detection: Detection) -> str:
+    head = (
+        f"{detection.series_tested} series tested ({detection.tests} splits, "
+        f"{detection.permutations} permutations each at most); q = {detection.q}, "
+        f"effect >= max({detection.min_effect:g}% or {detection.min_effect_pp:g} pp, the "
+        "series' noise)"
+    )
+    if detection.skipped:
+        short = len(detection.skipped)
+        head += f"; {short} series with fewer than {MIN_COMMITS} commits not tested"
+    if not detection.changes:
+        return f"{head}\nno change points"
+    rows = [
+        {
+            "": c.direction,
+            "series": c.label,
+            "metric": c.metric,
+            "machine": c.machine,
+            "commits": f"{c.before_commit[:10]}..{c.after_commit[:10]}",
+            "before": f"{c.before_median:.4g}",
+            "after": f"{c.after_median:.4g}",
+            "change": f"{c.change:+.2f} {c.unit}",
+            "noise": f"{c.noise:.2f} {c.unit}",
+            "p": f"{c.p_value:.1e}",
+            "q": f"{c.q_value:.1e}",
+        }
+        for c in detection.changes
+    ]
+    return f"{head}\n{tabulate(rows, headers='keys', tablefmt='github')}"
