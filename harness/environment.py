@@ -15,27 +15,22 @@ from harness import __version__
 from harness.devices import cpu_model, device_name
 
 
-def git_commit(path: Path | None = None) -> str | None:
-    """The commit of the code being benchmarked (the current directory's checkout), if any."""
+def git_output(*args: str, cwd: Path | None = None) -> str | None:
+    """What ``git ARGS`` printed, stripped; None without git, a repository or an answer."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=path,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=path,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out + ("-dirty" if dirty else "")
+    return (done.stdout.strip() or None) if done.returncode == 0 else None
+
+
+def git_commit(path: Path | None = None) -> str | None:
+    """The commit of the code being benchmarked (the current directory's checkout), if any."""
+    commit = git_output("rev-parse", "HEAD", cwd=path)
+    if commit is None:
+        return None
+    dirty = git_output("status", "--porcelain", "--untracked-files=no", cwd=path)
+    return commit + ("-dirty" if dirty else "")
 
 
 def capture_environment(device: torch.device) -> dict[str, Any]:

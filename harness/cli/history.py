@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import click
 from tabulate import tabulate
 
 from harness.compare import load_result_set
+from harness.environment import git_output
 from harness.history.dashboard import write_dashboard
 from harness.history.detect import MIN_COMMITS, Detection, build_series, detect
 from harness.history.store import HistoryStore, default_history_dir
@@ -124,18 +124,7 @@ def _recorded_commit(path: Path) -> str:
 
 def _commit_date(commit: str) -> str | None:
     """The commit's date from git, if this is a repository that has it."""
-    try:
-        done = subprocess.run(
-            ["git", "show", "-s", "--format=%cI", commit],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if done.returncode != 0:
-        return None
-    return done.stdout.strip() or None
+    return git_output("show", "-s", "--format=%cI", commit)
 
 
 def _since(store: HistoryStore, ref: str) -> set[str]:
@@ -143,7 +132,7 @@ def _since(store: HistoryStore, ref: str) -> set[str]:
     history, or an ISO date."""
     entries = store.entries()
     commits = [entry.commit for entry in entries]
-    resolved = _git_commit(ref)
+    resolved = git_output("rev-parse", "--verify", "-q", f"{ref}^{{commit}}")
     for i, commit in enumerate(commits):
         if commit.startswith(ref) or commit == resolved:
             return set(commits[i:])
@@ -151,15 +140,6 @@ def _since(store: HistoryStore, ref: str) -> set[str]:
         return {entry.commit for entry in entries if entry.date >= ref}
     latest = ", ".join(c[:12] for c in commits[-5:]) or "none"
     raise BenchError(f"--since {ref}: no such commit in the history (latest: {latest})")
-
-
-def _git_commit(ref: str) -> str | None:
-    try:
-        done = subprocess.run(["git", "rev-parse", "--verify", "-q", f"{ref}^{{commit}}"],
-                              capture_output=True, text=True, timeout=10)  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def _text(detection: Detection) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.compare import load_result_set
+from harness.environment import git_output
 from harness.options import BenchError
 from harness.results import atomic_write, atomic_write_text, now
 from harness.verdicts import TIME
@@ -77,17 +77,8 @@ class Point:
 def default_history_dir(start: Path | None = None) -> Path:
     """``.bench/history`` at the top of the git repository around ``start`` (else under it)."""
     start = start or Path.cwd()
-    try:
-        top = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"],
-            cwd=start,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return start / HISTORY_DIR
-    return (Path(top.stdout.strip()) if top.returncode == 0 else start) / HISTORY_DIR
+    top = git_output("rev-parse", "--show-toplevel", cwd=start)
+    return (Path(top) if top else start) / HISTORY_DIR
 
 
 def environment_key(environment: dict[str, Any]) -> dict[str, Any]:
