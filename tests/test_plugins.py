@@ -715,8 +715,9 @@ def test_cli_plugin_option_between_list_and_its_subcommand(write_plugin: WritePl
 
 
 def test_every_command_that_loads_plugins_takes_the_plugin_option():
-    """The README: --plugin goes before the command or after any command but these two."""
-    without = {"new-plugin", "compare"}
+    """The README: --plugin goes before the command or after any command but these, which read
+    only stored files (or write a skeleton)."""
+    without = {"new-plugin", "compare", "history", "add", "detect", "html", "rebuild"}
 
     def commands(group, prefix=()):
         for name, command in group.commands.items():
