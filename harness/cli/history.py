@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
-from harness.compare import load_result_set
 from harness.environment import git_output
 from harness.history.dashboard import write_dashboard
 from harness.history.detect import MIN_COMMITS, Detection, build_series, detect
@@ -53,8 +52,7 @@ def add_command(ctx, results, commit, branch, date) -> None:
     store = _store(ctx)
     for path in results:
         path = results_path(path)
-        sha = commit or _recorded_commit(path)
-        entry, new = store.add(path, sha, branch, date or _commit_date(sha))
+        entry, new = store.add(path, commit, branch, date)
         state = "added" if new else "already there"
         click.echo(f"{state}: {path} as {entry.commit[:12]} ({entry.date}) {entry.sha[:12]}")
 
@@ -113,18 +111,6 @@ def rebuild_command(ctx) -> None:
     """Make the index again from the stored files alone."""
     count = _store(ctx).rebuild()
     click.echo(f"index rebuilt: {count} result sets")
-
-
-def _recorded_commit(path: Path) -> str:
-    commit = load_result_set(path).environment.get("git_commit")
-    if commit:
-        return str(commit).removesuffix("-dirty")
-    raise BenchError(f"{path} records no git commit: give --commit SHA")
-
-
-def _commit_date(commit: str) -> str | None:
-    """The commit's date from git, if this is a repository that has it."""
-    return git_output("show", "-s", "--format=%cI", commit)
 
 
 def _since(store: HistoryStore, ref: str) -> set[str]:

@@ -47,9 +47,7 @@ def page_data(series: list[Series], detection: Detection) -> dict[str, Any]:
                 "machine": one.machine,
                 "value_unit": units[one.key],
                 "commits": [entry.commit for entry in one.commits],
-                "medians": [_quartiles(block)[1] for block in one.samples],
-                "p25": [_quartiles(block)[0] for block in one.samples],
-                "p75": [_quartiles(block)[2] for block in one.samples],
+                **_bands(one),
                 "changes": by_series.get(one.key, []),
             }
             for one in series
@@ -72,8 +70,14 @@ def _unit(one: Series) -> str:
     return "s" if one.kind == TIME else "fraction" if one.kind == ACCURACY else ""
 
 
-def _quartiles(block: tuple[float, ...]) -> tuple[float, float, float]:
-    if len(block) < 2:
-        return block[0], block[0], block[0]
-    low, middle, high = quantiles(block, n=4, method="inclusive")
-    return low, middle, high
+def _bands(one: Series) -> dict[str, list[float]]:
+    """Each commit's median and quartiles (one sample: all three are it)."""
+    quartiles = [
+        quantiles(block, n=4, method="inclusive") if len(block) > 1 else block * 3
+        for block in one.samples
+    ]
+    return {
+        "p25": [q[0] for q in quartiles],
+        "medians": [q[1] for q in quartiles],
+        "p75": [q[2] for q in quartiles],
+    }

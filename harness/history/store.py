@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.compare import load_result_set
+from harness.compare import ResultSet, load_result_set
 from harness.environment import git_output
 from harness.options import BenchError
 from harness.results import atomic_write, atomic_write_text, now
@@ -101,26 +101,29 @@ class HistoryStore:
     def add(
         self,
         path: Path | str,
-        commit: str,
+        commit: str | None = None,
         branch: str | None = None,
         date: str | None = None,
     ) -> tuple[Entry, bool]:
-        """File one result set under ``commit``; the entry and whether it is new. The same
-        bytes again are the existing entry, whatever commit they are given."""
+        """File one result set under ``commit`` (default: the one the results recorded), dated
+        ``date`` (default: that commit's date in git, else now); the entry and whether it is
+        new. The same bytes again are the existing entry, whatever commit they are given."""
         path = Path(path)
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise BenchError(f"cannot read {path}: {exc.strerror or exc}") from None
-        load_result_set(path)  # refuses what bench cannot read, before anything is written
+        result_set = load_result_set(path)  # refuses what bench cannot read, before any write
         sha = hashlib.sha256(data).hexdigest()
-        existing = self._entry_file(sha)
+        existing = self.results / f"{sha}.entry.json"
         if existing.is_file():
             return _read_entry(existing), False
-        entry = Entry(sha, commit, branch, date or now(), str(path), now())
+        commit = commit or _recorded_commit(result_set)
+        date = date or git_output("show", "-s", "--format=%cI", commit) or now()
+        entry = Entry(sha, commit, branch, date, str(path), now())
         atomic_write(self.results / f"{sha}.json", lambda handle: handle.write(data))
         atomic_write_text(existing, json.dumps({"format": ENTRY_FORMAT, **entry.__dict__}) + "\n")
-        self._index(entry)
+        self._index(entry, result_set)
         return entry, True
 
     # --- reading --------------------------------------------------------------------------
@@ -169,7 +172,8 @@ class HistoryStore:
             if path.stem[:-6] not in known
         ]
         for path in missing:
-            self._index(_read_entry(path))
+            entry = _read_entry(path)
+            self._index(entry, load_result_set(self.results / f"{entry.sha}.json"))
         return len(missing)
 
     def rebuild(self) -> int:
@@ -177,8 +181,8 @@ class HistoryStore:
         (self.root / INDEX).unlink(missing_ok=True)
         return self.sync()
 
-    def _index(self, entry: Entry) -> None:
-        rows = list(_points(self.results / f"{entry.sha}.json", entry.sha))
+    def _index(self, entry: Entry, result_set: ResultSet) -> None:
+        rows = list(_points(result_set, entry.sha))
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             db.execute(
@@ -194,9 +198,6 @@ class HistoryStore:
             db.executescript(SCHEMA)
             yield db
 
-    def _entry_file(self, sha: str) -> Path:
-        return self.results / f"{sha}.entry.json"
-
 
 def _read_entry(path: Path) -> Entry:
     try:
@@ -209,9 +210,15 @@ def _read_entry(path: Path) -> Entry:
     return Entry(**fields)
 
 
-def _points(path: Path, sha: str) -> Iterator[tuple]:
+def _recorded_commit(result_set: ResultSet) -> str:
+    commit = result_set.environment.get("git_commit")
+    if commit:
+        return str(commit).removesuffix("-dirty")
+    raise BenchError(f"{result_set.path} records no git commit: give --commit SHA")
+
+
+def _points(result_set: ResultSet, sha: str) -> Iterator[tuple]:
     """The index rows of one stored result set."""
-    result_set = load_result_set(path)
     key = environment_key(result_set.environment)
     machine = " / ".join(str(key[k]) for k in ("cpu", "device") if key.get(k)) or "unknown"
     environment = json.dumps(key, sort_keys=True, default=str)
