@@ -7,9 +7,10 @@ would be), each timing LeNet-5's forward pass on a batch of 64, one torch thread
 0.2 s, then samples until 5 of them and 0.5 s) with a fresh model and batch, as a fresh run
 would have. Without ``--record`` the saved noise is used, so the figures can be made again.
 
-Synthetic histories: each series has ``--commits`` commits; each commit takes one recorded
-block at random (without replacement, from any process: the run-to-run variation is real),
-and from a known commit on (drawn between the 10th and the 10th from last) every sample is
+Synthetic histories: each series has ``--commits`` commits; each commit pools
+``--runs-per-commit`` recorded blocks at random (without replacement, from any process: the
+run-to-run variation is real), as measuring each commit in that many runs would, and from a
+known commit on (drawn between the 10th and the 10th from last) every sample is
 multiplied by 1 + step. For each step size (0 for step-free series) ``--series`` series are
 made and detected in one call, as ``bench history detect`` would test them. Printed: per step
 size, the share of series whose step was found, how far the found commit was from the true one,
@@ -17,6 +18,7 @@ and the change points found in step-free series (false ones). A benchmark, not a
 fails. From the repository root:
 
     python benchmarks/history_detection.py [--record] [--series 100] [--commits 60]
+        [--runs-per-commit 8] [--steps 0,0.1]
 """
 
 from __future__ import annotations
@@ -92,13 +94,20 @@ def record(processes: int, blocks: int) -> None:
 
 
 def synthetic(
-    blocks: list[list[float]], step: float, commits: int, rng: np.random.Generator, name: str
+    blocks: list[list[float]],
+    step: float,
+    commits: int,
+    runs: int,
+    rng: np.random.Generator,
+    name: str,
 ):
-    """One series of ``commits`` real blocks with a step at a random commit; (series, commit)."""
+    """One series of ``commits`` commits, each pooling ``runs`` real blocks, with a step at a
+    random commit; (series, commit)."""
     at = int(rng.integers(10, commits - 10 + 1))
-    chosen = rng.choice(len(blocks), size=commits, replace=False)
+    chosen = rng.choice(len(blocks), size=(commits, runs), replace=False)
     samples = [
-        tuple(x * (1 + step if i >= at else 1) for x in blocks[b]) for i, b in enumerate(chosen)
+        tuple(x * (1 + step if i >= at else 1) for b in row for x in blocks[b])
+        for i, row in enumerate(chosen)
     ]
     entries = [
         Entry(f"c{i:03d}", f"c{i:03d}", None, f"2026-01-01T{i:05d}", "", "") for i in range(commits)
@@ -113,7 +122,16 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=60)
     parser.add_argument("--series", type=int, default=100)
     parser.add_argument("--commits", type=int, default=60)
+    parser.add_argument(
+        "--runs-per-commit",
+        type=int,
+        default=1,
+        help="blocks pooled into each commit, as measuring each commit in that many runs would",
+    )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--steps", default=",".join(f"{x:g}" for x in STEPS), help="step sizes, comma-separated"
+    )
     args = parser.parse_args()
     if args.record:
         record(args.processes, args.blocks)
@@ -123,13 +141,20 @@ def main() -> None:
     print(f"noise: {len(blocks)} blocks of {sizes[0]}-{sizes[-1]} samples, {noise['what']}, "
           f"recorded on {noise['machine']} ({noise['cpus']} CPUs), load "
           f"{noise['load_before']} -> {noise['load_after']}")  # fmt: skip
-    print(f"{args.series} series of {args.commits} commits per row, detected in one call each\n")
+    if args.commits * args.runs_per_commit > len(blocks):
+        raise SystemExit(f"{args.commits} commits of {args.runs_per_commit} runs need more "
+                         f"than the {len(blocks)} recorded blocks: --record more")  # fmt: skip
+    print(f"{args.series} series of {args.commits} commits per row, each commit "
+          f"{args.runs_per_commit} run(s), detected in one call each\n")  # fmt: skip
     print("| step | series with the step found | found at the true commit | within one | "
           "found elsewhere (false) | seconds |")  # fmt: skip
     print("|---|---|---|---|---|---|")
     rng = np.random.default_rng(args.seed)
-    for step in STEPS:
-        made = [synthetic(blocks, step, args.commits, rng, f"s{i}") for i in range(args.series)]
+    for step in (float(x) for x in args.steps.split(",")):
+        made = [
+            synthetic(blocks, step, args.commits, args.runs_per_commit, rng, f"s{i}")
+            for i in range(args.series)
+        ]
         start = time.perf_counter()
         detection = detect([series for series, _ in made])
         seconds = time.perf_counter() - start
