@@ -9,6 +9,8 @@ from typing import Any
 
 import pandas as pd
 
+from harness.cells import Cell
+
 
 def mean_std(values: Iterable[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value); NaN for none."""
@@ -21,31 +23,39 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def mean_std_text(values: Iterable[float], digits: int = 2, scale: float = 1.0) -> str:
+def mean_std_text(values: Iterable[float], digits: int = 2, scale: float = 1.0) -> Cell:
     """``scale`` times the values as 'mean ± std' ('0.42 ± 0.03'); a single value has no
-    spread, none is '—'."""
-    values = list(values)
+    spread, none is '—'. The cell keeps the unrounded mean and std for CSV and JSON."""
+    values = [v for v in values if v is not None and not math.isnan(v)]
     mean, std = mean_std(values)
     if math.isnan(mean):
-        return "—"
+        return Cell("—")
     if len(values) < 2:
-        return f"{scale * mean:.{digits}f}"
-    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
+        return Cell(f"{scale * mean:.{digits}f}", {"": scale * mean})
+    return Cell(
+        f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}",
+        {"": scale * mean, " std": scale * std},
+    )
 
 
-def pct(values: Iterable[float], digits: int = 1) -> str:
+def pct(values: Iterable[float], digits: int = 1) -> Cell:
     """Fractions as 'mean +- std' percentages ('97.5 ± 0.3'); a single value has no spread."""
     return mean_std_text(values, digits, scale=100)
 
 
-def human(n: float | None) -> str:
-    """Large counts as 1.2K / 3.4M / 5.6G."""
+def human(n: float | None) -> Cell:
+    """Large counts as 1.2K / 3.4M / 5.6G (the exact count behind it)."""
     if n is None or (isinstance(n, float) and math.isnan(n)):
-        return "—"
+        return Cell("—")
     for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(n) >= size:
-            return f"{n / size:.2f}{unit}"
-    return f"{n:g}"
+            return Cell(f"{n / size:.2f}{unit}", {"": n})
+    return Cell(f"{n:g}", {"": n})
+
+
+def count(n: int | None) -> Cell:
+    """A count with thousands separators ('16,962'); None is '—'."""
+    return Cell("—") if n is None else Cell(f"{n:,}", {"": n})
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
@@ -145,7 +155,7 @@ def metric_column(name: str, metric: dict[str, Any], target_unit: str | None = N
     return f"{label} ({unit})" if unit and unit not in label else label  # not 'bits/token (bits)'
 
 
-def metric_text(values: Iterable[float | None], metric: dict[str, Any]) -> str:
+def metric_text(values: Iterable[float | None], metric: dict[str, Any]) -> Cell:
     """A task metric's values over seeds as mean ± std in its unit: fractions as percentages,
     other numbers with four significant digits; values that do not vary show no spread."""
     values = [v for v in values if v is not None]
@@ -153,10 +163,11 @@ def metric_text(values: Iterable[float | None], metric: dict[str, Any]) -> str:
         return pct(values)
     mean, std = mean_std(values)
     if math.isnan(mean):
-        return "—"
+        return Cell("—")
+    numbers = {"": mean, " std": std} if len(values) > 1 else {"": mean}
     if len(values) < 2 or std <= 1e-9 * abs(mean):
-        return f"{mean:.4g}"
-    return f"{mean:.4g} ± {std:.2g}"
+        return Cell(f"{mean:.4g}", numbers)
+    return Cell(f"{mean:.4g} ± {std:.2g}", numbers)
 
 
 def samples_section(runs: Iterable[dict[str, Any]]) -> str:

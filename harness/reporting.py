@@ -12,6 +12,9 @@ a single file. CSV is one table: columns ``table`` (``suite/table``) and ``resul
 the union of every table's columns (cells a table does not have are empty). JSON holds the files
 with their environments, then the suites with their tables as lists of row objects.
 
+CSV and JSON cells are numbers wherever the markdown shows one (:mod:`harness.cells`): unrounded
+where the procedure kept them, ``mean ± std`` split into two columns, units in the column names.
+
 A procedure that exposes no tables as data (``Report.tables``) is reported with one generic row
 per run: its configuration's scalar values, status and scalar metrics (timing records as their
 median in ms); markdown then shows the procedure's own markdown for each file instead.
@@ -27,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from harness.cells import numeric_rows
 from harness.procedure import Report, Table
 from harness.registry import Registry
 from harness.report import failure_rows, markdown_table
@@ -279,7 +283,7 @@ def to_csv(sections: Sequence[Section]) -> str:
         {"table": f"{section.name}/{table.name}", **row}
         for section in sections
         for table in section.tables
-        for row in table.rows
+        for row in numeric_rows(table.rows)
     ]
     columns = _columns(rows)
     buffer = io.StringIO()
@@ -300,7 +304,12 @@ def to_json(sources: Sequence[Source], sections: Sequence[Section]) -> str:
                 "suite": section.name,
                 "procedure": section.procedure,
                 "tables": [
-                    {"name": t.name, "key": list(t.key), "note": t.note, "rows": t.rows}
+                    {
+                        "name": t.name,
+                        "key": list(t.key),
+                        "note": t.note,
+                        "rows": numeric_rows(t.rows),
+                    }
                     for t in section.tables
                 ],
                 "plots": [str(path) for path in section.files],

@@ -4,7 +4,9 @@ CSV and JSON, one file or several side by side, plots on request, and any other 
 import csv
 import io
 import json
+import statistics
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from test_compare import assert_valid_tables
@@ -84,26 +86,52 @@ def test_markdown_report_of_each_builtin_procedure(results_files, procedure):
     assert assert_valid_tables(text) == 3  # files, environment, the procedure's table
 
 
+NUMERIC_COLUMNS = {
+    "accuracy": ["params", "FLOPs/sample", "test acc %", "test acc % std", "seeds ok"],
+    "pruning": ["target %", "achieved %", "params total", "params nonzero", "acc after FT %"],
+    "throughput": ["batch", "params", "forward median ms", "forward IQR ms", "peak mem MiB"],
+}
+
+
 @pytest.mark.parametrize("procedure", list(SUITES))
-def test_csv_and_json_hold_the_same_rows_as_the_markdown_table(registry, results_files, procedure):
+def test_csv_and_json_hold_the_markdown_tables_numbers_as_numbers(
+    registry, results_files, procedure
+):
+    """The markdown's cells ('61,706', '97.3 ± 2.0', '1.20M') are numbers in CSV and JSON, with
+    the units in the column names, and both formats hold the same rows."""
     path = results_files[procedure]
-    rows = list(csv.DictReader(io.StringIO(render([path], registry, "csv"))))
+    text = render([path], registry, "csv")
+    rows = list(csv.DictReader(io.StringIO(text)))
     document = json.loads(render([path], registry, "json"))
     (suite,) = document["suites"]
     (table,) = suite["tables"]
     assert table["name"] == procedure and table["rows"] and len(rows) == len(table["rows"])
     for csv_row, json_row in zip(rows, table["rows"], strict=True):
         assert csv_row["table"] == f"{procedure}/{procedure}" and csv_row["results"] == "run"
-        assert all(csv_row[k] == str(v) for k, v in json_row.items())
-        assert all(column in json_row for column in TABLE_COLUMNS[procedure])
+        assert all(csv_row[k] == ("" if v is None else str(v)) for k, v in json_row.items())
+        for column in NUMERIC_COLUMNS[procedure]:
+            value = json_row[column]
+            assert isinstance(value, (int, float)) and not isinstance(value, bool), (column, value)
+    frame = pd.read_csv(io.StringIO(text))
+    assert all(pd.api.types.is_numeric_dtype(frame[c]) for c in NUMERIC_COLUMNS[procedure])
+    assert frame["model"].tolist() == [r["model"] for r in table["rows"]]  # text stays text
     (source,) = document["files"]
     assert source["environment"] == load_results(path)["environment"]
 
 
 def test_accuracy_seeds_aggregate_in_every_format(registry, results_files):
-    document = json.loads(render([results_files["accuracy"]], registry, "json"))
+    """Unrounded: the JSON mean and std are those of the stored accuracies, in percent."""
+    path = results_files["accuracy"]
+    document = json.loads(render([path], registry, "json"))
     (row,) = document["suites"][0]["tables"][0]["rows"]
-    assert row["seeds"] == "2/2" and " ± " in row["test acc %"]
+    accuracies = [100 * r["metrics"]["test_accuracy"] for r in load_results(path)["runs"]]
+    assert row["seeds ok"] == 2 and row["seeds run"] == 2
+    assert row["test acc %"] == pytest.approx(statistics.mean(accuracies), abs=1e-9)
+    assert row["test acc % std"] == pytest.approx(statistics.stdev(accuracies), abs=1e-9)
+    assert row["params"] == load_results(path)["runs"][0]["metrics"]["params"]
+    code, text = bench_report(path)  # the markdown is as it was
+    assert code == 0 and f"{row['test acc %']:.1f} ± {row['test acc % std']:.1f}" in text
+    assert f"| {row['params']:,} " in text and "| 2/2 " in text
 
 
 def test_two_files_side_by_side(registry, results_files, tmp_path):
@@ -151,7 +179,7 @@ def test_different_suites_get_their_own_sections_and_csv_columns(registry, resul
     # both folders are named run: their parents tell them apart
     assert [r["results"] for r in rows] == ["accuracy0/run", "throughput0/run", "throughput0/run"]
     throughput = [r for r in rows if r["table"] == "throughput/throughput"]
-    assert throughput[0]["test acc %"] == "" and throughput[0]["forward (IQR) ms"]
+    assert throughput[0]["test acc %"] == "" and float(throughput[0]["forward median ms"]) > 0
 
 
 def test_the_same_file_twice_is_told_apart(registry, results_files):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness.cells import Cell
 from harness.experiment import open_splits, task_of, train_and_test
 from harness.image_plots import plot_images
 from harness.options import Option
@@ -21,6 +22,7 @@ from harness.procedure import Procedure, Report, RunContext, Table
 from harness.registry import Registry
 from harness.report import (
     context_line,
+    count,
     failures_section,
     group,
     human,
@@ -127,7 +129,7 @@ def summary_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if point:
             row["settings"] = point
         task = first.get("task") or {"name": "classification"}
-        row["params"] = f"{first['params']:,}" if ok else "—"
+        row["params"] = count(first["params"] if ok else None)
         row["FLOPs/sample"] = human(first.get("flops"))
         if task["name"] == "classification":
             row["test acc %"] = pct(m["test_accuracy"] for m in ok)
@@ -143,7 +145,7 @@ def summary_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if ok and "train_seconds" in first
             else "—"
         )
-        row["seeds"] = f"{len(ok)}/{len(members)}"
+        row["seeds"] = Cell(f"{len(ok)}/{len(members)}", {" ok": len(ok), " run": len(members)})
         rows.append(row)
     return rows
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness.cells import Cell
 from harness.plots import plot_pruning
 from harness.procedure import Report, Table
 from harness.report import (
@@ -129,14 +130,15 @@ def _table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "structure": r["structure"],
                 "target %": f"{r['target']:g}",
                 "achieved %": f"{100 * r['achieved']:.1f}",
-                "params (total / nonzero)": f"{r['params_total']:,} / {r['params_nonzero']:,}",
+                "params (total / nonzero)": Cell(
+                    f"{r['params_total']:,} / {r['params_nonzero']:,}",
+                    {"params total": r["params_total"], "params nonzero": r["params_nonzero"]},
+                ),
                 "compression": f"{r['compression']:.1f}x",
                 "FLOPs dense": human(r["flops"]),
                 "FLOPs effective": human(r["flops_effective"]),
                 "speed-up": f"{r['speedup']:.1f}x",
-                f"latency ms (b{r['latency_batch']}, {r['device']})": "—"
-                if r["latency_ms"] is None
-                else f"{r['latency_ms']:.2f}" + (" contended" if r["latency_contended"] else ""),
+                f"latency ms (b{r['latency_batch']}, {r['device']})": _latency(r),
                 "acc before FT %": pct(r["before"]),
                 "acc after FT %": pct(r["after"]),
                 "Δ vs dense pp": "—"
@@ -146,6 +148,14 @@ def _table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return lines
+
+
+def _latency(row: dict[str, Any]) -> Cell:
+    if row["latency_ms"] is None:
+        return Cell("—")
+    contended = bool(row["latency_contended"])
+    text = f"{row['latency_ms']:.2f}" + (" contended" if contended else "")
+    return Cell(text, {"": row["latency_ms"], " contended": contended})
 
 
 NOTE = (

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from harness.cells import Cell
 from harness.devices import available_devices, resolve_device
 from harness.measurement import prepare, threads_set, too_small
 from harness.options import BenchError, Option
@@ -206,7 +207,7 @@ def summary_row(run: dict[str, Any], modes: list[str]) -> dict[str, Any]:
     for mode in modes:
         if mode in LATENCY_COLUMNS:
             row[f"{LATENCY_COLUMNS[mode]} (IQR) ms"] = (
-                _latency(metrics.get(mode)) if ok else run["status"]
+                _latency(metrics.get(mode), LATENCY_COLUMNS[mode]) if ok else run["status"]
             )
         if mode == "forward":
             row["fwd FLOP/s"] = human(metrics.get("forward", {}).get("flop_per_s"))
@@ -219,11 +220,14 @@ def summary_row(run: dict[str, Any], modes: list[str]) -> dict[str, Any]:
     return row
 
 
-def _latency(record: dict[str, Any] | None) -> str:
-    """Median (IQR) in milliseconds, the unit its column header names."""
+def _latency(record: dict[str, Any] | None, label: str) -> Cell:
+    """Median (IQR) in milliseconds, the unit its column header names; as numbers, the columns
+    '<label> median ms' and '<label> IQR ms'."""
     if not record:
-        return "—"
-    return f"{_digits(record['median'] * 1e3)} ({_digits(record['iqr'] * 1e3)})"
+        return Cell("—")
+    median, iqr = record["median"] * 1e3, record["iqr"] * 1e3
+    numbers = {f"{label} median ms": median, f"{label} IQR ms": iqr}
+    return Cell(f"{_digits(median)} ({_digits(iqr)})", numbers)
 
 
 def _digits(value: float) -> str:
