@@ -101,3 +101,18 @@ def register_executors(register):
     results file, and ``close()``. Perform each job with :func:`harness.jobs.perform` wherever
     it runs. The built-in executors are ``local``, ``processes`` and ``dask``.
     """
+
+
+@hookspec
+def register_result_sinks(register):
+    """Register result sinks: call ``register(SinkSpec(...))`` once per sink
+    (:class:`harness.sinks.SinkSpec`).
+
+    ``--sink NAME[=TARGET]`` on ``bench run`` and ``bench time`` opens one for a suite:
+    ``SinkSpec.open(context)`` receives a :class:`harness.sinks.SinkContext` (the target, the
+    output directory, the results document) and returns a sink whose ``record(run, results)``
+    is called with each run's record right after the results file holding it is written, and
+    whose ``close(results)`` is called once when the suite ends. A sink that raises is reported
+    and dropped; the results file is never affected. The built-in sink is ``tensorboard``
+    (``--tensorboard DIR`` is ``--sink tensorboard=DIR``).
+    """

@@ -22,6 +22,7 @@ from types import ModuleType
 import pluggy
 
 from harness import ENTRY_POINT_GROUP, hookspecs
+from harness.options import BenchError
 from harness.registry import DuplicateNameError, Registry
 from harness.spec_checks import SpecError
 
@@ -36,6 +37,7 @@ HOOKS = {
     "register_procedures": "procedures",
     "register_pruning_methods": "pruning_methods",
     "register_executors": "executors",
+    "register_result_sinks": "sinks",
 }
 
 
@@ -173,3 +175,18 @@ def _describe(exc: BaseException) -> str:
     frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" ({Path(frame[0].filename).name}:{frame[0].lineno})" if frame else ""
     return f"{type(exc).__name__}: {exc}{where}"
+
+
+def resolve_plugin_names(given: Sequence[str], flag: str = "plugin") -> list[str]:
+    """The extra plugins ``given`` (and ``BENCH_PLUGINS``): files as absolute paths, so that a
+    worker process or a later ``bench rerun`` finds them from anywhere. A file that is not there
+    is an error: the user asked for it, so a warning would be easy to miss."""
+    names = extra_plugin_names(given)
+    for name in names:
+        path = Path(name).expanduser()
+        if is_plugin_path(name) and not path.is_file():
+            named = f"{flag} {name}" if name in given else f"{ENV_VAR} names {name}"
+            problem = "a directory, not a .py file" if path.is_dir() else "no such file"
+            full = str(path.resolve())
+            raise BenchError(f"{named}: {problem}" + (f" ({full})" if full != name else ""))
+    return [str(Path(n).expanduser().resolve()) if Path(n).is_file() else n for n in names]

@@ -38,8 +38,9 @@ class RunContext:
 class Table:
     """One table of a report as data, for ``bench report`` (CSV, JSON, side by side).
 
-    ``rows`` hold the cells exactly as the markdown table shows them; column names carry the
-    units. ``key`` names the columns that identify a configuration, so that the same table from
+    ``rows`` hold the cells exactly as the markdown table shows them (a
+    :class:`harness.cells.Cell` also keeps the numbers behind its text, for CSV and JSON);
+    column names carry the units. ``key`` names the columns that identify a configuration, so that the same table from
     several results files can be lined up row by row. ``note`` explains the columns.
     """
 
@@ -69,7 +70,9 @@ class Procedure:
     stored results, writing plots into ``plots_dir`` when given, and never re-runs anything.
     ``settings`` declares the keys of the suite's ``[<procedure name>]`` table. ``checkpoints``
     says that its runs honour the ``save_checkpoint`` and ``from_checkpoint`` training options
-    (they train through :func:`harness.experiment.train_and_test`).
+    (they train through :func:`harness.experiment.train_and_test`). ``hyperparameters`` gives
+    the values a run's configuration varies over the suite's grid (by default its
+    ``grid_point``; empty for a run outside any grid): TensorBoard's HParams dashboard shows them.
     """
 
     name: str
@@ -81,3 +84,6 @@ class Procedure:
     default_models: list[str] = field(default_factory=list)
     default_datasets: list[str] = field(default_factory=lambda: ["digits"])
     checkpoints: bool = False
+    hyperparameters: Callable[[dict[str, Any]], dict[str, Any]] = field(
+        default=lambda config: dict(config.get("grid_point") or {})
+    )

@@ -230,3 +230,4 @@ class Registry:
         self.procedures: Collection[Any] = Collection("procedure")
         self.pruning_methods: Collection[Any] = Collection("pruning method")
         self.executors: Collection[Any] = Collection("executor")
+        self.sinks: Collection[Any] = Collection("result sink")

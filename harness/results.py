@@ -129,6 +129,8 @@ class ResultsStore:
     def __init__(self, path: Path, data: dict[str, Any]):
         self.path = path
         self.data = data
+        # told of each record once the file holding it is written: (record, document)
+        self.listeners: list[Callable[[dict[str, Any], dict[str, Any]], None]] = []
 
     @classmethod
     def create(
@@ -190,6 +192,8 @@ class ResultsStore:
         runs = [r for r in self.runs if r["hash"] != record["hash"]] + [record]
         self.data["runs"] = sorted(runs, key=lambda r: r["index"])
         self.save()
+        for listener in self.listeners:
+            listener(record, self.data)
 
     def finish(self, status: str, note: str | None = None) -> None:
         self.data["status"] = status

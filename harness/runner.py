@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -35,6 +35,7 @@ from harness.registry import Registry
 from harness.results import RESULTS_NAME, ResultsStore, atomic_write_text
 from harness.run_plots import RUN_PLOTS, plot_runs, run_plots_note
 from harness.scheduling import Interrupted, run_all
+from harness.sinks import Sinks
 from harness.suites import Run, Suite, safe_name
 
 
@@ -59,6 +60,18 @@ class RunPolicy:
     fail_fast: bool = False
     deterministic: bool = False
     plugins: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def of(
+        cls, executor: str | None = None, jobs: int | None = None, isolate: bool = False, **rest
+    ) -> RunPolicy:
+        """A policy as the flags say it: ``jobs`` alone means the ``processes`` executor,
+        ``isolate`` means ``processes`` with one job unless ``jobs`` says more."""
+        if isolate:
+            if executor not in (None, "processes"):
+                raise BenchError(f"--isolate is --executor processes; it cannot go with {executor}")
+            executor, jobs = "processes", jobs or 1
+        return cls(executor=executor or ("processes" if jobs else "local"), jobs=jobs, **rest)
 
 
 @dataclass
@@ -98,12 +111,15 @@ def run_suite(
     threads: int | None = None,
     policy: RunPolicy | None = None,
     resume: bool = False,
+    sinks: Sequence[str] = (),
 ) -> SuiteOutcome:
     """Execute every run of ``suite``; results are saved after each run, whatever its outcome.
 
     With ``resume``, ``out_dir`` holds the results of an earlier, unfinished invocation of the
     same suite; runs it recorded as ``ok`` are not repeated. ``device`` and ``threads`` default
-    to the suite's own.
+    to the suite's own. ``sinks`` (``NAME[=TARGET]``, :mod:`harness.sinks`) receive each run's
+    record as it is written. ``quiet`` hides the progress bar, which is otherwise shown on a
+    terminal and in Jupyter.
     """
     procedure = registry.procedures.get(suite.procedure)
     check_checkpoint_options(suite, procedure, registry)
@@ -119,6 +135,7 @@ def run_suite(
     runs = procedure.plan(suite, registry)
     _check_plan(runs)
     command = command or sys.argv
+    outputs = Sinks.open(registry, sinks, out_dir, procedure.hyperparameters)
     with closing(open_executor(registry, policy, threads, suite.threads)) as executor:
         environment = capture_environment(ctx.device)
         execution = _execution(ctx, policy, executor)
@@ -133,9 +150,13 @@ def run_suite(
                 environment=environment,
                 execution=execution,
             )
-        with sigterm_as_interrupt():
-            show = not quiet and sys.stderr.isatty()
-            _run_pending(runs, store, executor, job_maker(ctx, policy, executor), policy, show)
+        store.listeners.append(outputs.record)
+        try:
+            with sigterm_as_interrupt():
+                show = not quiet and (sys.stderr.isatty() or in_notebook())
+                _run_pending(runs, store, executor, job_maker(ctx, policy, executor), policy, show)
+        finally:
+            outputs.close(store.data)
         workers = min(executor.slots, usable_cores())  # the plots use the runs' parallelism
     report = procedure.report(store.data, out_dir)
     drawn = plot_runs(store.data, out_dir / RUN_PLOTS, workers)
@@ -340,3 +361,10 @@ def _execution(ctx: RunContext, policy: RunPolicy, executor: Executor) -> dict[s
         "executor": executor.describe(),
         "data_root": str(ctx.data.data_root) if ctx.data.data_root else None,
     }
+
+
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (whose progress bars are widgets, not text)."""
+    shell = sys.modules.get("IPython")
+    get = getattr(shell, "get_ipython", None)
+    return bool(get and getattr(get(), "kernel", None) is not None)

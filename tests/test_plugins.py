@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from test_sinks import RECORDER
 
 from harness import hookspecs
 from harness.cli import cli
@@ -447,6 +448,26 @@ def test_hook_register_executors(tmp_path: Path):
     (run,) = outcome.store.runs
     assert run["status"] == "ok" and run["placement"]["worker"] == "test thread"
     assert outcome.store.data["execution"]["executor"]["name"] == "one-thread"
+
+
+def test_hook_register_result_sinks(tmp_path: Path):
+    """A sink from a plugin file is told of each run of a suite as it is recorded, then of the
+    end (the command-line side is in test_sinks.py)."""
+    path = tmp_path / "sinks_plugin.py"
+    path.write_text(RECORDER)
+    plugins = load_plugins([str(path)])
+    assert info(plugins, path).provides == ["result sink recorder", "result sink broken"]
+    registry = plugins.registry
+    suite = parse_suite(
+        {"models": ["mlp"], "dataset_options": {"digits": {"size": 8}}, "train": {"epochs": 1}},
+        registry,
+        source="t",
+    )
+    log = tmp_path / "log.jsonl"
+    run_suite(suite, registry, out_dir=tmp_path / "out", quiet=True, sinks=[f"recorder={log}"])
+    first, last = (json.loads(line) for line in log.read_text().splitlines())
+    assert first["run"] == "000-mlp-digits-s0" and first["on_disk"]
+    assert last == {"closed": "complete", "runs": 1}
 
 
 def test_hook_register_tasks(write_plugin: WritePlugin, tmp_path: Path):

@@ -12,8 +12,7 @@ from typing import Any
 import click
 
 from harness.jobs import usable_cores
-from harness.options import BenchError
-from harness.plugins import ENV_VAR, Plugins, extra_plugin_names, is_plugin_path, load_plugins
+from harness.plugins import Plugins, load_plugins, resolve_plugin_names
 from harness.registry import DuplicateNameError, Registry
 from harness.runner import RunPolicy, SuiteInterrupted, SuiteOutcome, run_suite
 from harness.suites import Suite
@@ -40,19 +39,9 @@ plugin_option = click.option(
 
 
 def plugin_names(ctx: click.Context) -> list[str]:
-    """The extra plugins of this invocation (--plugin, BENCH_PLUGINS); files as absolute paths,
-    so that a worker process or a later ``bench rerun`` finds them from anywhere. A file that is
-    not there is an error: the user asked for it, so a warning would be easy to miss."""
-    given = ctx.find_root().meta.get("bench.plugins", [])
-    names = extra_plugin_names(given)
-    for name in names:
-        path = Path(name).expanduser()
-        if is_plugin_path(name) and not path.is_file():
-            named = f"--plugin {name}" if name in given else f"{ENV_VAR} names {name}"
-            problem = "a directory, not a .py file" if path.is_dir() else "no such file"
-            full = str(path.resolve())
-            raise BenchError(f"{named}: {problem}" + (f" ({full})" if full != name else ""))
-    return [str(Path(n).expanduser().resolve()) if Path(n).is_file() else n for n in names]
+    """The extra plugins of this invocation (--plugin, BENCH_PLUGINS), resolved by
+    :func:`harness.plugins.resolve_plugin_names`."""
+    return resolve_plugin_names(ctx.find_root().meta.get("bench.plugins", []), "--plugin")
 
 
 def get_plugins(ctx: click.Context, *, allow_conflicts: bool = False) -> Plugins:
@@ -152,30 +141,34 @@ def policy_options(command: Callable) -> Callable:
     return command
 
 
-def make_policy(
-    ctx: click.Context,
-    *,
-    executor: str | None,
-    jobs: int | None,
-    retries: int,
-    run_timeout: float | None,
-    fail_fast: bool,
-    isolate: bool,
-    deterministic: bool,
-) -> RunPolicy:
-    if isolate:
-        if executor not in (None, "processes"):
-            raise BenchError(f"--isolate is --executor processes; it cannot go with {executor}")
-        executor, jobs = "processes", jobs or 1
-    return RunPolicy(
-        executor=executor or ("processes" if jobs else "local"),
-        jobs=jobs,
-        retries=retries,
-        run_timeout=run_timeout,
-        fail_fast=fail_fast,
-        deterministic=deterministic,
-        plugins=tuple(plugin_names(ctx)),
-    )
+SINK_OPTIONS = [
+    click.option(
+        "--tensorboard",
+        type=click.Path(path_type=Path, file_okay=False),
+        metavar="DIR",
+        help="Write each run's per-epoch scalars and timings (and a grid's HParams) as "
+        "TensorBoard event files under DIR/<results folder>/ (--sink tensorboard=DIR).",
+    ),
+    click.option(
+        "--sink",
+        "sinks",
+        multiple=True,
+        metavar="NAME[=TARGET]",
+        help="Also send each run's record to this result sink (repeatable; bench list sinks).",
+    ),
+]
+
+
+def sink_options(command: Callable) -> Callable:
+    """Add --tensorboard and --sink to a command."""
+    for option in reversed(SINK_OPTIONS):
+        command = option(command)
+    return command
+
+
+def make_policy(ctx: click.Context, **flags: Any) -> RunPolicy:
+    """The run policy of the policy flags (:meth:`harness.runner.RunPolicy.of`)."""
+    return RunPolicy.of(**flags, plugins=tuple(plugin_names(ctx)))
 
 
 def echo_json(data: Any) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 import torch
@@ -296,14 +298,29 @@ def list_pruning_methods(ctx, as_json: bool) -> None:
 @click.pass_context
 def list_executors(ctx, as_json: bool) -> None:
     """Executors --executor can name (NAME, or NAME://ADDRESS where an address is taken)."""
-    registry = get_plugins(ctx).registry
+    executors = get_plugins(ctx).registry.executors
+    _list_named(executors, lambda e: f"{e.name}[://ADDRESS]" if e.address else e.name, as_json)
+
+
+@list_group.command("sinks")
+@json_option
+@plugin_option
+@click.pass_context
+def list_sinks(ctx, as_json: bool) -> None:
+    """Result sinks --sink can name (NAME, or NAME=TARGET where a target is needed)."""
+    sinks = get_plugins(ctx).registry.sinks
+    _list_named(sinks, lambda s: f"{s.name}=TARGET" if s.needs_target else s.name, as_json)
+
+
+def _list_named(collection, shown: Callable[[Any], str], as_json: bool) -> None:
+    """Name (as a flag takes it), description and source of each spec in ``collection``."""
     rows = [
         {
-            "name": f"{e.name}[://ADDRESS]" if e.address else e.name,
-            "description": e.description,
-            "source": registry.executors.source(e.name),
+            "name": shown(spec),
+            "description": spec.description,
+            "source": collection.source(spec.name),
         }
-        for e in registry.executors
+        for spec in collection
     ]
     if as_json:
         return echo_json(rows)

@@ -16,10 +16,12 @@ from harness.cli.common import (
     plugin_option,
     policy_options,
     run_and_show,
+    sink_options,
 )
 from harness.data import DataContext
 from harness.options import BenchError, parse_assignments
 from harness.runner import default_out_dir
+from harness.sinks import requested_sinks
 from harness.suite_overrides import Overrides, load_suite_with
 from harness.train_config import OPTIMIZERS, TRAIN_OPTIONS, WEIGHT_DECAY_MODES
 
@@ -159,6 +161,7 @@ def with_default(text: str, key: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @policy_options
+@sink_options
 @plugin_option
 @click.pass_context
 def run_command(
@@ -192,6 +195,8 @@ def run_command(
     download,
     as_json,
     quiet,
+    tensorboard,
+    sinks,
     **policy,
 ) -> None:
     """Run a suite, or train --model(s) on --dataset(s) and test them.
@@ -210,6 +215,7 @@ def run_command(
       bench run --suite cnn-pruning --resume results/20260101-120000-cnn-pruning
       bench run --model lenet5 --dataset mnist-5k --epochs 5 --save-checkpoint --out /tmp/a
       bench run --from-checkpoint /tmp/a/checkpoints/lenet5-mnist-5k-s0.pt --epochs 5
+      bench run --suite regularization --quick --tensorboard runs/tb
     """
     if out and resume:
         raise BenchError("--resume continues in RESULTS_DIR; it cannot be combined with --out")
@@ -262,4 +268,5 @@ def run_command(
         quiet=quiet,
         threads=threads,
         policy=make_policy(ctx, **policy),
+        sinks=requested_sinks(tensorboard, sinks),
     )

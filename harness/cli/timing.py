@@ -21,11 +21,13 @@ from harness.cli.common import (
     plugin_option,
     policy_options,
     run_and_show,
+    sink_options,
 )
 from harness.data import DataContext
 from harness.measurement import timing_suite
 from harness.options import parse_assignments
 from harness.runner import default_out_dir
+from harness.sinks import requested_sinks
 from harness.suite_overrides import Overrides
 from harness.timing import AMP_DTYPES, MODES, STEP_MODES
 
@@ -82,7 +84,7 @@ SHARED_OPTIONS = [
 def shared_options(command: Callable) -> Callable:
     for option in reversed(SHARED_OPTIONS):
         command = option(command)
-    return policy_options(command)
+    return policy_options(sink_options(command))
 
 
 @click.command("time")
@@ -135,6 +137,7 @@ def time_command(
                  --batch-size 32 --device cpu
       bench time --model lenet5 --dataset digits --device auto --threads 2 --json
       bench time --model cnn --batch-size 1 --batch-size 64 --mode forward --amp bf16
+      bench time --model lenet5 --quick --tensorboard runs/tb
     """
     settings = {
         "batch_sizes": batch_sizes,
@@ -202,6 +205,8 @@ def _run(
     data_root,
     as_json,
     quiet,
+    tensorboard,
+    sinks,
     **policy,
 ) -> None:
     registry = get_plugins(ctx).registry
@@ -241,4 +246,5 @@ def _run(
         quiet=quiet,
         threads=threads,
         policy=make_policy(ctx, **policy),
+        sinks=requested_sinks(tensorboard, sinks),
     )

@@ -227,4 +227,5 @@ PROCEDURE = Procedure(
     default_models=["mlp"],
     default_datasets=["mnist1d"],
     checkpoints=True,
+    hyperparameters=lambda config: dict(config["cell"]),
 )
