@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")  # files only: no display needed, none assumed
+# Files only: no display needed, none assumed. In a Jupyter kernel the notebook's own (inline)
+# backend stays, so that the user's plots still show; bench closes every figure it saves.
+if "ipykernel" not in sys.modules:
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from harness.report import group, mean_std  # noqa: E402
