@@ -18,6 +18,7 @@ runs as a user would see them. The load average before and after each command is
 it. A benchmark, not a test: it never fails. From the repository root:
 
     python benchmarks/executors.py [--suite cnn-pruning --suite regularization] [--small 24]
+    python benchmarks/executors.py --suite cnn-pruning --pairs 3   # interleaved, median ratio
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,6 +83,31 @@ def suite_wall_times(suite: str, scratch: Path) -> None:
               f"{base[0] / seconds:.2f}x | {same} | {load} |", flush=True)  # fmt: skip
 
 
+def interleaved_pairs(suite: str, pairs: int, scratch: Path) -> None:
+    """Sequential and ``--jobs 2`` alternately, ``pairs`` times (the order swapped every pair,
+    so that a slow spell of the machine does not always fall on the same side): each pair's
+    ratio, and their median, which one noisy measurement cannot give."""
+    print(f"\n## {suite}: {pairs} interleaved pairs\n")
+    print("| pair | sequential | --jobs 2 | ratio | same numbers | load |")
+    print("|---|---|---|---|---|---|")
+    ratios, base = [], None
+    for pair in range(pairs):
+        order = ["sequential", "--jobs 2"][:: 1 if pair % 2 == 0 else -1]
+        seconds, loads, same = {}, [], True
+        for label in order:
+            out = scratch / f"{suite}-pair{pair}-{label.replace(' ', '_')}"
+            seconds[label], results, load = timed(["run", "--suite", suite, *EXECUTORS[label]], out)
+            base = base or results
+            same = same and same_numbers(results, base)
+            loads.append(load)
+        ratios.append(seconds["sequential"] / seconds["--jobs 2"])
+        print(f"| {pair + 1} ({order[0]} first) | {seconds['sequential']:.1f} s | "
+              f"{seconds['--jobs 2']:.1f} s | {ratios[-1]:.2f}x | {'yes' if same else 'NO'} | "
+              f"{'; '.join(loads)} |", flush=True)  # fmt: skip
+    ordered = sorted(ratios)
+    print(f"\nmedian {statistics.median(ratios):.2f}x, range {ordered[0]:.2f}-{ordered[-1]:.2f}x")
+
+
 def overhead(runs: int, scratch: Path) -> None:
     """Per-run cost of each executor, one run at a time, on small runs."""
     suite = scratch / "small.toml"
@@ -111,9 +138,20 @@ def main() -> None:
     parser.add_argument(
         "--small", type=int, default=24, help="small runs for the overhead (0: skip it)"
     )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=0,
+        help="instead of one row per executor: this many interleaved sequential / --jobs 2 "
+        "pairs per suite, and the median ratio",
+    )
     args = parser.parse_args()
     print(f"{cpu_model()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="bench-executors-") as tmp:
+        if args.pairs:
+            for suite in args.suite or ["cnn-pruning", "regularization"]:
+                interleaved_pairs(suite, args.pairs, Path(tmp))
+            return
         if args.small:
             overhead(args.small, Path(tmp))
         for suite in args.suite or ["cnn-pruning", "regularization"]:

@@ -1,5 +1,5 @@
-"""bench from Python: the functions ``bench run``, ``bench time``, ``bench report`` and
-``bench compare`` are made of, with the same validation, raising instead of exiting::
+"""bench from Python: ``bench run``, ``bench time``, ``bench report`` and ``bench compare`` over
+the same library calls the CLI makes, with the same validation, raising instead of exiting::
 
     from harness import api as bench
 
