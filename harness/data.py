@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 
 from harness.options import BenchError, Option
@@ -124,6 +123,8 @@ def stratified_splits(
     seed: int,
 ) -> tuple[TensorSplit, TensorSplit, TensorSplit]:
     """Stratified train/val/test split; ``val`` is carved from what remains for training."""
+    from sklearn.model_selection import train_test_split  # 2 s to import: only when splitting
+
     x, y = torch.as_tensor(np.asarray(x), dtype=torch.float32), torch.as_tensor(np.asarray(y))
     index = np.arange(len(y))
     rest, test_idx = train_test_split(index, test_size=test, stratify=y, random_state=seed)
@@ -166,6 +167,8 @@ def carve_validation(
     split: TensorSplit, val: float | int, seed: int
 ) -> tuple[TensorSplit, TensorSplit]:
     """Carve a stratified validation split from a training split."""
+    from sklearn.model_selection import train_test_split
+
     index = np.arange(len(split))
     try:
         train_idx, val_idx = train_test_split(

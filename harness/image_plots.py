@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.plots import plt, save_figure
+from harness.plots import pyplot, save_figure
 from harness.suites import safe_name
 
 
@@ -34,7 +34,7 @@ def _image(row: list[int], shape: list[int]) -> np.ndarray:
 def _grid(rows: list[tuple[str, list[list[int]]]], shape: list[int], title: str, path: Path):
     """Rows of images, each row named on its left."""
     columns = max(len(images) for _, images in rows)
-    figure, axes = plt.subplots(
+    figure, axes = pyplot().subplots(
         len(rows), columns, figsize=(0.9 * columns + 1.6, 0.95 * len(rows) + 0.5), squeeze=False
     )
     for axis in axes.flat:
@@ -95,7 +95,7 @@ def plot_latents(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         for model, samples in by_model.items():
             codes = np.asarray(samples["latent"]["codes"])
             labels = np.asarray(samples["latent"]["labels"])
-            figure, axis = plt.subplots(figsize=(6, 5))
+            figure, axis = pyplot().subplots(figsize=(6, 5))
             scatter = axis.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=6)
             figure.colorbar(scatter, ax=axis, label="class", ticks=sorted(set(labels.tolist())))
             axis.set_xlabel("code 1")

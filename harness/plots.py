@@ -7,16 +7,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from harness.report import group, mean_std
+from harness.suites import safe_name
 
-# Files only: no display needed, none assumed. In a Jupyter kernel the notebook's own (inline)
-# backend stays, so that the user's plots still show; bench closes every figure it saves.
-if "ipykernel" not in sys.modules:
-    matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
-from harness.report import group, mean_std  # noqa: E402
-from harness.suites import safe_name  # noqa: E402
+def pyplot():
+    """``matplotlib.pyplot``, imported when a figure is first drawn (it costs 1.5 s, which a
+    command that draws nothing should not pay). Files only: no display needed, none assumed; in
+    a Jupyter kernel the notebook's own (inline) backend stays, so that the user's plots still
+    show, and bench closes every figure it saves."""
+    import matplotlib
+
+    if "ipykernel" not in sys.modules:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot
+
+    return matplotlib.pyplot
 
 
 def plot_pruning(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
@@ -28,7 +34,7 @@ def plot_pruning(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     for (model, dataset), members in group(rows, lambda r: (r["model"], r["dataset"])).items():
         members = [r for r in members if r["seeds"]]
         control = next((r for r in members if r["method"] == "dense"), None)
-        figure, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+        figure, axes = pyplot().subplots(1, 2, figsize=(12, 4.5), sharey=True)
         for method, points in group(
             [r for r in members if r["method"] != "dense"], lambda r: r["method"]
         ).items():
@@ -82,7 +88,9 @@ def plot_heatmap(
 ) -> Path:
     """A table of numbers as an annotated heatmap (NaN cells left blank); the cell at ``mark``
     (row, column) is outlined."""
-    figure, axis = plt.subplots(figsize=(max(6.0, 1.2 * len(columns) + 2.5), 0.6 * len(rows) + 2.0))
+    figure, axis = pyplot().subplots(
+        figsize=(max(6.0, 1.2 * len(columns) + 2.5), 0.6 * len(rows) + 2.0)
+    )
     image = axis.imshow(values, cmap="viridis", aspect="auto")
     for i, row in enumerate(values):
         for j, value in enumerate(row):
@@ -91,7 +99,7 @@ def plot_heatmap(
                 axis.text(j, i, f"{value:.1f}", ha="center", va="center", color=color)
     if mark is not None:
         axis.add_patch(
-            plt.Rectangle(
+            pyplot().Rectangle(
                 (mark[1] - 0.5, mark[0] - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5
             )
         )
@@ -117,9 +125,9 @@ def plot_sweep(
 ) -> Path:
     """Series of (mean, std) against a swept value on two y axes, each with a +-std band; the x
     axis is logarithmic, with a linear stretch around 0 when 0 is swept."""
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure, axis = pyplot().subplots(figsize=(7, 4.5))
     twin = axis.twinx()
-    colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])  # one cycle for both axes
+    colors = iter(pyplot().rcParams["axes.prop_cycle"].by_key()["color"])  # one cycle for both axes
     lines = []
     for target, series, style in ((axis, left, "-"), (twin, right, "--")):
         for label, stats in series.items():
@@ -155,7 +163,7 @@ def plot_loss_curves(
 ) -> Path:
     """Training (solid) and validation (dashed) loss per epoch for each labelled set of
     histories, averaged over the histories that reached each epoch."""
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure, axis = pyplot().subplots(figsize=(7, 4.5))
     for label, histories in curves.items():
         color = None
         for key, style in (("train_loss", "-"), ("val_loss", "--")):
@@ -185,7 +193,7 @@ def plot_lines(
     """One line per label through (category, mean, std) points with a +-std band, the
     categories evenly spaced in the order first seen (5, 10, 25, 50, all)."""
     categories = list(dict.fromkeys(c for points in lines.values() for c, _, _ in points))
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure, axis = pyplot().subplots(figsize=(7, 4.5))
     for label, points in lines.items():
         if not points:
             continue
@@ -209,7 +217,7 @@ def plot_curves(curves: dict[str, tuple[list[float], int]], path: Path) -> Path:
     against the epoch, on a log scale when it spans more than a factor of 100."""
     columns = min(3, len(curves))
     rows = math.ceil(len(curves) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False)
+    figure, axes = pyplot().subplots(rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False)
     for axis, (name, (values, every)) in zip(axes.flat, curves.items(), strict=False):
         axis.plot([1 + i * every for i in range(len(values))], values)
         positive = [v for v in values if v > 0]
@@ -228,7 +236,7 @@ def save_figure(figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
+    pyplot().close(figure)
     return path
 
 
@@ -245,7 +253,7 @@ def plot_series(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
             )
     paths = []
     for dataset, by_model in series.items():
-        figure, axis = plt.subplots(figsize=(9, 4.5))
+        figure, axis = pyplot().subplots(figsize=(9, 4.5))
         first = next(iter(by_model.values()))
         axis.plot(first["actual"], color="black", linewidth=1.2, label="actual")
         for model, values in by_model.items():
@@ -263,7 +271,7 @@ def plot_confusion(matrix: list[list[int]], names: list[str], *, title: str, pat
     counts = [[float(c) for c in row] for row in matrix]
     shares = [[c / (sum(row) or 1) for c in row] for row in counts]
     size = max(4.0, 0.45 * len(names) + 2)
-    figure, axis = plt.subplots(figsize=(size + 1, size))
+    figure, axis = pyplot().subplots(figsize=(size + 1, size))
     image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     axis.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
     axis.set_yticks(range(len(names)), names, fontsize=7)

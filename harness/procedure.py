@@ -40,8 +40,9 @@ class Table:
 
     ``rows`` hold the cells exactly as the markdown table shows them (a
     :class:`harness.cells.Cell` also keeps the numbers behind its text, for CSV and JSON);
-    column names carry the units. ``key`` names the columns that identify a configuration, so that the same table from
-    several results files can be lined up row by row. ``note`` explains the columns.
+    column names carry the units. ``key`` names the columns that identify a configuration, so
+    that the same table from several results files can be lined up row by row. ``note``
+    explains the columns.
     """
 
     name: str

@@ -43,7 +43,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from harness.options import BenchError
 from harness.stats import summarize
@@ -278,6 +277,8 @@ def time_test(base: Measurement, cand: Measurement, slower: bool) -> tuple[bool,
     counts = f"n={base.n}/{cand.n}"
     if base.samples and cand.samples and _test_can_reach_alpha(base.n, cand.n):
         alternative = "greater" if slower else "less"
+        from scipy import stats  # 1 s to import: only when a verdict is tested
+
         p = float(stats.mannwhitneyu(cand.samples, base.samples, alternative=alternative).pvalue)
         return p < ALPHA, f"p={p:.2g} (Mann-Whitney U, {counts})", p
     if base.n < 2 or cand.n < 2:
@@ -294,6 +295,8 @@ def _test_can_reach_alpha(n1: int, n2: int) -> bool:
 
 def _interval(m: Measurement) -> tuple[float, float]:
     """The 99% Student-t confidence interval of the mean."""
+    from scipy import stats
+
     half = float(stats.t.ppf(1 - ALPHA / 2, m.n - 1)) * m.std / math.sqrt(m.n)
     return m.mean - half, m.mean + half
 
@@ -318,6 +321,8 @@ def paired_time_evidence(base: Measurement, cand: Measurement, threshold: float)
     if np.all(logs == 0):
         p = 1.0
     else:
+        from scipy import stats
+
         p = float(stats.wilcoxon(logs, alternative="greater" if slower else "less").pvalue)
     limit = math.log1p(threshold)
     q25, q75 = np.percentile(logs, [25, 75])
