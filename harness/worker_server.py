@@ -20,9 +20,17 @@ from importlib.metadata import entry_points
 
 from harness import ENTRY_POINT_GROUP
 
-# torch._dynamo: imported lazily by the first optimizer, and it alone takes seconds;
-# harness.run_plots (matplotlib): the suite's figures are drawn by workers from here too
-PRELOAD = ["harness.executors.processes", "torch._dynamo", "harness.run_plots"]
+# What each worker would otherwise import afresh, once per run: torch._dynamo (imported lazily
+# by the first optimizer, and it alone takes seconds), sklearn's splits (2 s) and
+# matplotlib.pyplot (1.5 s; the suite's figures are drawn by workers from here too). bench
+# imports the last two only when used, so that commands that need neither start sooner.
+PRELOAD = [
+    "harness.executors.processes",
+    "torch._dynamo",
+    "harness.run_plots",
+    "sklearn.model_selection",
+    "matplotlib.pyplot",
+]
 
 
 def worker_context() -> multiprocessing.context.BaseContext:
