@@ -327,8 +327,7 @@ def _execute(
         command=list(command or ["python", *sys.argv[:1]]),
         **run,
     )
-    results = Results(outcome.store.data, outcome.store.path, tuple(names), outcome.report)
-    return results
+    return Results(outcome.store.data, outcome.store.path, tuple(names), outcome.report)
 
 
 def _texts(values: Mapping[str, Any] | None) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from harness.report import group, mean_std
 from harness.suites import safe_name
 
 
+@functools.cache
 def pyplot():
     """``matplotlib.pyplot``, imported when a figure is first drawn (it costs 1.5 s, which a
     command that draws nothing should not pay). Files only: no display needed, none assumed; in
