@@ -15,13 +15,12 @@ import sys
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 
 import pluggy
 
-from harness import ENTRY_POINT_GROUP, hookspecs
+from harness import ENTRY_POINT_GROUP, hookspecs, installed_entry_points
 from harness.options import BenchError
 from harness.registry import DuplicateNameError, Registry
 from harness.spec_checks import SpecError
@@ -91,8 +90,7 @@ def load_plugins(
     manager.add_hookspecs(hookspecs)
     infos: list[PluginInfo] = []
 
-    for ep in sorted(entry_points(group=entry_point_group), key=lambda e: e.name):
-        dist = ep.dist.name if ep.dist else "?"
+    for ep, dist in installed_entry_points(entry_point_group):
         info = PluginInfo(name=ep.name, source=f"entry point {ep.value} ({dist})")
         _register(manager, info, infos, ep.load)
     for item in dict.fromkeys(extra):  # a plugin named twice loads once

@@ -112,28 +112,55 @@ def structured(model: nn.Module, target: float, context: PruningContext) -> nn.M
     """Remove whole channels/neurons (L1 norm) so the dense model shrinks by ``target``.
 
     Torch-Pruning applies one channel ratio to every layer (each keeps at least one channel);
-    the ratio is found by bisection so the achieved parameter drop matches the target.
+    the ratio is found by bisection so the achieved parameter drop matches the target. How many
+    channels a ratio removes depends on the architecture, not on the weights (they only choose
+    which channels go), so the ratio is searched once per process for each architecture and
+    target: the variants of other seeds (and their latency run's rebuilds) prune once, not ~15
+    times.
     """
+    key = (_architecture(model), tuple(context.input_shape), target)
+    if key in _RATIOS:
+        ratio = _RATIOS[key]
+        return model if ratio is None else _channels_pruned(model, ratio, context)
+    _RATIOS[key], best = _search_ratio(model, target, context)
+    return best
+
+
+_RATIOS: dict[tuple, float | None] = {}  # structured(): the ratio of an architecture and target
+
+
+def _search_ratio(
+    model: nn.Module, target: float, context: PruningContext
+) -> tuple[float | None, nn.Module]:
+    """The channel ratio whose pruned copy is closest to the target (``None``: no ratio comes
+    closer than the model itself), with that copy."""
     total = count_params(model)
     goal = total * (1 - target)
-
-    def pruned(ratio: float) -> nn.Module:
-        candidate = copy.deepcopy(model)
-        _prune_channels(candidate, ratio, context)
-        return candidate
-
     low, high = 0.0, 1.0
-    best = model
+    best_ratio, best = None, model
     for _ in range(20):
         ratio = (low + high) / 2
-        candidate = pruned(ratio)
+        candidate = _channels_pruned(model, ratio, context)
         remaining = count_params(candidate)
         if abs(remaining - goal) < abs(count_params(best) - goal):
-            best = candidate
+            best_ratio, best = ratio, candidate
         if abs(remaining - goal) <= 0.0025 * total:
             break
         low, high = (ratio, high) if remaining > goal else (low, ratio)
-    return best
+    return best_ratio, best
+
+
+def _architecture(model: nn.Module) -> tuple:
+    """What fixes how many parameters a channel ratio leaves: the layers and their shapes."""
+    layers = tuple((name, type(module).__name__) for name, module in model.named_modules())
+    shapes = tuple((name, tuple(t.shape)) for name, t in model.state_dict().items())
+    return layers, shapes
+
+
+def _channels_pruned(model: nn.Module, ratio: float, context: PruningContext) -> nn.Module:
+    candidate = copy.deepcopy(model)
+    _prune_channels(candidate, ratio, context)
+    return candidate
 
 
 def _prune_channels(model: nn.Module, ratio: float, context: PruningContext) -> None:

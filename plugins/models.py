@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from harness import hookimpl
@@ -55,7 +54,7 @@ def conv_classifier(
     if feature_dropout:
         layers.append(nn.Dropout2d(feature_dropout))
     layers.append(nn.Flatten())
-    features = _flat_size(nn.Sequential(*layers), input_shape)
+    features = channels * _feature_map_area(convs, input_shape)
     return nn.Sequential(
         *layers,
         *_dense(
@@ -75,13 +74,21 @@ def _dense(
     return [*layers, nn.Linear(sizes[-1], num_classes)]
 
 
-def _flat_size(features: nn.Module, input_shape: tuple[int, ...]) -> int:
-    # One dummy sample; under ``torch.device("meta")`` (fast listing) this computes shapes only.
-    with torch.no_grad():
-        try:
-            return features(torch.zeros(1, *input_shape)).shape[1]
-        except RuntimeError as exc:
-            raise ValueError(f"input shape {tuple(input_shape)} is too small: {exc}") from None
+def _feature_map_area(convs: list[Conv], input_shape: tuple[int, ...]) -> int:
+    """Height x width after the blocks (stride-1 convolutions, 2x2 max pools that round down),
+    by arithmetic: a dummy forward pass costs milliseconds per model built, and the scratch
+    variants' width search builds dozens."""
+    height, width = input_shape[1:]
+    for conv in convs:
+        height, width = (side + 2 * conv.padding - conv.kernel + 1 for side in (height, width))
+        if conv.pool:
+            height, width = height // 2, width // 2
+        if height < 1 or width < 1:
+            raise ValueError(
+                f"input shape {tuple(input_shape)} is too small: nothing is left of it after "
+                f"the {conv.kernel}x{conv.kernel} convolution{' and pooling' if conv.pool else ''}"
+            )
+    return height * width
 
 
 def mlp(input_shape, num_classes, hidden=(128,), dropout=0.0, dropout_impl="torch", width=1.0):

@@ -17,6 +17,7 @@ parallel training never sits beside a timing and no structure is timed twice.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -273,10 +274,22 @@ def _scratch(config, ctx: RunContext, splits) -> dict[str, Any]:
 def width_for_target(
     spec: ModelSpec, input_shape, num_classes: int, options: dict[str, Any], target: float
 ) -> float:
-    """The ``width`` whose model has the parameter count closest to a ``target`` drop."""
+    """The ``width`` whose model has the parameter count closest to a ``target`` drop.
+
+    The bisection builds some 30 models, so its answer is kept for the process: every seed's
+    scratch variant (and the latency run, which rebuilds them all) has the same width."""
     if "width" not in spec.options:
         raise BenchError(f"model '{spec.name}' has no 'width' option, which scratch variants need")
+    key = (spec.name, spec.build, tuple(input_shape), num_classes, _frozen(options), target)
+    if key not in _WIDTHS:
+        _WIDTHS[key] = _search_width(spec, input_shape, num_classes, options, target)
+    return _WIDTHS[key]
 
+
+_WIDTHS: dict[tuple, float] = {}
+
+
+def _search_width(spec: ModelSpec, input_shape, num_classes: int, options, target: float) -> float:
     def params(width: float) -> int:
         with torch.device("meta"):
             return count_params(spec.create(input_shape, num_classes, {**options, "width": width}))
@@ -287,6 +300,10 @@ def width_for_target(
         middle = (low + high) / 2
         low, high = (middle, high) if params(middle) < goal else (low, middle)
     return min((low, high), key=lambda w: abs(params(w) - goal))
+
+
+def _frozen(options: dict[str, Any]) -> str:
+    return json.dumps(options, sort_keys=True, default=str)
 
 
 def _finetune(model: nn.Module, config, ctx: RunContext, splits) -> list[dict[str, float]]:
