@@ -39,6 +39,18 @@ def test_small_models_produce_logits(registry, name):
     assert model(torch.randn(3, *MNIST)).shape == (3, 10)
 
 
+@pytest.mark.parametrize("name", ["cnn", "cnn-small", "lenet5", "convnet"])
+@pytest.mark.parametrize("shape", [(3, 32, 32), (1, 29, 35), (2, 30, 27)])
+def test_conv_models_size_their_first_linear_layer_for_any_image(registry, name, shape):
+    model = registry.models.get(name).create(shape, 7, {"width": 0.7})
+    assert model(torch.randn(2, *shape)).shape == (2, 7)
+
+
+def test_an_image_too_small_for_the_convolutions_is_refused_naming_it(registry):
+    with pytest.raises(ValueError, match=r"input shape \(1, 8, 8\) is too small.*3x3"):
+        registry.models.get("cnn").create((1, 8, 8), 10)
+
+
 def test_torchvision_models_take_any_channel_count(registry):
     for name in ("resnet18", "alexnet"):
         model = registry.models.get(name).create((1, 64, 64), 7)

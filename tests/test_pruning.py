@@ -8,9 +8,11 @@ from bench_plugins.tasks import CLASSIFICATION
 from torch import nn
 from torch.nn.utils import prune
 
+import harness.pruning
 from harness.data import DataContext
 from harness.flops import count_nonzero_params, count_params, effective_flops, forward_flops
 from harness.options import BenchError
+from harness.procedures import pruning as pruning_procedure
 from harness.procedures.pruning import width_for_target
 from harness.pruning import PruningContext, classifier, make_permanent
 from harness.results import load_results
@@ -71,6 +73,24 @@ def test_structured_pruning_shrinks_layers_and_runs_faster_in_flops(registry, le
     assert forward_flops(pruned, MNIST) < forward_flops(lenet, MNIST) / 2
 
 
+def test_structured_searches_its_ratio_once_per_architecture_and_target(registry, monkeypatch):
+    """Another seed's dense model prunes once, to the structure and weights a search gives."""
+    calls = []
+    real = harness.pruning._prune_channels
+    monkeypatch.setattr(harness.pruning, "_prune_channels", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(harness.pruning, "_RATIOS", {})
+    first, second = (registry.models.get("lenet5").create(MNIST, 10) for _ in range(2))
+    prune_with(registry, first, "structured", 0.75)
+    searched = len(calls)
+    remembered = prune_with(registry, second, "structured", 0.75)
+    assert searched > 1 and len(calls) == searched + 1
+    monkeypatch.setattr(harness.pruning, "_RATIOS", {})
+    fresh = prune_with(registry, second, "structured", 0.75)
+    assert remembered.state_dict().keys() == fresh.state_dict().keys()
+    for key, value in fresh.state_dict().items():
+        assert torch.equal(remembered.state_dict()[key], value)
+
+
 def test_unreachable_target_is_an_error(registry):
     tiny = nn.Sequential(nn.Flatten(), nn.Linear(4, 2), nn.ReLU(), nn.Linear(2, 100))
     with pytest.raises(BenchError, match="unreachable"):
@@ -83,6 +103,19 @@ def test_scratch_width_hits_parameter_target(registry, target):
     width = width_for_target(spec, MNIST, 10, {}, target)
     params = count_params(spec.create(MNIST, 10, {"width": width}))
     assert abs((1 - params / 47_658) - target) <= 0.01
+
+
+def test_scratch_width_is_searched_once_per_model_and_target(registry, monkeypatch):
+    spec = registry.models.get("lenet5")
+    builds = []
+    monkeypatch.setattr(pruning_procedure, "_WIDTHS", {})
+    monkeypatch.setattr(pruning_procedure, "count_params", lambda m: builds.append(1) or 1)
+    width = width_for_target(spec, MNIST, 10, {}, 0.6)
+    searched = len(builds)
+    assert searched > 10 and width_for_target(spec, MNIST, 10, {}, 0.6) == width
+    assert len(builds) == searched  # the second answer built no model
+    width_for_target(spec, MNIST, 10, {"dropout": 0.1}, 0.6)
+    assert len(builds) > searched  # other options are another search
 
 
 def test_scratch_needs_a_width_option(registry):
