@@ -239,14 +239,18 @@ def test_independent_files_are_never_paired(tmp_path):
 def test_case_2_measured_for_real_a_loaded_candidate_never_passes(tmp_path):
     """A quiet baseline, then the same model measured beside busy processes: the slowdown is
     real on the clock, the code is the same, and bench compare refuses to call it either way."""
-    time_args = ["time", "--model", "lenet5", "--dataset", "digits", "--batch-size", "32"]
+    # batch 512: a forward of several ms, longer than the scheduler's slice, so that sharing a
+    # CPU shows in the median and not only in a few samples (a 1 ms forward often finishes
+    # before it is preempted)
+    time_args = ["time", "--model", "lenet5", "--dataset", "digits", "--batch-size", "512"]
     time_args += ["--threads", "2", "--mode", "forward", "--warmup", "1", "--repeats", "8"]
     time_args += ["--min-time", "0", "--max-time", "3", "--quiet"]
     runner = CliRunner()
     assert runner.invoke(cli, [*time_args, "--out", str(tmp_path / "base")]).exit_code == 0
+    # Three busy processes per CPU leave the two torch threads about a fifth of the machine.
     hogs = [
         subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        for _ in range(usable_cpus() + 1)
+        for _ in range(3 * usable_cpus() + 1)
     ]
     try:
         assert runner.invoke(cli, [*time_args, "--out", str(tmp_path / "cand")]).exit_code == 0
