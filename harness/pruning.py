@@ -153,8 +153,12 @@ def _search_ratio(
 def _architecture(model: nn.Module) -> tuple:
     """What fixes how many parameters a channel ratio leaves: the layers and their shapes."""
     layers = tuple((name, type(module).__name__) for name, module in model.named_modules())
-    shapes = tuple((name, tuple(t.shape)) for name, t in model.state_dict().items())
-    return layers, shapes
+    return layers, structure_of(model)
+
+
+def structure_of(model: nn.Module) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """The name and shape of every tensor in ``model``'s state dict, sorted by name."""
+    return tuple(sorted((name, tuple(t.shape)) for name, t in model.state_dict().items()))
 
 
 def _channels_pruned(model: nn.Module, ratio: float, context: PruningContext) -> nn.Module:

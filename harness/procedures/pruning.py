@@ -29,7 +29,7 @@ from harness.flops import count_params, effective_flops, forward_flops
 from harness.options import BenchError, Option, UnknownNameError
 from harness.procedure import Procedure, RunContext
 from harness.procedures.pruning_report import report, variant
-from harness.pruning import PruningContext, make_permanent, sparsity_facts
+from harness.pruning import PruningContext, make_permanent, sparsity_facts, structure_of
 from harness.registry import ModelSpec, Registry
 from harness.results import atomic_write
 from harness.run_configs import entry_train, subject
@@ -219,7 +219,7 @@ def _latencies(config, ctx: RunContext, splits) -> dict[str, Any]:
     by_structure: dict[tuple, tuple[str, dict[str, Any]]] = {}
 
     def timed(model: nn.Module, key: str) -> dict[str, Any]:
-        shapes = tuple(sorted((name, tuple(t.shape)) for name, t in model.state_dict().items()))
+        shapes = structure_of(model)
         if shapes in by_structure:
             first, record = by_structure[shapes]
             return {**record, "same_structure_as": first}
