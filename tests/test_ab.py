@@ -104,7 +104,12 @@ def test_a_side_can_be_an_interpreter_or_a_git_revision(tmp_path, sides, monkeyp
     plugin = sides[0.0].removeprefix("plugin:")
     monkeypatch.chdir(REPO)
     result, out = bench_ab(tmp_path, "git:HEAD", sys.executable, "--plugin", plugin)
-    assert result.exit_code == 0, result.output
+    # A verdict either way: two installs of the same code in two processes can differ by a few
+    # percent for reasons of their own (a fresh clone once measured +7.4%, p=0.0002, over 12
+    # short rounds), and this test is about where each side's code came from, not its speed
+    # (the same code passing is test_the_same_code_measured_interleaved_passes...).
+    assert result.exit_code in (0, 1), result.output
+    assert "interleaved: both sides measured in alternating rounds" in result.output
     baseline = json.loads((out / "baseline" / "results.json").read_text())
     assert baseline["environment"]["git_commit"] == head
     # the baseline's worker imported the installed revision, not the checkout it started from
