@@ -1,10 +1,11 @@
 """How often does bench call the same code a regression, and how often does it catch a real one?
 
 Trials of ``slowed-cnn-small`` (``benchmarks/slowdown.py``: cnn-small whose forward pass is made
-slower by an exact factor) on synthetic 1x28x28 data, batch 32, ``forward``, one torch thread
-unless ``--threads``. Each session measures ``--trials`` identically configured runs (fresh
-model and data each) with fresh worker processes, so that what differs between processes is
-sampled too. Two ways to measure a baseline against a candidate:
+slower by an exact factor) on synthetic 1x28x28 data, batch 32 unless ``--batch-size``,
+``forward``, one torch thread unless ``--threads``. Each session measures ``--trials``
+identically configured runs (fresh model and data each); ``bench ab`` starts fresh worker
+processes every round, so what differs between processes is sampled too. Two ways to measure
+a baseline against a candidate:
 
 - ``ab``: ``bench ab`` with the two plugin files as sides, interleaved rounds (defaults of
   ``bench ab`` unless ``--rounds``/``--round-time``);
@@ -41,18 +42,18 @@ from harness.compare import compare_files  # noqa: E402
 from harness.interleave import Session, run_session  # noqa: E402
 from harness.report import markdown_table  # noqa: E402
 from harness.sides import resolve_side  # noqa: E402
-from harness.suites import Overrides  # noqa: E402
+from harness.suite_overrides import Overrides  # noqa: E402
 from harness.verdicts import CONTENDED, REGRESSION, Rules  # noqa: E402
 
 BENCH = [str(Path(sys.executable).with_name("bench"))]
 
 
-def suite_file(path: Path, trials: int, threads: int) -> Path:
+def suite_file(path: Path, trials: int, threads: int, batch_size: int) -> Path:
     labels = ", ".join(f'{{ name = "{NAME}", label = "t{i:02d}" }}' for i in range(trials))
     path.write_text(
         f'name = "verdict-rates"\nprocedure = "throughput"\nmodels = [{labels}]\n'
         f'datasets = [{{ name = "synthetic", options = {{ shape = "1x28x28" }} }}]\n'
-        f'\n[throughput]\nbatch_sizes = [32]\nmodes = ["forward"]\n'
+        f'\n[throughput]\nbatch_sizes = [{batch_size}]\nmodes = ["forward"]\n'
         f'devices = ["cpu"]\nthreads = {threads}\n',
         encoding="utf-8",
     )
@@ -108,6 +109,7 @@ def main() -> None:
     parser.add_argument("--null-sessions", type=int, default=12, help="sessions at slowdown 0")
     parser.add_argument("--trials", type=int, default=10, help="runs per session")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--round-time", type=float, default=0.05)
     parser.add_argument("--out", type=Path, default=Path("results/verdict-rates.json"))
@@ -124,7 +126,9 @@ def main() -> None:
                     try:
                         with tempfile.TemporaryDirectory(prefix="verdict-rates-") as tmp:
                             work = Path(tmp)
-                            suite = suite_file(work / "suite.toml", args.trials, args.threads)
+                            suite = suite_file(
+                                work / "suite.toml", args.trials, args.threads, args.batch_size
+                            )
                             trials += runners[method](work, suite, slowdown, args)
                     finally:
                         if hog:

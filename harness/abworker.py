@@ -10,7 +10,9 @@ stdout it had at start (whatever the code under test prints goes to stderr, the 
   "bench_location", "plugin_failures"}``
 - ``{"op": "plan", "suite", "overrides", "default_name"}`` -> ``{"suite": header, "runs"}``, the
   side's own plan of a timing suite (:func:`harness.measurement.timing_suite`)
-- ``{"op": "prepare", "run"}`` -> ``{"facts"}``: builds the run's model and batch once
+- ``{"op": "prepare", "run", "flops"}`` -> ``{"facts"}``: builds the run's model and batch once;
+  ``"flops": false`` skips counting FLOPs (1.5 s in a fresh process: it imports torch._dynamo),
+  which a session needs only once per run
 - ``{"op": "measure", "mode"}`` -> ``{"record"}``: one block of the run's ``loop`` settings
   through :func:`harness.timing.measure`, contention evidence included; the first block of each
   mode after ``prepare`` warms up for at least :data:`FIRST_WARMUP_S` seconds more (an
@@ -38,17 +40,17 @@ from harness.data import DataContext
 from harness.devices import resolve_device
 from harness.environment import capture_environment
 from harness.execution import failure
+from harness.experiment import check_datasets
 from harness.measurement import Prepared, prepare, threads_set, timing_suite
 from harness.options import BenchError
 from harness.plugins import load_plugins
 from harness.procedure import RunContext
-from harness.runner import check_datasets
 from harness.suite_overrides import Overrides
 from harness.suites import Run
 from harness.timing import LoopSettings, measure
 
 PROTOCOL = 1
-FIRST_WARMUP_S = 0.5
+FIRST_WARMUP_S = 0.25
 
 
 class Worker:
@@ -106,7 +108,7 @@ class Worker:
             registry=self.registry, device=torch.device("cpu"), data=self.data, out_dir=self.out_dir
         )
         with threads_set(self.run.config["threads"]):
-            self.prepared = prepare(self.run, ctx)
+            self.prepared = prepare(self.run, ctx, count_flops=request.get("flops", True))
         return {"facts": self.prepared.facts}
 
     def op_measure(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -154,6 +156,11 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     worker = Worker(args.plugin, args.data_root, args.out)
     serve(worker, sys.stdin, replies)
+    # Nothing is left to save, and tearing the interpreter down with torch loaded takes about a
+    # second, which a session that starts fresh workers every round would wait for each time.
+    sys.stderr.flush()
+    replies.close()
+    os._exit(0)
 
 
 if __name__ == "__main__":

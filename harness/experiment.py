@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -20,6 +20,10 @@ from harness.procedure import RunContext
 from harness.tasks import Task
 from harness.train_config import TrainConfig
 from harness.training import TrainingState, TrainResult, evaluate, seed_everything, train
+
+if TYPE_CHECKING:
+    from harness.registry import Registry
+    from harness.suites import Suite
 
 
 def open_splits(
@@ -42,6 +46,15 @@ def open_splits(
     if f"{key}:{task.name}" not in ctx.cache:
         ctx.cache[f"{key}:{task.name}"] = replace(task.derive(splits), task=task.name)
     return ctx.cache[f"{key}:{task.name}"]
+
+
+def check_datasets(suite: Suite, registry: Registry, data: DataContext) -> None:
+    """Stop before any run (a usage error) when a suite's dataset cannot be loaded here."""
+    for entry in suite.datasets:
+        spec = registry.datasets.get(entry.name)
+        reason = spec.unavailable(spec.resolve(entry.options), data)
+        if reason:
+            raise BenchError(f"dataset '{entry.name}' is not available: {reason}")
 
 
 def run_splits(ctx: RunContext, config: dict[str, Any]) -> Splits:

@@ -2,43 +2,46 @@
 
 Measuring one side after the other cannot tell a slower candidate from a machine that changed
 in between (a neighbour started, the clock dropped). Here both sides' workers
-(:mod:`harness.sides`) are up at once and take turns: for each run, in each of ``rounds``
-rounds, every mode is measured as one block on each side, the order alternating from round to
-round (AB, BA, AB, ...) as asv does, so that a drift of the machine hits both sides alike and
-neither is always first. Only one side measures at any moment; the other waits on its pipe.
-Both workers are pinned to the same CPUs: on a virtual machine two vCPUs can differ by a third
-in speed for seconds at a time, and two processes left to the scheduler each settle on one.
+(:mod:`harness.sides`) are up at once and take turns: in each of ``rounds`` rounds, every run's
+every mode is measured as one block on each side, the order alternating from round to round
+(AB, BA, AB, ...) as asv does, so that a drift of the machine hits both sides alike and neither
+is always first. Only one side measures at any moment; the other waits on its pipe. Both
+workers are pinned to the same CPUs: on a virtual machine two vCPUs can differ by a third in
+speed for seconds at a time, and two processes left to the scheduler each settle on one.
 
-Each side plans the suite with its own code and plugins; the plans must name the same runs.
-The outcome is two ordinary results files, ``<out>/baseline/results.json`` and
-``<out>/candidate/results.json``, whose timing records keep each round's sample count and
-contention (``rounds``), and which share ``execution.interleaved.session``: ``bench compare``
-then pairs the rounds (:func:`harness.verdicts.paired_time_evidence`), as this command does.
+Every round starts a fresh worker per side, as asv runs each round in a new process: the same
+code in two long-lived processes can time several percent apart for as long as they live (on
+this project's VM, same-code pairs at batch 8 read from -7% to +7%, every round of a pair
+leaning the same way), so the rounds of one pair of processes are not independent samples of
+"baseline against candidate", and their paired test would call the same code a regression.
+A fresh pair per round makes each round's ratio an independent draw of that process effect too.
+
+Each side plans the suite with its own code and plugins (in the first round's workers); the
+plans must name the same runs. The outcome is two ordinary results files,
+``<out>/baseline/results.json`` and ``<out>/candidate/results.json``, whose timing records keep
+each round's sample count and contention (``rounds``, :mod:`harness.ab_rounds`), and which
+share ``execution.interleaved.session``: ``bench compare`` then pairs the rounds
+(:func:`harness.verdicts.paired_time_evidence`), as this command does.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from harness.ab_rounds import ROLES, RunPair
 from harness.compare import Comparison, compare_files
-from harness.contention import summarize_records
-from harness.execution import make_record
 from harness.interrupts import Terminated, sigterm_as_interrupt
 from harness.options import BenchError
-from harness.results import RESULTS_NAME, ResultsStore, now
-from harness.sides import Side, WorkerDied, WorkerProcess, pinned_cpus
+from harness.results import RESULTS_NAME, ResultsStore
+from harness.sides import Side, WorkerDied, WorkerProcess, close_workers, pinned_cpus
 from harness.suite_overrides import Overrides
 from harness.suites import Run
-from harness.timing import Timing, rates
 from harness.verdicts import ALPHA, MIN_ROUNDS, Rules
-
-ROLES = ("baseline", "candidate")
 
 
 @dataclass(frozen=True)
@@ -112,20 +115,9 @@ def run_session(
             raise BenchError(
                 f"{out_dir / role / RESULTS_NAME} already exists; choose another --out"
             )
-    sides = {"baseline": session.baseline, "candidate": session.candidate}
     if session.cpus is None:
         session = replace(session, cpus=pinned_cpus("auto", session.threads))
-    workers = {
-        role: WorkerProcess.start(
-            side,
-            session.threads,
-            list(session.plugins),
-            out_dir / role / "worker.log",
-            session.data_root,
-            session.cpus,
-        )
-        for role, side in sides.items()
-    }
+    workers = _start_workers(session, out_dir)
     stores: dict[str, ResultsStore] = {}
     try:
         hellos = {role: worker.handshake(session.device) for role, worker in workers.items()}
@@ -133,15 +125,14 @@ def run_session(
         for role in ROLES:
             stores[role] = _create_store(session, out_dir / role, role, header, hellos[role])
         with sigterm_as_interrupt():
-            _measure_all(session, workers, stores, runs, progress)
+            _measure_all(session, out_dir, workers, stores, runs, progress)
     except KeyboardInterrupt as exc:
         signal_name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
         for store in stores.values():
             store.finish("interrupted", f"interrupted by {signal_name}: {len(store.runs)} runs")
         raise SessionInterrupted(signal_name, out_dir) from None
     finally:
-        for worker in workers.values():
-            worker.close()
+        close_workers(workers.values())
     for store in stores.values():
         store.finish("complete")
     comparison = compare_files(stores["baseline"].path, stores["candidate"].path, rules)
@@ -204,6 +195,7 @@ def _create_store(
             "rounds": session.rounds,
             "round_time": session.round_time,
             "order": "alternating: baseline first in even rounds, candidate first in odd",
+            "workers": "a fresh process per side in every round",
         },
     }
     return ResultsStore.create(
@@ -217,59 +209,75 @@ def _create_store(
 
 def _measure_all(
     session: Session,
-    workers: dict[str, WorkerProcess],
+    out_dir: Path,
+    first: dict[str, WorkerProcess],
     stores: dict[str, ResultsStore],
     runs: list[tuple[Run, Run]],
     progress: bool,
 ) -> None:
-    total = len(runs) * session.rounds
-    with tqdm(total=total, desc="bench ab", unit="round", disable=not progress) as bar:
-        for pair in runs:
-            bar.set_postfix_str(pair[0].name)
-            done = bar.n
-            records = _measure_pair(session, workers, pair, bar.update)
-            bar.update(done + session.rounds - bar.n)  # the rounds a failure skipped
-            for role, store in stores.items():
-                store.add(records[role])
+    """Every round in its own pair of workers (the first round in ``first``, which planned),
+    every run in each round. Whatever whole rounds were measured are recorded, even when
+    interrupted; a run that failed on a side is recorded as failed and not measured again."""
+    pairs = [RunPair.of(baseline, candidate) for baseline, candidate in runs]
+    total = len(pairs) * session.rounds
+    try:
+        with tqdm(total=total, desc="bench ab", unit="round", disable=not progress) as bar:
+            for index in range(session.rounds):
+                workers = first if index == 0 else _start_workers(session, out_dir)
+                try:
+                    for pair in pairs:
+                        bar.set_postfix_str(f"{pair.name}, round {index + 1}")
+                        if not pair.failures:
+                            _measure_round(workers, pair, index)
+                        bar.update(1)
+                finally:
+                    close_workers(workers.values())
+    finally:
+        for pair in pairs:
+            if pair.rounds or pair.failures:
+                for role, store in stores.items():
+                    store.add(pair.record(role))
 
 
-def _measure_pair(
-    session: Session,
-    workers: dict[str, WorkerProcess],
-    pair: tuple[Run, Run],
-    advance: Callable[[int], Any],
-) -> dict[str, dict[str, Any]]:
-    """One run on both sides: prepare, then the rounds; a side's failure stops the pair and is
-    recorded on that side (its counterpart is recorded as not measured)."""
-    started = {role: now() for role in ROLES}
-    runs = dict(zip(ROLES, pair, strict=True))
-    facts, failures = {}, {}
-    for role in ROLES:
-        reply = _safe_request(workers[role], "prepare", run=_run_spec(runs[role]))
-        if "error" in reply:
-            failures[role] = reply
-        else:
-            facts[role] = reply["facts"]
-    modes = pair[0].config["modes"]
-    blocks: dict[str, dict[str, list]] = {role: {m: [] for m in modes} for role in ROLES}
-    for index in range(session.rounds if not failures else 0):
-        order = ROLES if index % 2 == 0 else ROLES[::-1]
-        for mode in modes:
-            for role in order:
-                reply = _safe_request(workers[role], "measure", mode=mode)
-                if "error" in reply:
-                    failures[role] = reply
-                    break
-                blocks[role][mode].append(reply["record"])
-            if failures:
-                break
-        if failures:
-            break
-        advance(1)
+def _start_workers(session: Session, out_dir: Path) -> dict[str, WorkerProcess]:
+    """A fresh worker per side, both starting (importing torch, loading plugins) at once,
+    before either measures; each round's log follows the last in ``<out>/<side>/worker.log``."""
+    sides = {"baseline": session.baseline, "candidate": session.candidate}
     return {
-        role: _record(runs[role], role, facts, blocks[role], failures, started[role])
-        for role in ROLES
+        role: WorkerProcess.start(
+            side,
+            session.threads,
+            list(session.plugins),
+            out_dir / role / "worker.log",
+            session.data_root,
+            session.cpus,
+        )
+        for role, side in sides.items()
     }
+
+
+def _measure_round(workers: dict[str, WorkerProcess], pair: RunPair, index: int) -> None:
+    """One round of one run: each side prepares it, then every mode is one block on each
+    side, the baseline first in even rounds. A side's failure is recorded on that side and
+    the round discarded."""
+    pair.begin_round()
+    for role in ROLES:
+        run = _run_spec(pair.runs[role])
+        reply = _safe_request(workers[role], "prepare", run=run, flops=role not in pair.facts)
+        if "error" in reply:
+            pair.failures[role] = reply
+            return
+        pair.facts.setdefault(role, reply["facts"])
+    order = ROLES if index % 2 == 0 else ROLES[::-1]
+    blocks: dict[str, dict[str, dict]] = {role: {} for role in ROLES}
+    for mode in pair.modes:
+        for role in order:
+            reply = _safe_request(workers[role], "measure", mode=mode)
+            if "error" in reply:
+                pair.failures[role] = reply
+                return
+            blocks[role][mode] = reply["record"]
+    pair.add_round(blocks)
 
 
 def _safe_request(worker: WorkerProcess, op: str, **fields: Any) -> dict[str, Any]:
@@ -282,79 +290,3 @@ def _safe_request(worker: WorkerProcess, op: str, **fields: Any) -> dict[str, An
 
 def _run_spec(run: Run) -> dict[str, Any]:
     return {"index": run.index, "procedure": run.procedure, "config": run.config}
-
-
-def _record(
-    run: Run,
-    role: str,
-    facts: dict[str, dict],
-    blocks: dict[str, list[dict]],
-    failures: dict[str, dict],
-    started: str,
-) -> dict[str, Any]:
-    if failures:
-        other = next(r for r in ROLES if r != role)
-        reply = failures.get(role) or {
-            "status": "failed",
-            "error": f"not measured: the {other} failed ({failures[other].get('error')})",
-        }
-        return make_record(
-            run,
-            status=reply.get("status", "failed"),
-            error=reply.get("error"),
-            traceback=reply.get("traceback"),
-            started_at=started,
-            wall_time_s=0.0,
-        )
-    metrics = dict(facts[role])
-    for mode, records in blocks.items():
-        metrics[mode] = merge_blocks(mode, records, metrics)
-    seconds = sum(r["warmup_s"] + sum(r["samples"]) for rs in blocks.values() for r in rs)
-    return make_record(run, status="ok", metrics=metrics, started_at=started, wall_time_s=seconds)
-
-
-def merge_blocks(mode: str, blocks: list[dict[str, Any]], facts: dict[str, Any]) -> dict[str, Any]:
-    """One timing record of a side's blocks of ``mode``: their samples in order, statistics
-    over all of them, the rounds (sample count, median, contention) and, as in any timing
-    record, samples/s, FLOP/s, peak memory and contention."""
-    samples = [x for block in blocks for x in block["samples"]]
-    timing = Timing(
-        samples,
-        warmup_iterations=sum(b["warmup_iterations"] for b in blocks),
-        warmup_seconds=sum(b["warmup_s"] for b in blocks),
-        capped=any(b["capped"] for b in blocks),
-    )
-    first = blocks[0]
-    if mode == "epoch":
-        extra = {"split_size": first["split_size"], "amp": first.get("amp")}
-        speed = rates(timing, first["split_size"])
-    else:
-        batch, extra = facts["batch_size"], {}
-        flops = facts["flops_per_sample"].get("forward" if mode == "forward" else "train_step")
-        speed = rates(timing, batch, flops * batch if flops is not None else None)
-    return {
-        **timing.to_dict(),
-        **speed,
-        **extra,
-        "memory": _peak([b["memory"] for b in blocks]),
-        "contention": summarize_records([b["contention"] for b in blocks]),
-        "rounds": [
-            {
-                "n": len(b["samples"]),
-                "median": b["median"],
-                "contended": bool(b["contention"].get("contended")),
-                "evidence": b["contention"].get("evidence", ""),
-            }
-            for b in blocks
-        ],
-    }
-
-
-def _peak(memories: list[dict[str, Any]]) -> dict[str, Any]:
-    """The largest of each figure over the blocks (peaks are reset for every block)."""
-    merged = dict(memories[0])
-    for memory in memories[1:]:
-        for key, value in memory.items():
-            if isinstance(value, (int, float)) and isinstance(merged.get(key), (int, float)):
-                merged[key] = max(merged[key], value)
-    return merged

@@ -39,8 +39,9 @@ class Prepared:
     facts: dict[str, Any]
 
 
-def prepare(run: Run, ctx: RunContext) -> Prepared:
-    """Build the run's data and model on its device, seeded by its configuration."""
+def prepare(run: Run, ctx: RunContext, count_flops: bool = True) -> Prepared:
+    """Build the run's data and model on its device, seeded by its configuration; without
+    ``count_flops``, the FLOPs are left empty."""
     config = run.config
     device = resolve_device(config["device"])
     release_cached(device)
@@ -53,7 +54,7 @@ def prepare(run: Run, ctx: RunContext) -> Prepared:
     model = build_model(ctx, config["model"], config["model_options"], splits)
     inputs, targets = first_batch(splits.train, batch, device)
     task = task_of(ctx, splits)
-    flops = step_flops(model, task, inputs, targets)
+    flops = step_flops(model, task, inputs, targets) if count_flops else {}
     train = TrainConfig.from_options({**config["train"], "batch_size": batch})
     workload = Workload.prepare(
         model,

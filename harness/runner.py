@@ -27,6 +27,7 @@ from harness.data import DataContext
 from harness.devices import resolve_device
 from harness.environment import capture_environment
 from harness.executors import Executor, ExecutorRequest, create_executor
+from harness.experiment import check_datasets
 from harness.interrupts import sigterm_as_interrupt
 from harness.jobs import Job, usable_cores
 from harness.options import BenchError
@@ -267,15 +268,6 @@ def _show_epoch(bar: tqdm, name: str, record: dict[str, float]) -> None:
     shown = f"{value:.1%}" if metric.endswith("accuracy") else f"{value:.4g}"
     label = "val acc" if metric == "val_accuracy" else metric.replace("_", " ")
     bar.set_postfix_str(f"{name}: epoch {record['epoch']}, {label} {shown}", refresh=True)
-
-
-def check_datasets(suite: Suite, registry: Registry, data: DataContext) -> None:
-    """Stop before any run (a usage error) when a suite's dataset cannot be loaded here."""
-    for entry in suite.datasets:
-        spec = registry.datasets.get(entry.name)
-        reason = spec.unavailable(spec.resolve(entry.options), data)
-        if reason:
-            raise BenchError(f"dataset '{entry.name}' is not available: {reason}")
 
 
 def check_checkpoint_options(suite: Suite, procedure: Procedure, registry: Registry) -> None:

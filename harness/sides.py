@@ -18,11 +18,13 @@ is the parent's to handle) and writes its output to a log file whose end is show
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tarfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,7 +177,7 @@ class WorkerProcess:
         # the current directory first on the import path, and a checkout there (the candidate's)
         # would shadow the side's own bench.
         env["PYTHONSAFEPATH"] = "1"
-        with open(log, "wb") as handle:
+        with open(log, "ab") as handle:
             process = subprocess.Popen(
                 command,
                 stdin=subprocess.PIPE,
@@ -236,13 +238,22 @@ class WorkerProcess:
         return "\n".join(text.strip().splitlines()[-LOG_TAIL:])
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            try:
-                self.process.stdin.close()
-                self.process.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                self.process.kill()
-                self.process.wait()
+        close_workers([self])
+
+
+def close_workers(workers: Iterable[WorkerProcess]) -> None:
+    """End each worker's input, then wait for all: they exit (tearing torch down takes about
+    half a second) side by side. One that does not within 5 s is killed."""
+    running = [w for w in workers if w.process.poll() is None]
+    for worker in running:
+        with contextlib.suppress(OSError):
+            worker.process.stdin.close()
+    for worker in running:
+        try:
+            worker.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            worker.process.wait()
 
 
 def _ended(code: int | None) -> str:

@@ -42,10 +42,28 @@ def sides(tmp_path):
     return {s: f"plugin:{write_side(tmp_path / f'side{s}.py', s)}" for s in (0.0, 1.0)}
 
 
-def test_the_same_code_measured_interleaved_passes_and_both_files_are_written(tmp_path, sides):
-    """Case 3 of the timing issue: the same code, measured interleaved, exits 0."""
-    result, out = bench_ab(tmp_path, sides[0.0], sides[0.0])
+@pytest.fixture
+def noting(tmp_path, sides):
+    """The unslowed side, whose model notes the process building it (each worker builds it once
+    per round) in the file returned beside it."""
+    pids = tmp_path / "pids.txt"
+    side = tmp_path / "noting.py"
+    side.write_text(
+        (tmp_path / "side0.0.py").read_text() + "\nimport os\nfrom slowdown import Slowed\n"
+        "_init = Slowed.__init__\n\n\ndef _noted(self, *args):\n"
+        f"    with open({str(pids)!r}, 'a') as f:\n        f.write(f'{{os.getpid()}}\\n')\n"
+        "    _init(self, *args)\n\n\nSlowed.__init__ = _noted\n"
+    )
+    return f"plugin:{side}", pids
+
+
+def test_the_same_code_measured_interleaved_passes_and_both_files_are_written(tmp_path, noting):
+    """Case 3 of the timing issue: the same code, measured interleaved, exits 0; each round by a
+    fresh worker per side."""
+    side, pids = noting
+    result, out = bench_ab(tmp_path, side, side)
     assert result.exit_code == 0, result.output
+    assert len(set(pids.read_text().split())) == 2 * 12  # two sides, twelve rounds
     assert "interleaved: both sides measured in alternating rounds" in result.output
     assert "Wilcoxon signed-rank" in result.output and "interleaved rounds" in result.output
     files = {
@@ -179,24 +197,31 @@ def test_the_ci_recipe_passes_bench_ab_only_options_it_has():
     assert context.params["threads"] == 1
 
 
-def test_sigterm_marks_both_files_interrupted_and_exits_143(tmp_path, sides):
-    """Stopped part-way, bench ab leaves two valid results files that say so."""
+def test_sigterm_keeps_the_whole_rounds_measured_and_exits_143(tmp_path, noting):
+    """Stopped part-way, bench ab leaves two valid results files that say so and hold the
+    rounds both sides finished."""
     import signal
     import time
 
+    side, pids = noting
     out = tmp_path / "ab"
-    command = [str(Path(sys.executable).with_name("bench")), "ab", "--baseline", sides[0.0]]
-    command += ["--candidate", sides[0.0], "--model", NAME, *QUICK, "--rounds", "400"]
+    command = [str(Path(sys.executable).with_name("bench")), "ab", "--baseline", side]
+    command += ["--candidate", side, "--model", NAME, *QUICK, "--rounds", "400"]
     process = subprocess.Popen([*command, "--out", str(out)], stderr=subprocess.PIPE, text=True)
-    files = [out / role / "results.json" for role in ("baseline", "candidate")]
-    deadline = time.monotonic() + 120
-    while not all(f.is_file() for f in files) and time.monotonic() < deadline:
+    deadline = time.monotonic() + 180
+    # six workers have built the model: the third round is under way, two are done
+    while time.monotonic() < deadline and (
+        not pids.is_file() or len(set(pids.read_text().split())) < 6
+    ):
         time.sleep(0.2)
-    time.sleep(1.0)  # well into the rounds
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 143, stderr
     assert "interrupted by SIGTERM" in stderr
-    for path in files:
-        document = json.loads(path.read_text())
+    rounds = []
+    for role in ("baseline", "candidate"):
+        document = json.loads((out / role / "results.json").read_text())
         assert document["status"] == "interrupted" and document["note"].startswith("interrupted")
+        (run,) = document["runs"]
+        rounds.append(len(run["metrics"]["forward"]["rounds"]))
+    assert rounds[0] == rounds[1] >= 2

@@ -60,7 +60,8 @@ SIDE_HELP = (
     type=click.IntRange(min=MIN_ROUNDS),
     default=20,
     show_default=True,
-    help=f"Rounds per run (at least {MIN_ROUNDS}, the fewest the paired test can decide on).",
+    help=f"Rounds, each in fresh worker processes (at least {MIN_ROUNDS}, the fewest the "
+    "paired test can decide on).",
 )
 @click.option(
     "--round-time",
@@ -116,7 +117,8 @@ def ab_command(
 ) -> None:
     """Measure BASELINE and CANDIDATE code in alternating rounds on this machine, then compare.
 
-    Both sides' workers start once; for every run, each round measures every mode on one side
+    Every round starts a fresh worker process per side (the same code in two long-lived
+    processes can time several percent apart) and measures every run's every mode on one side
     and then on the other, the order alternating, so a machine that drifts slows both alike.
     Rounds in which a side was contended are dropped in pairs. The verdict pairs the rounds
     (Wilcoxon signed-rank test; default threshold 5%) and the exit code is bench compare's.
