@@ -223,6 +223,8 @@ def _measure_all(
     try:
         with tqdm(total=total, desc="bench ab", unit="round", disable=not progress) as bar:
             for index in range(session.rounds):
+                if index and all(pair.failures for pair in pairs):
+                    break  # nothing left to measure: start no more workers
                 workers = first if index == 0 else _start_workers(session, out_dir)
                 try:
                     for pair in pairs:
