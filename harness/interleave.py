@@ -263,13 +263,15 @@ def _measure_round(workers: dict[str, WorkerProcess], pair: RunPair, index: int)
     side, the baseline first in even rounds. A side's failure is recorded on that side and
     the round discarded."""
     pair.begin_round()
-    for role in ROLES:
+    for role in ROLES:  # both, so that each side's own failure is recorded
         run = _run_spec(pair.runs[role])
         reply = _safe_request(workers[role], "prepare", run=run, flops=role not in pair.facts)
         if "error" in reply:
             pair.failures[role] = reply
-            return
-        pair.facts.setdefault(role, reply["facts"])
+        else:
+            pair.facts.setdefault(role, reply["facts"])
+    if pair.failures:
+        return
     order = ROLES if index % 2 == 0 else ROLES[::-1]
     blocks: dict[str, dict[str, dict]] = {role: {} for role in ROLES}
     for mode in pair.modes:

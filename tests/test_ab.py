@@ -116,6 +116,22 @@ def test_a_worker_that_dies_fails_its_run_and_the_comparison_exits_3(tmp_path, s
     assert base["status"] == "failed" and base["error"].startswith("not measured: the candidate")
 
 
+def test_a_model_that_cannot_be_built_on_either_side_is_recorded_on_each(tmp_path):
+    """Each side's record carries its own error, not "not measured" for the second."""
+    broken = tmp_path / "broken.py"
+    broken.write_text(
+        write_side(tmp_path / "side.py", 0.0).read_text()
+        + "\nfrom slowdown import Slowed\n\n\ndef _refuse(self, *args):\n"
+        "    raise RuntimeError('no such layer here')\n\n\nSlowed.__init__ = _refuse\n"
+    )
+    result, out = bench_ab(tmp_path, f"plugin:{broken}", f"plugin:{broken}")
+    assert result.exit_code == 3, result.output
+    for role in ("baseline", "candidate"):
+        (run,) = json.loads((out / role / "results.json").read_text())["runs"]
+        assert run["status"] == "failed" and "no such layer here" in run["error"]
+        assert not run["error"].startswith("not measured")
+
+
 def test_a_side_can_be_an_interpreter_or_a_git_revision(tmp_path, sides, monkeypatch):
     """The baseline is this repository's HEAD, installed beside this environment's packages;
     the candidate the interpreter running the tests, named by its path."""
