@@ -17,7 +17,7 @@ takes one core of a 2-core machine). A verdict is counted per trial: ``fail`` (e
 regression), ``no verdict`` (exit 3: contended) or ``pass``. For slowdown 0 a fail is a false
 alarm; for a slowdown, a fail is a catch.
 
-    python benchmarks/verdict_rates.py                         # everything (about 80 minutes)
+    python benchmarks/verdict_rates.py                         # everything (about 3 hours here)
     python benchmarks/verdict_rates.py --methods ab --slowdowns 0,1 --sessions 2
 
 Results: a markdown table on stdout and ``--out`` (JSON with every trial's change and verdict).
