@@ -237,13 +237,11 @@ class WorkerProcess:
         text = self.log.read_text(encoding="utf-8", errors="replace") if self.log.is_file() else ""
         return "\n".join(text.strip().splitlines()[-LOG_TAIL:])
 
-    def close(self) -> None:
-        close_workers([self])
-
 
 def close_workers(workers: Iterable[WorkerProcess]) -> None:
-    """End each worker's input, then wait for all: they exit (tearing torch down takes about
-    half a second) side by side. One that does not within 5 s is killed."""
+    """End each worker's input, then wait for all to exit, side by side (this bench's worker
+    exits at once; an older one's teardown of torch takes about a second). One that has not
+    exited within 5 s is killed."""
     running = [w for w in workers if w.process.poll() is None]
     for worker in running:
         with contextlib.suppress(OSError):
