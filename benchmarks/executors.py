@@ -4,13 +4,15 @@ For each suite (default: cnn-pruning and regularization, their default settings)
 ``bench run --suite S -q`` as a user would, one after another:
 
 - sequential: the ``local`` executor, one thread per run (``--threads 1``);
-- ``--jobs 2``: the ``processes`` executor, two runs at once, one thread each;
+- ``--jobs 2``: the ``processes`` executor, two workers that each run one run after another,
+  one thread each;
+- ``--isolate --jobs 2``: the same with a fresh worker process for every run;
 - ``--executor dask --jobs 2``: a local Dask cluster of two one-thread workers;
 - and, for reference, sequential with torch's default thread count (no ``--threads``; only for
   a suite without its own ``threads``), which gives other numbers (float sums in another
   order) and so is not part of the comparison.
 
-It checks that the first three gave the same seed-determined numbers (accuracies, losses,
+It checks that the first four gave the same seed-determined numbers (accuracies, losses,
 counts), and prints each wall time with its ratio to sequential. The per-run overhead is measured
 on a suite of small runs (an MLP of 16 units, one epoch on 8x8 digits) executed one at a time:
 (wall time on the executor - wall time in-process) / runs, so start-up costs are spread over the
@@ -42,6 +44,7 @@ BENCH = [sys.executable, "-m", "harness"]  # what the bench script runs
 EXECUTORS = {
     "sequential": ["--threads", "1"],
     "--jobs 2": ["--threads", "1", "--jobs", "2"],
+    "--isolate --jobs 2": ["--threads", "1", "--isolate", "--jobs", "2"],
     "dask --jobs 2": ["--threads", "1", "--executor", "dask", "--jobs", "2"],
 }
 REFERENCE = {"sequential, default threads": []}
@@ -121,6 +124,7 @@ def overhead(runs: int, scratch: Path) -> None:
     one_at_a_time = {
         "local (in-process)": [],
         "processes --jobs 1": ["--jobs", "1"],
+        "processes --isolate": ["--isolate"],
         "dask --jobs 1": ["--executor", "dask", "--jobs", "1"],
     }
     base = None

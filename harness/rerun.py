@@ -100,9 +100,8 @@ def rerun(
         )
     execution = recorded_execution(results)
     device = resolve_device(execution["device"] or "cpu")
-    policy = RunPolicy(
-        executor="processes" if isolate else "local",
-        jobs=1 if isolate else None,
+    policy = RunPolicy.of(
+        isolate=isolate,
         run_timeout=run_timeout,
         deterministic=execution["deterministic"],
         plugins=tuple(execution.get("plugins", ())),

@@ -50,6 +50,8 @@ class RunPolicy:
     ``run_timeout``: seconds a run may take (in-process: an alarm stops it at the next Python
     bytecode; a worker process is also killed if that is not enough).
     ``fail_fast``: stop the suite after the first run that is not ``ok``.
+    ``isolate``: a fresh worker process for every run (``processes`` only), rather than workers
+    that perform one run after another.
     ``deterministic``: ``torch.use_deterministic_algorithms(True)`` (:mod:`harness.determinism`).
     ``plugins``: what a worker loads besides the installed ones (``--plugin``, ``BENCH_PLUGINS``).
     """
@@ -59,6 +61,7 @@ class RunPolicy:
     retries: int = 0
     run_timeout: float | None = None
     fail_fast: bool = False
+    isolate: bool = False
     deterministic: bool = False
     plugins: tuple[str, ...] = field(default_factory=tuple)
 
@@ -67,12 +70,14 @@ class RunPolicy:
         cls, executor: str | None = None, jobs: int | None = None, isolate: bool = False, **rest
     ) -> RunPolicy:
         """A policy as the flags say it: ``jobs`` alone means the ``processes`` executor,
-        ``isolate`` means ``processes`` with one job unless ``jobs`` says more."""
+        ``isolate`` means ``processes``, a fresh process per run, one at a time unless ``jobs``
+        says more."""
         if isolate:
             if executor not in (None, "processes"):
                 raise BenchError(f"--isolate is --executor processes; it cannot go with {executor}")
             executor, jobs = "processes", jobs or 1
-        return cls(executor=executor or ("processes" if jobs else "local"), jobs=jobs, **rest)
+        executor = executor or ("processes" if jobs else "local")
+        return cls(executor=executor, jobs=jobs, isolate=isolate, **rest)
 
 
 @dataclass
@@ -181,6 +186,7 @@ def open_executor(
         threads=threads,
         suite_threads=suite_threads,
         run_timeout=policy.run_timeout,
+        isolate=policy.isolate,
     )
     executor = create_executor(registry, policy.executor, request)
     if executor.threads:

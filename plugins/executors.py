@@ -26,7 +26,7 @@ def register_executors(register):
     register(
         ExecutorSpec(
             "processes",
-            "a fresh worker process per run, --jobs N at once (auto: the usable cores)",
+            "--jobs N worker processes (auto: the usable cores); --isolate: a fresh one per run",
             _created_by("processes"),
         )
     )

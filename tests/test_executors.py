@@ -54,8 +54,12 @@ def sequential(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("flags", "executor"),
-    [(["--jobs", "2"], "processes"), (["--executor", "dask", "--jobs", "2"], "dask")],
-    ids=["jobs-2", "dask"],
+    [
+        (["--jobs", "2"], "processes"),
+        (["--isolate", "--jobs", "2"], "processes"),
+        (["--executor", "dask", "--jobs", "2"], "dask"),
+    ],
+    ids=["jobs-2", "isolate-jobs-2", "dask"],
 )
 def test_cnn_pruning_quick_gives_the_same_numbers_on_every_executor(
     sequential, tmp_path, flags, executor
@@ -73,6 +77,14 @@ def test_cnn_pruning_quick_gives_the_same_numbers_on_every_executor(
         assert mine["placement"]["host"] == socket.gethostname()
         assert mine["placement"]["threads"] == 1
     workers = {r["placement"]["worker"] for r in parallel["runs"]}
+    if executor == "processes":  # two workers that each run one after another, or one per run
+        isolate = "--isolate" in flags
+        assert parallel["execution"]["executor"] == {
+            "name": "processes",
+            "workers": 2,
+            "isolate": isolate,
+        }
+        assert len(workers) == (len(parallel["runs"]) if isolate else 2)
     assert len(workers) >= 2  # it did run in parallel
     latency = [r for r in parallel["runs"] if r["config"]["kind"] == "latency"]
     assert len(latency) == 2 and all(r["placement"]["alone"] for r in latency)

@@ -120,23 +120,34 @@ def test_run_timeout_waits_for_an_import_to_finish(broken_registry, tmp_path, mo
     assert sys.modules[SLOW_IMPORT].FINISHED  # the import ran to its end before the stop
 
 
-def test_isolate_survives_segfault_and_exit(broken_registry, tmp_path):
-    suite = tiny_suite(broken_registry, ["segfault", "exits", MLP16])
-    policy = RunPolicy(executor="processes", jobs=1, plugins=(str(BROKEN),))
+@pytest.mark.parametrize("isolate", [False, True], ids=["reused-worker", "isolated"])
+def test_worker_processes_survive_segfault_and_exit(broken_registry, tmp_path, isolate):
+    """A crash fails only its run and the next run gets a new worker; the crashed run's record
+    holds what its worker printed during that run only (``chatty`` prints in every step)."""
+    mlp8 = {"name": "mlp", "label": "mlp8", "options": {"hidden": 8}}
+    suite = tiny_suite(broken_registry, ["chatty", "segfault", "exits", MLP16, mlp8])
+    policy = RunPolicy.of(jobs=1, isolate=isolate, plugins=(str(BROKEN),))
     outcome = run_tiny(suite, broken_registry, tmp_path, policy)
-    segfault, exits, mlp = load_results(tmp_path)["runs"]
+    chatty, segfault, exits, mlp, small = load_results(tmp_path)["runs"]
+    assert chatty["status"] == "ok"
     assert segfault["status"] == "failed" and "SIGSEGV" in segfault["error"]
     assert "Fatal Python error: Segmentation fault" in segfault["traceback"]
+    assert "chatty" not in segfault["traceback"]
     assert exits["status"] == "failed" and "exited with code 3" in exits["error"]
     assert mlp["status"] == "ok" and mlp["metrics"]["params"] == 64 * 16 + 16 + 16 * 10 + 10
+    assert small["status"] == "ok"
     assert outcome.store.data["status"] == "complete"
+    workers = [run["placement"]["worker"] for run in (chatty, mlp, small)]
+    assert workers[0] != workers[1]  # chatty's worker died with the segfault
+    assert (workers[1] != workers[2]) if isolate else (workers[1] == workers[2])
+    assert outcome.store.data["execution"]["executor"]["isolate"] is isolate
 
 
 def test_isolate_kills_a_worker_its_time_limit_cannot_stop(broken_registry, tmp_path, monkeypatch):
     """``hangs`` blocks SIGALRM, as a long native call would: the parent kills the worker."""
     monkeypatch.setattr(harness.executors.processes, "KILL_GRACE", 0.5)
     suite = tiny_suite(broken_registry, ["hangs"])
-    policy = RunPolicy(executor="processes", jobs=1, run_timeout=3.0, plugins=(str(BROKEN),))
+    policy = RunPolicy.of(jobs=1, run_timeout=3.0, plugins=(str(BROKEN),))
     run_tiny(suite, broken_registry, tmp_path, policy)
     (hangs,) = load_results(tmp_path)["runs"]
     assert hangs["status"] == "timeout" and "worker killed" in hangs["error"]
@@ -153,7 +164,7 @@ def test_isolated_pruning_shares_its_checkpoint_and_reruns_exactly(registry, tmp
         "pruning": {"methods": ["layer-magnitude"], "targets": [50], "latency_batch": 8},
     }
     suite = parse_suite(data, registry, source="test")
-    isolated = run_tiny(suite, registry, tmp_path / "iso", RunPolicy(executor="processes", jobs=1))
+    isolated = run_tiny(suite, registry, tmp_path / "iso", RunPolicy.of(isolate=True))
     inline = run_tiny(suite, registry, tmp_path / "inline")
     assert [r["status"] for r in isolated.store.runs] == ["ok", "ok", "ok"]  # dense, 50%, latency
     for a, b in zip(isolated.store.runs, inline.store.runs, strict=True):

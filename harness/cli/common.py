@@ -87,7 +87,8 @@ run_timeout_option = click.option(
 isolate_option = click.option(
     "--isolate",
     is_flag=True,
-    help="Each run in a fresh process, one at a time (--executor processes --jobs 1).",
+    help="Each run in a fresh worker process: one at a time, or --jobs N at once "
+    "(--executor processes).",
 )
 
 
@@ -113,7 +114,8 @@ POLICY_OPTIONS = [
         "-j",
         metavar="N|auto",
         callback=_jobs,
-        help="Runs at once (auto: the usable cores); alone, it means --executor processes.",
+        help="Runs at once (auto: the usable cores); alone, it means --executor processes: N "
+        "worker processes, each performing one run after another (a crash fails only its run).",
     ),
     click.option(
         "--retries",

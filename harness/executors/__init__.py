@@ -27,7 +27,7 @@ Progress = Callable[[dict[str, float]], None]
 @dataclass(frozen=True)
 class ExecutorRequest:
     """What the user asked for (``--executor NAME[://ADDRESS]``, ``--jobs``, ``--threads``,
-    ``--retries``, ``--run-timeout``) and what an in-process executor may share."""
+    ``--retries``, ``--run-timeout``, ``--isolate``) and what an in-process executor may share."""
 
     registry: Registry
     address: str | None = None
@@ -35,6 +35,7 @@ class ExecutorRequest:
     threads: int | None = None  # per run: --threads
     suite_threads: int | None = None  # per run: the suite's threads key
     run_timeout: float | None = None
+    isolate: bool = False  # --isolate: a fresh process for every run, where the executor has any
 
 
 class Executor(Protocol):

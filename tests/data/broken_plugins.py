@@ -51,6 +51,10 @@ def _segfault():
     ctypes.string_at(0)  # reads address 0: SIGSEGV
 
 
+def _chat():
+    print("chatty: a training step", flush=True)
+
+
 def _exit():
     os._exit(3)
 
@@ -106,6 +110,7 @@ def register_models(register):
     register(_model("segfault", _segfault))
     register(_model("exits", _exit))
     register(_model("hangs", _hang))
+    register(_model("chatty", _chat))
     register(ModelSpec("nan-output", "returns NaN logits in training", NaNOutput))
     register(ModelSpec("slow-import", "imports slowly, then gets stuck", _slow_import))
     register(ModelSpec("missing-import", "imports a module that is not installed", _missing_import))
