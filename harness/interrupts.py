@@ -4,8 +4,8 @@ exception inside the run, and signals held back while a results file is being wr
 Python runs signal handlers in the main thread between bytecodes, so an exception raised by a
 handler lands in whatever Python code is running: a training step is stopped at the next
 bytecode after the signal, while a single long native call (one huge convolution,
-``torch.compile``) finishes first. Only a separate process (``--isolate``) can be stopped
-outright; :mod:`harness.executors.processes` does that.
+``torch.compile``) finishes first. Only a separate process (``--jobs``, ``--isolate``) can be
+stopped outright; :mod:`harness.executors.processes` does that.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 figures), and starting it early.
 
 Workers come from :mod:`multiprocessing`'s ``forkserver``: a clean server process imports torch
-and bench's own modules once (never a plugin's, and never running anything), and each run gets a
-new process forked from it, so a worker costs milliseconds instead of seconds of imports. Where
+and bench's own modules once (never a plugin's, and never running anything), and each worker is
+a new process forked from it, so it costs milliseconds instead of seconds of imports. Where
 there is no forkserver (Windows), each worker is spawned from scratch.
 
 Those imports take the server seconds, as long as the command line's own. So ``bench`` starts the
@@ -19,11 +19,11 @@ from collections.abc import Sequence
 
 from harness import installed_entry_points
 
-# What each worker would otherwise import afresh, once per run: torch._dynamo (imported lazily
-# by the first optimizer, and it alone takes seconds), sklearn's splits (2 s) and datasets (the
-# digits loader, 25 ms a run), and matplotlib.pyplot (1.5 s; the suite's figures are drawn by
-# workers from here too). bench imports these sklearn and matplotlib modules only when used, so
-# that commands that need none of them start sooner.
+# What each worker would otherwise import afresh (each run, with --isolate): torch._dynamo
+# (imported lazily by the first optimizer, and it alone takes seconds), sklearn's splits (2 s)
+# and datasets (the digits loader, 25 ms), and matplotlib.pyplot (1.5 s; the suite's figures are
+# drawn by workers from here too). bench imports these sklearn and matplotlib modules only when
+# used, so that commands that need none of them start sooner.
 PRELOAD = [
     "harness.executors.processes",
     "torch._dynamo",

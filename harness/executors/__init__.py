@@ -3,9 +3,10 @@
 An executor receives :class:`harness.jobs.Job`\\ s and returns futures of
 :class:`harness.jobs.Outcome`\\ s; :mod:`harness.scheduling` decides what to submit when (needs,
 runs that must execute alone, retries, interrupts) and is the only writer of the results file.
-The built-in executors are ``local`` (one run at a time in this process), ``processes`` (a fresh
-worker process per run, ``--jobs N`` at once) and ``dask`` (a local Dask cluster, or an existing
-one at ``dask://HOST:PORT``).
+The built-in executors are ``local`` (one run at a time in this process), ``processes``
+(``--jobs N`` worker processes, each performing one run after another, or a fresh one per run
+with ``--isolate``) and ``dask`` (a local Dask cluster, or an existing one at
+``dask://HOST:PORT``).
 """
 
 from __future__ import annotations
