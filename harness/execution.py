@@ -16,7 +16,7 @@ import torch
 
 from harness.interrupts import RunTimeout, time_limit
 from harness.procedure import Procedure, RunContext
-from harness.results import now
+from harness.results import as_json, now
 from harness.suites import Run
 from harness.training import DivergedError
 
@@ -28,6 +28,9 @@ def execute_run(
 ) -> dict[str, Any]:
     """Run one configuration; any failure becomes a recorded status instead of an exception.
 
+    The metrics come back as the results file will hold them, whichever executor ran the run; a
+    procedure returning what JSON cannot hold fails only its run, not the writing of the file.
+
     ``KeyboardInterrupt`` (Ctrl-C, and SIGTERM via :mod:`harness.interrupts`) is not a failure
     of the run: it propagates, and the run is left unrecorded so that ``--resume`` repeats it.
     """
@@ -35,7 +38,8 @@ def execute_run(
     status, error, metrics, trace = "ok", None, {}, None
     try:
         with time_limit(timeout):
-            metrics = procedure.execute(run, ctx)
+            returned = procedure.execute(run, ctx)
+        metrics = as_json(returned, f"the metrics of procedure '{procedure.name}'")
     except (Exception, SystemExit, RunTimeout) as exc:  # recorded, and the suite goes on
         status, error, trace = failure(exc)
     return make_record(

@@ -113,6 +113,15 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
 
 
+def as_json(value: Any, what: str = "value") -> Any:
+    """``value`` as the results file will hold it (tuples as lists, tensors' items as numbers);
+    a ``ValueError`` naming ``what`` if JSON cannot hold it (a dict with tuple keys, an array)."""
+    try:
+        return json.loads(json.dumps(value, default=_jsonable))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} cannot be written to the results file: {exc}") from exc
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, (tuple, set)):
         return list(value)

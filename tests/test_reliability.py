@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import ast
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -121,26 +123,49 @@ def test_run_timeout_waits_for_an_import_to_finish(broken_registry, tmp_path, mo
 
 
 @pytest.mark.parametrize("isolate", [False, True], ids=["reused-worker", "isolated"])
-def test_worker_processes_survive_segfault_and_exit(broken_registry, tmp_path, isolate):
-    """A crash fails only its run and the next run gets a new worker; the crashed run's record
-    holds what its worker printed during that run only (``chatty`` prints in every step)."""
+def test_worker_processes_survive_segfault_and_exit(
+    broken_registry, tmp_path, monkeypatch, isolate
+):
+    """A crash fails only its run and the next run gets a new worker, as does the run after one
+    that failed; the crashed run's record holds what its worker printed during that run only
+    (``chatty`` prints in every step). No worker and none of their scratch directories outlive
+    the suite."""
     mlp8 = {"name": "mlp", "label": "mlp8", "options": {"hidden": 8}}
-    suite = tiny_suite(broken_registry, ["chatty", "segfault", "exits", MLP16, mlp8])
+    models = ["chatty", "segfault", "exits", MLP16, "raises-forward", mlp8]
+    suite = tiny_suite(broken_registry, models)
     policy = RunPolicy.of(jobs=1, isolate=isolate, plugins=(str(BROKEN),))
-    outcome = run_tiny(suite, broken_registry, tmp_path, policy)
-    chatty, segfault, exits, mlp, small = load_results(tmp_path)["runs"]
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
+    (tmp_path / "scratch").mkdir()
+    outcome = run_tiny(suite, broken_registry, tmp_path / "out", policy)
+    assert list((tmp_path / "scratch").glob("bench-*")) == []  # (pymp-*: multiprocessing's)
+    assert [p for p in multiprocessing.active_children() if p.name == "bench worker"] == []
+    chatty, segfault, exits, mlp, raises, small = load_results(tmp_path / "out")["runs"]
     assert chatty["status"] == "ok"
     assert segfault["status"] == "failed" and "SIGSEGV" in segfault["error"]
     assert "Fatal Python error: Segmentation fault" in segfault["traceback"]
     assert "chatty" not in segfault["traceback"]
     assert exits["status"] == "failed" and "exited with code 3" in exits["error"]
     assert mlp["status"] == "ok" and mlp["metrics"]["params"] == 64 * 16 + 16 + 16 * 10 + 10
-    assert small["status"] == "ok"
+    assert raises["status"] == "failed" and small["status"] == "ok"
     assert outcome.store.data["status"] == "complete"
-    workers = [run["placement"]["worker"] for run in (chatty, mlp, small)]
+    workers = [run["placement"]["worker"] for run in (chatty, mlp, raises, small)]
     assert workers[0] != workers[1]  # chatty's worker died with the segfault
-    assert (workers[1] != workers[2]) if isolate else (workers[1] == workers[2])
+    assert (workers[1] != workers[2]) if isolate else (workers[1] == workers[2])  # reused
+    assert workers[2] != workers[3]  # a worker whose run failed is not trusted with another
     assert outcome.store.data["execution"]["executor"]["isolate"] is isolate
+
+
+@pytest.mark.parametrize("policy", [RunPolicy(), RunPolicy.of(jobs=1, plugins=(str(BROKEN),))])
+def test_metrics_json_cannot_hold_fail_only_their_run(broken_registry, tmp_path, policy):
+    """Found before the results file is written, on every executor, so the suite goes on."""
+    data = {"procedure": "unwritable", "models": ["mlp"], **DIGITS8}
+    suite = parse_suite(data, broken_registry, source="test")
+    outcome = run_tiny(suite, broken_registry, tmp_path, policy)
+    bad, fine = load_results(tmp_path)["runs"]
+    assert bad["status"] == "failed" and bad["metrics"] == {}
+    assert "metrics of procedure 'unwritable' cannot be written to the results file" in bad["error"]
+    assert fine["status"] == "ok" and fine["metrics"] == {"answer": 42}
+    assert outcome.store.data["status"] == "complete"
 
 
 def test_isolate_kills_a_worker_its_time_limit_cannot_stop(broken_registry, tmp_path, monkeypatch):

@@ -33,11 +33,14 @@ import tempfile
 import threading
 import time
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from harness.execution import make_record
 from harness.executors import ExecutorRequest, Progress, sequential_threads, share_of_cores
@@ -154,11 +157,16 @@ class Processes:
         return {"name": "processes", "workers": self.slots, "isolate": self.isolate}
 
     def close(self) -> None:
+        """Kill every worker. Those performing a run are retired by the thread waiting on
+        them, once it sees its worker dead; then the idle ones."""
         with self._lock:
             self._closed = True
             for worker in self._live:
-                worker.close()
+                worker.kill()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            for worker in list(self._live):
+                self._retire(worker)
 
     def _execute(self, job: Job) -> Outcome:
         """One job on a worker; its outcome, or :class:`WorkerLost` if the worker died."""
@@ -166,10 +174,11 @@ class Processes:
         with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
             work = Path(tmp)
             worker = self._take()
+            record, overran, log = None, None, None
             try:
                 record, overran, log = worker.perform(job, work)
             finally:
-                self._give_back(worker)
+                self._give_back(worker, record)
             if record is not None:
                 return Outcome(record, collect(work / _OUT, record["artifacts"]))
             if overran is None:
@@ -186,7 +195,8 @@ class Processes:
             return Outcome(record)
 
     def _take(self) -> Worker:
-        """An idle worker that is still alive, or a new one."""
+        """An idle worker that is still alive, or a new one (started outside the lock: the first
+        waits seconds for the worker server, and Ctrl-C must not wait for it)."""
         with self._lock:
             if self._closed:
                 raise WorkerLost("cancelled before it started")
@@ -195,13 +205,23 @@ class Processes:
                 if worker.alive():
                     return worker
                 self._retire(worker)
+        try:
             worker = Worker(self._context)
-            self._live.add(worker)
-            return worker
-
-    def _give_back(self, worker: Worker) -> None:
+        except (OSError, EOFError) as exc:  # the server is gone, or no process can be forked
+            raise WorkerLost(f"no worker process could be started: {exc}") from exc
         with self._lock:
-            if worker.alive() and not self.isolate and not self._closed:
+            self._live.add(worker)
+            if self._closed:
+                self._retire(worker)
+                raise WorkerLost("cancelled before it started")
+        return worker
+
+    def _give_back(self, worker: Worker, record: Record | None) -> None:
+        """Keep the worker for the next run, unless ``--isolate`` or its run did not end ``ok``
+        (a run stopped mid-step may leave its process in any state)."""
+        ended_ok = record is not None and record["status"] == "ok"
+        with self._lock:
+            if ended_ok and worker.alive() and not self.isolate and not self._closed:
                 self._idle.append(worker)
             else:
                 self._retire(worker)
@@ -236,7 +256,28 @@ def _log_tail(log: Path, offset: int) -> str | None:
     return "\n".join(lines[-LOG_TAIL:]) or None
 
 
-_DATASETS: dict[str, Any] = {}  # a worker's loaded datasets, shared by its runs
+class RecentDatasets(OrderedDict):
+    """The datasets a worker loaded for its latest runs, shared by its next ones (the cache of
+    :func:`harness.experiment.open_splits`): at most ``size`` entries, the least recently used
+    dropped first, so that a worker of a long suite over many datasets and seeds does not keep
+    them all (on a GPU that N workers share, least of all)."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def __getitem__(self, key: str) -> Any:
+        self.move_to_end(key)
+        return super().__getitem__(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+_DATASETS = RecentDatasets(4)
 
 
 def _serve(conn: Connection, log_path: str) -> None:
@@ -253,6 +294,8 @@ def _serve(conn: Connection, log_path: str) -> None:
         except EOFError:
             return
         record = _work(job, Path(work_dir), started=lambda: conn.send(_STARTED))
+        if torch.cuda.is_initialized():  # what the run held stays free for the other workers
+            torch.cuda.empty_cache()
         sys.stdout.flush()  # what the run printed stays in its own part of the log
         sys.stderr.flush()
         conn.send(record)

@@ -1,7 +1,9 @@
-"""Deliberately broken models, loaded with ``--plugin`` by tests/test_reliability.py.
+"""Deliberately broken models (and a procedure), loaded with ``--plugin`` by
+tests/test_reliability.py.
 
-Each is a tiny MLP that misbehaves in one way while training (``forward`` in train mode), so that
-the geometry check before training (eval mode) passes unless the shape itself is the fault.
+Each model is a tiny MLP that misbehaves in one way while training (``forward`` in train mode),
+so that the geometry check before training (eval mode) passes unless the shape itself is the
+fault. The ``unwritable`` procedure's first run returns metrics JSON cannot hold.
 """
 
 import ctypes
@@ -17,7 +19,9 @@ import torch
 from torch import nn
 
 from harness import hookimpl
+from harness.procedure import Procedure, Report
 from harness.registry import ModelSpec
+from harness.suites import Run
 
 
 class Misbehaving(nn.Module):
@@ -114,3 +118,24 @@ def register_models(register):
     register(ModelSpec("nan-output", "returns NaN logits in training", NaNOutput))
     register(ModelSpec("slow-import", "imports slowly, then gets stuck", _slow_import))
     register(ModelSpec("missing-import", "imports a module that is not installed", _missing_import))
+
+
+def _two_runs(suite, registry):
+    return [Run(0, "unwritable", {"name": "tuple-keys"}), Run(1, "unwritable", {"name": "fine"})]
+
+
+def _metrics(run, ctx):
+    return {"by_pair": {(1, 2): 3}} if run.config["name"] == "tuple-keys" else {"answer": 42}
+
+
+@hookimpl
+def register_procedures(register):
+    register(
+        Procedure(
+            "unwritable",
+            "its first run's metrics have tuple keys",
+            _two_runs,
+            _metrics,
+            lambda results, plots_dir: Report(f"{len(results['runs'])} runs"),
+        )
+    )
