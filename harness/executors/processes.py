@@ -10,13 +10,14 @@ take half a second). With ``--isolate`` every run gets a fresh worker, so that n
 plugin's global state can pass from one run to the next.
 
 A worker performs each job exactly as the in-process executor does (:func:`harness.jobs.perform`,
-including the ``--run-timeout`` alarm) and writes the run's record as JSON beside the artifacts
-it wrote. A worker that dies instead (segmentation fault, the kernel's out-of-memory killer,
-``os._exit``) leaves no record: that is :class:`harness.jobs.WorkerLost`, with the exit code or
-signal and what the worker printed during that run (its stdout and stderr, with a Python stack
-from :mod:`faulthandler` after a crash), and the next run gets a new worker. A worker whose run
-its own alarm cannot stop (stuck in native code) is killed :data:`KILL_GRACE` seconds after the
-limit and recorded as ``timeout``.
+including the ``--run-timeout`` alarm) and sends the run's record back over its pipe; the files
+the run wrote wait in the job's scratch directory. A worker that dies instead (segmentation
+fault, the kernel's out-of-memory killer, ``os._exit``) leaves no record: that is
+:class:`harness.jobs.WorkerLost`, with the exit code or signal and what the worker printed during
+that run (its stdout and stderr, with a Python stack from :mod:`faulthandler` after a crash).
+The next run gets a new worker, as it does after a run that did not end ``ok``. A worker whose
+run its own alarm cannot stop (stuck in native code) is killed :data:`KILL_GRACE` seconds after
+the limit and recorded as ``timeout``.
 
 Each worker leaves the terminal's process group, so Ctrl-C reaches only the parent, which then
 kills the workers (:meth:`Processes.close`): an interrupt never shows up as a failed run.
