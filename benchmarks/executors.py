@@ -129,7 +129,7 @@ def overhead(runs: int, scratch: Path) -> None:
     }
     base = None
     for label, flags in one_at_a_time.items():
-        out = scratch / f"small-{label.split(' (')[0].replace(' ', '_')}"
+        out = scratch / f"small-{label.replace(' ', '_')}"
         seconds, results, load = timed(["run", "--suite", str(suite), *flags], out)
         base = base if base is not None else seconds
         extra = f"{1000 * (seconds - base) / runs:+.0f} ms" if seconds != base else "baseline"

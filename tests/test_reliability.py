@@ -168,7 +168,7 @@ def test_metrics_json_cannot_hold_fail_only_their_run(broken_registry, tmp_path,
     assert outcome.store.data["status"] == "complete"
 
 
-def test_isolate_kills_a_worker_its_time_limit_cannot_stop(broken_registry, tmp_path, monkeypatch):
+def test_a_worker_its_time_limit_cannot_stop_is_killed(broken_registry, tmp_path, monkeypatch):
     """``hangs`` blocks SIGALRM, as a long native call would: the parent kills the worker."""
     monkeypatch.setattr(harness.executors.processes, "KILL_GRACE", 0.5)
     suite = tiny_suite(broken_registry, ["hangs"])
