@@ -3,9 +3,9 @@
 Three training passes of LeNet-5 over mnist-5k's 3,500 training digits, alternated round by
 round so that a slow spell of the machine hits all three:
 
-- plain: no augmentation (``harness.training.train_epoch`` as ``bench run`` trains);
+- plain: no augmentation (``harness.training.loop.train_epoch`` as ``bench run`` trains);
 - batched: bench's ``--augment affine``, one ``affine_grid`` + ``grid_sample`` per batch on the
-  batch's device (:mod:`harness.augmentation`);
+  batch's device (:mod:`harness.training.augmentation`);
 - per image: torchvision's ``v2.RandomAffine`` with the same ranges, applied to each image of the
   batch in turn, as a ``Dataset`` transform would.
 
@@ -25,13 +25,13 @@ import time
 
 import torch
 
-from harness.augmentation import augmentation_generator, make_augmenter
-from harness.contention import watch
 from harness.data import DataContext
 from harness.devices import cpu_model
-from harness.plugins import load_plugins
-from harness.train_config import TrainConfig
-from harness.training import make_optimizer, train_epoch
+from harness.measuring.contention import watch
+from harness.planning.train_settings import TrainConfig
+from harness.registry.loading import load_plugins
+from harness.training.augmentation import augmentation_generator, make_augmenter
+from harness.training.loop import make_optimizer, train_epoch
 
 DEGREES, TRANSLATE, SCALE = 12.0, 0.1, 0.1  # the augmentation suite's ranges
 

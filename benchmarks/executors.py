@@ -37,8 +37,8 @@ import tomllib
 from pathlib import Path
 
 from harness.devices import cpu_model
-from harness.plugins import load_plugins
-from harness.rerun import comparable, differences
+from harness.execution.rerun import comparable, differences
+from harness.registry.loading import load_plugins
 
 BENCH = [sys.executable, "-m", "harness"]  # what the bench script runs
 EXECUTORS = {

@@ -4,7 +4,7 @@
     same model, data and batch; target ratio >= 0.97.
 (b) forward: the harness's median against ``torch.utils.benchmark.Timer.blocked_autorange`` on
     the same model and batch; target within +-5%.
-(c) one training epoch through the harness's data path (``harness.training.train_epoch`` on
+(c) one training epoch through the harness's data path (``harness.training.loop.train_epoch`` on
     tensor splits, the loop ``train`` runs) against a per-sample ``Dataset`` + ``DataLoader`` loop
     as in the seed course; the speed-up is reported.
 
@@ -27,17 +27,17 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from bench_plugins.tasks import CLASSIFICATION
+from bench_plugins.tasks.supervised import CLASSIFICATION
 from torch import nn
 from torch.utils.benchmark import Timer
 from torch.utils.data import DataLoader, Dataset
 
 from harness.data import DataContext, TensorSplit
 from harness.devices import cpu_model
-from harness.plugins import load_plugins
+from harness.measuring.timer import LoopSettings, Workload, measure
+from harness.registry.loading import load_plugins
 from harness.tasks import DataInfo
-from harness.timing import LoopSettings, Workload, measure
-from harness.training import TrainConfig, make_optimizer, train_epoch
+from harness.training.loop import TrainConfig, make_optimizer, train_epoch
 
 WARMUP = 5
 CONFIG = TrainConfig.from_options({"batch_size": 32})  # SGD, lr 0.01, momentum 0.9

@@ -34,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.comparing.verdicts import TIME
 from harness.devices import cpu_model
+from harness.history.archive import Entry
 from harness.history.detect import Series, detect
-from harness.history.store import Entry
-from harness.verdicts import TIME
 
 NOISE = Path(__file__).parent / "data" / "timing-noise.json"
 STEPS = (0.0, 0.03, 0.05, 0.10, 0.20)
@@ -47,8 +47,8 @@ def record_blocks(blocks: int) -> list[list[float]]:
     """One process's blocks of real forward timings (seconds)."""
     import torch
 
-    from harness.plugins import load_plugins
-    from harness.timing import LoopSettings, Workload, measure
+    from harness.measuring.timer import LoopSettings, Workload, measure
+    from harness.registry.loading import load_plugins
 
     torch.set_num_threads(1)
     registry = load_plugins().registry

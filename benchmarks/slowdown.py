@@ -14,11 +14,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bench_plugins.models import cnn_small
+from bench_plugins.models.small import cnn_small
 from torch import nn
 
 from harness import hookimpl
-from harness.registry import ModelSpec
+from harness.registry.specs import ModelSpec
 
 NAME = "slowed-cnn-small"
 

@@ -11,10 +11,11 @@ samples (default 8) on ``BENCH_DEVICE`` (default cpu) with ``BENCH_THREADS`` tor
 (default: torch's choice; on a small or busy machine use fewer threads than free cores, e.g. 1:
 torch threads that compete with other processes for the cores make timings slow and erratic).
 Images larger than 64x64 (the torchvision models' 3x224x224) are shrunk to 64x64 so that a run
-stays in minutes on a laptop. The steps are the harness's own (:class:`harness.timing.Workload`),
-so these numbers measure what ``bench time`` measures. ``extra_info`` records torch, device,
-threads, batch size and input shape; ``bench compare`` reports torch, device and threads with the
-environment and matches benchmarks by name, batch size, input shape and device.
+stays in minutes on a laptop. The steps are the harness's own
+(:class:`harness.measuring.timer.Workload`), so these numbers measure what ``bench time`` measures.
+``extra_info`` records torch, device, threads, batch size and input shape; ``bench compare`` reports
+torch, device and threads with the environment and matches benchmarks by name, batch size, input
+shape and device.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ import os
 
 import pytest
 import torch
-from bench_plugins.tasks import CLASSIFICATION
+from bench_plugins.tasks.supervised import CLASSIFICATION
 
 from harness.devices import device_name, resolve_device
-from harness.plugins import load_plugins
+from harness.measuring.timer import Workload
+from harness.registry.loading import load_plugins
 from harness.tasks import DataInfo
-from harness.timing import Workload
 
 REGISTRY = load_plugins().registry
 DEVICE = resolve_device(os.environ.get("BENCH_DEVICE", "cpu"))

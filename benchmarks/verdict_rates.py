@@ -38,12 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from slowdown import NAME, write_side  # noqa: E402
 
-from harness.compare import compare_files  # noqa: E402
-from harness.interleave import Session, run_session  # noqa: E402
-from harness.report import markdown_table  # noqa: E402
-from harness.sides import resolve_side  # noqa: E402
-from harness.suite_overrides import Overrides  # noqa: E402
-from harness.verdicts import CONTENDED, REGRESSION, Rules  # noqa: E402
+from harness.comparing.ab.session import Session, run_session
+from harness.comparing.ab.sides import resolve_side
+from harness.comparing.matching import compare_files
+from harness.comparing.verdicts import CONTENDED, REGRESSION, Rules
+from harness.planning.overrides import Overrides
+from harness.reporting.tables import markdown_table
 
 BENCH = [str(Path(sys.executable).with_name("bench"))]
 

@@ -19,10 +19,7 @@ from sklearn.datasets import load_diabetes
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from harness import hookimpl
-from harness.data import DataContext, Splits, TensorSplit
-from harness.options import Option
-from harness.registry import DatasetSpec, ModelSpec
+from harness import DataContext, DatasetSpec, ModelSpec, Option, Splits, TensorSplit, hookimpl
 
 FEATURES = 10
 SIZES = {"train": 310, "val": 44, "test": 88}  # 442 patients

@@ -10,9 +10,7 @@ import math
 
 from torch import nn
 
-from harness import hookimpl
-from harness.options import Option
-from harness.registry import ModelSpec
+from harness import ModelSpec, Option, hookimpl
 
 
 def logistic(input_shape: tuple[int, ...], num_classes: int, bias: bool) -> nn.Module:

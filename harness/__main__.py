@@ -3,7 +3,7 @@ load the command line (seconds of imports, which the server's now overlap)."""
 
 import sys
 
-from harness.worker_server import start_early
+from harness.execution.forkserver import start_early
 
 
 def main() -> None:

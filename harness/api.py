@@ -9,9 +9,10 @@ the same library calls the CLI makes, with the same validation, raising instead 
     results                # in Jupyter: the report's tables
 
 Every error a user can cause is a :class:`harness.options.BenchError` with the message the CLI
-prints (unknown names list what exists); Ctrl-C raises :class:`harness.runner.SuiteInterrupted`
-with every finished run saved. The progress bar shows on a terminal and, with ``ipywidgets``
-installed (``pip install 'bench[notebook]'``), as a widget in Jupyter; ``quiet=True`` hides it.
+prints (unknown names list what exists); Ctrl-C raises
+:class:`harness.execution.runner.SuiteInterrupted` with every finished run saved. The progress bar
+shows on a terminal and, with ``ipywidgets`` installed (``pip install 'bench-harness[notebook]'``),
+as a widget in Jupyter; ``quiet=True`` hides it.
 """
 
 from __future__ import annotations
@@ -25,33 +26,33 @@ from typing import Any
 
 import pandas as pd
 
-from harness.cells import numeric_rows
-from harness.checkpoints import continuing
-from harness.compare import Comparison, compare_files
-from harness.compare_render import table_rows
-from harness.compare_render import to_markdown as comparison_markdown
+from harness.comparing.matching import Comparison, compare_files
+from harness.comparing.output import table_rows
+from harness.comparing.output import to_markdown as comparison_markdown
+from harness.comparing.verdicts import Rules
 from harness.data import DataContext
-from harness.frames import history_frame, runs_frame
-from harness.measurement import timing_suite
-from harness.options import BenchError
-from harness.plugins import Plugins, load_plugins, resolve_plugin_names
-from harness.procedure import Report
-from harness.registry import DuplicateNameError, Registry
-from harness.reporting import FORMATS, render
-from harness.results import load_results, results_path
-from harness.runner import RunPolicy, default_out_dir, run_suite
-from harness.sinks import requested_sinks
-from harness.suite_overrides import Overrides, load_suite_with
-from harness.suites import Suite
-from harness.verdicts import Rules
+from harness.errors import BenchError, DuplicateNameError
+from harness.execution.runner import RunPolicy, default_out_dir, run_suite
+from harness.measuring.workload import timing_suite
+from harness.planning.overrides import Overrides, load_suite_with
+from harness.planning.protocol import Report
+from harness.planning.suite_files import Suite
+from harness.registry.loading import Plugins, load_plugins, resolve_plugin_names
+from harness.registry.specs import Registry
+from harness.reporting.cells import numeric_rows
+from harness.reporting.render import FORMATS, render
+from harness.results.frames import history_frame, runs_frame
+from harness.results.sinks import requested_sinks
+from harness.results.store import load_results, results_path
+from harness.training.checkpoints import continuing
 
 
 @dataclass
 class Results:
     """One results file: its document (``data``), where it is (``path``), and its report.
 
-    ``frame()`` and ``history()`` are tidy DataFrames (:mod:`harness.frames`); ``tables()`` are
-    the report's tables with numbers as numbers; ``markdown`` is the report as ``bench run``
+    ``frame()`` and ``history()`` are tidy DataFrames (:mod:`harness.results.frames`); ``tables()``
+    are the report's tables with numbers as numbers; ``markdown`` is the report as ``bench run``
     prints it, which is also how Jupyter shows the object."""
 
     data: dict[str, Any]
@@ -111,8 +112,8 @@ class Results:
 
 @dataclass(frozen=True)
 class Compared:
-    """A comparison of two result sets (:mod:`harness.compare`): ``exit_code`` is the verdict
-    ``bench compare`` exits with (0 fine, 1 a regression, 3 cannot vouch)."""
+    """A comparison of two result sets (:mod:`harness.comparing.matching`): ``exit_code`` is the
+    verdict ``bench compare`` exits with (0 fine, 1 a regression, 3 cannot vouch)."""
 
     comparison: Comparison
 

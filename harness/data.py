@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from harness.options import BenchError, Option
+from harness.errors import BenchError
+from harness.options import Option
 from harness.tasks import DataInfo
 
 

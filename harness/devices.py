@@ -1,17 +1,25 @@
-"""Choosing a device and describing it; CUDA is used only when present and asked for."""
+"""Choosing a device and describing it; CUDA is used only when present and asked for.
+
+torch is imported by the functions that need it, so that a suite file can be read (and
+``bench list suites`` answer) without it.
+"""
 
 from __future__ import annotations
 
 import platform
 from functools import cache
+from typing import TYPE_CHECKING
 
-import torch
+from harness.errors import BenchError
 
-from harness.options import BenchError
+if TYPE_CHECKING:
+    import torch
 
 
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` picks CUDA when present, else CPU; asking for CUDA without it is an error."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -29,11 +37,15 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def available_devices() -> list[str]:
+    import torch
+
     return ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
 
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
+        import torch
+
         return torch.cuda.get_device_name(device)
     return cpu_model()
 
@@ -52,4 +64,6 @@ def cpu_model() -> str:
 
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
+        import torch
+
         torch.cuda.synchronize(device)

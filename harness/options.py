@@ -2,41 +2,16 @@
 
 from __future__ import annotations
 
-import difflib
 import math
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from harness import errors
 
-class BenchError(Exception):
-    """An error caused by user input; the CLI prints it without a traceback (exit code 2)."""
-
-
-class UnknownNameError(BenchError):
-    """A name that is not known: the message suggests the closest known one and lists them all.
-
-    ``owner`` says whose names they are (``unknown option 'hiden' of model 'mlp'``).
-    """
-
-    def __init__(self, kind: str, name: str, known: Iterable[str], *, owner: str | None = None):
-        known = sorted(known)
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        of = f" of {owner}" if owner else ""
-        listing = ", ".join(known) if known else "(none)"
-        super().__init__(f"unknown {kind} '{name}'{of}.{hint} Known {kind}s{of}: {listing}")
-        self.name = name
-        self.suggestion = close[0] if close else None
-
-
-class OptionError(BenchError):
-    """A bad option name or value; ``key`` is the option, so that a suite file's error can name
-    the exact key (``train.epochs``) rather than only its table."""
-
-    def __init__(self, message: str, key: str):
-        super().__init__(message)
-        self.key = key
+# Names importable from here before harness.errors held them (a warning says where they went).
+_MOVED_ERRORS = ("BenchError", "OptionError", "UnknownNameError")
 
 
 def _parse_bool(text: str) -> bool:
@@ -145,18 +120,18 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
 def resolve_options(
     owner: str, declared: Mapping[str, Option], given: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Validate ``given`` against ``declared`` and fill in defaults; errors (:class:`OptionError`)
-    name owner and key."""
+    """Validate ``given`` against ``declared`` and fill in defaults; errors
+    (:class:`~harness.errors.OptionError`) name owner and key."""
     unknown = [key for key in given if key not in declared]
     if unknown:
-        message = str(UnknownNameError("option", unknown[0], declared, owner=owner))
-        raise OptionError(message, unknown[0])
+        message = str(errors.UnknownNameError("option", unknown[0], declared, owner=owner))
+        raise errors.OptionError(message, unknown[0])
     resolved = {key: option.default for key, option in declared.items()}
     for key, value in given.items():
         try:
             resolved[key] = declared[key].coerce(value)
         except (ValueError, TypeError) as exc:
-            raise OptionError(f"{owner} option {key}={value!r}: {exc}", key) from None
+            raise errors.OptionError(f"{owner} option {key}={value!r}: {exc}", key) from None
     return resolved
 
 
@@ -166,6 +141,19 @@ def parse_assignments(pairs: Iterable[str], what: str = "option") -> dict[str, s
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise BenchError(f"{what} {pair!r} is not of the form key=value")
+            raise errors.BenchError(f"{what} {pair!r} is not of the form key=value")
         parsed[key.strip()] = value.strip()
     return parsed
+
+
+def __getattr__(name: str) -> Any:
+    """The errors lived here before :mod:`harness.errors`: still importable, with a warning."""
+    if name in _MOVED_ERRORS:
+        warnings.warn(
+            f"harness.options.{name} moved to harness.errors.{name}; import it from there (or "
+            "from harness) instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(errors, name)
+    raise AttributeError(f"module '{__name__}' has no attribute '{name}'")

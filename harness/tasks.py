@@ -18,9 +18,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 HIGHER, LOWER = "higher", "lower"
 
@@ -133,6 +134,8 @@ class Task:
 
 def output_shape(outputs: Any) -> str:
     """A model output's per-sample shape in words, whatever it is."""
+    import torch  # tasks are declared without torch; they run once it is loaded
+
     if isinstance(outputs, torch.Tensor):
         return str(tuple(outputs.shape[1:]))
     if isinstance(outputs, (tuple, list)):
@@ -142,10 +145,13 @@ def output_shape(outputs: Any) -> str:
 
 def check_same_shape(outputs: Any, targets: torch.Tensor, info: DataInfo) -> str | None:
     """A ``Task.check`` for outputs shaped exactly like the targets (regression, reconstruction)."""
+    import torch
+
     if isinstance(outputs, torch.Tensor) and outputs.shape == targets.shape:
         return None
     return f"returns {output_shape(outputs)} per sample; expected {tuple(targets.shape[1:])}"
 
 
 def bits(nats: float) -> float:
+    """A loss in nats as bits (what the sequence tasks report per character or sample)."""
     return nats / math.log(2)

@@ -4,7 +4,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from harness import hookimpl
-from harness.suites import suite_from_file
+from harness.planning.suite_files import suite_from_file
 
 
 def suite_files() -> list[Path]:

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import cli
-from harness.rerun import comparable
+from harness.execution.rerun import comparable
 
 DATA = Path(__file__).parent / "data"
 FAULTS = DATA / "worker_faults.py"

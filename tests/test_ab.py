@@ -20,10 +20,10 @@ from click.testing import CliRunner
 
 import harness
 from harness.cli import cli
-from harness.compare import compare_files
-from harness.options import BenchError
-from harness.sides import pinned_cpus, resolve_side
-from harness.verdicts import REGRESSION, Rules
+from harness.comparing.ab.sides import pinned_cpus, resolve_side
+from harness.comparing.matching import compare_files
+from harness.comparing.verdicts import REGRESSION, Rules
+from harness.errors import BenchError
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))

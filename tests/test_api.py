@@ -14,9 +14,9 @@ import pytest
 from nbclient import NotebookClient
 
 from harness import api as bench
-from harness.cells import Cell, numbers_of, numeric_rows
-from harness.options import BenchError
-from harness.report import count, human, pct
+from harness.errors import BenchError
+from harness.reporting.cells import Cell, numbers_of, numeric_rows
+from harness.reporting.tables import count, human, pct
 
 NOTEBOOK = Path(__file__).parents[1] / "examples" / "bench-api.ipynb"
 DIGITS_8X8 = {"size": 8}

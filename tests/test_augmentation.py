@@ -4,12 +4,12 @@ procedure with its measured throughput cost."""
 import pytest
 import torch
 
-from harness.augmentation import Affine, augmentation_generator, make_augmenter
 from harness.data import TensorSplit, labelled_subset
-from harness.options import BenchError
-from harness.results import load_results
-from harness.runner import run_suite
-from harness.suites import parse_suite
+from harness.errors import BenchError
+from harness.execution.runner import run_suite
+from harness.planning.suite_files import parse_suite
+from harness.results.store import load_results
+from harness.training.augmentation import Affine, augmentation_generator, make_augmenter
 
 IMAGES = torch.rand(8, 1, 12, 12)
 

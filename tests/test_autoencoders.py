@@ -8,9 +8,9 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from bench_plugins.autoencoder_models import VariationalAutoencoder
-from bench_plugins.generative_tasks import RECONSTRUCTION, VAE, probe
-from bench_plugins.mnist_5k import read_mnist_5k
+from bench_plugins.datasets.mnist_5k import read_mnist_5k
+from bench_plugins.models.autoencoders import VariationalAutoencoder
+from bench_plugins.tasks.generative import RECONSTRUCTION, VAE, probe
 from click.testing import CliRunner
 from sklearn.decomposition import PCA
 from torch import nn
@@ -161,7 +161,7 @@ import math
 from torch import nn
 from harness import hookimpl
 from harness.options import Option
-from harness.registry import ModelSpec
+from harness.registry.specs import ModelSpec
 
 
 class LinearAutoencoder(nn.Module):
@@ -249,8 +249,8 @@ def test_a_vae_is_timed_like_a_classifier(tmp_path):
 
 
 def test_compare_reads_each_generative_metrics_direction_from_the_task():
-    from harness.compare import metric_kind
-    from harness.verdicts import ACCURACY, SCORE
+    from harness.comparing.matching import metric_kind
+    from harness.comparing.verdicts import ACCURACY, SCORE
 
     recorded = RECONSTRUCTION.describe()
     assert metric_kind("test_mse", 0.02, recorded) == (SCORE, False)

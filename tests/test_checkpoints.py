@@ -7,8 +7,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from harness.checkpoints import read_checkpoint
 from harness.cli import cli
+from harness.training.checkpoints import read_checkpoint
 
 # A small model with everything that carries state across epochs: dropout (the global RNG),
 # SGD momentum (the optimizer), shuffling and augmentation (their generators).
@@ -193,9 +193,9 @@ def test_a_training_that_early_stopping_ended_is_not_continued(trained, tmp_path
 
 
 def test_a_suite_file_may_not_continue_a_checkpoint(registry, trained, tmp_path):
-    from harness.options import BenchError
-    from harness.runner import run_suite
-    from harness.suites import parse_suite
+    from harness.errors import BenchError
+    from harness.execution.runner import run_suite
+    from harness.planning.suite_files import parse_suite
 
     document = {"models": ["mlp"], "datasets": ["digits"], "train": {"from_checkpoint": "x.pt"}}
     suite = parse_suite(document, registry, source="my-suite.toml")

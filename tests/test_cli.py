@@ -8,10 +8,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import harness.experiment
+import harness.training.steps
 from harness.cli import cli
-from harness.cli.running import run_command, shown_default
-from harness.train_config import TRAIN_OPTIONS
+from harness.cli.run import run_command, shown_default
+from harness.planning.train_settings import TRAIN_OPTIONS
 
 
 def bench(*args):
@@ -133,15 +133,15 @@ def test_cuda_without_cuda_is_an_error():
 
 
 def test_run_training_flags_reach_the_train_config(tmp_path, monkeypatch):
-    """What training receives, seen by wrapping harness.experiment.train."""
+    """What training receives, seen by wrapping harness.training.steps.train."""
     seen = []
 
     def spy(model, splits, config, **kwargs):
         seen.append(config)
         return train(model, splits, config, **kwargs)
 
-    train = harness.experiment.train
-    monkeypatch.setattr(harness.experiment, "train", spy)
+    train = harness.training.steps.train
+    monkeypatch.setattr(harness.training.steps, "train", spy)
     flags = {
         "--weight-decay": "0.001",
         "--weight-decay-mode": "decoupled",

@@ -1,8 +1,8 @@
 """bench compare: run matching, metric directions, the regression rules and the exit codes.
 
 Results files are written in the real schema: timing records come from
-:class:`harness.timing.Timing`, run hashes from :class:`harness.suites.Run`, with samples drawn
-from seeded distributions, so nothing here depends on the speed of the machine.
+:class:`harness.measuring.timer.Timing`, run hashes from :class:`harness.planning.suite_files.Run`,
+with samples drawn from seeded distributions, so nothing here depends on the speed of the machine.
 """
 
 import json
@@ -13,11 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import cli
-from harness.compare import compare_files, metric_kind
-from harness.execution import make_record
-from harness.suites import Run
-from harness.timing import Timing
-from harness.verdicts import (
+from harness.comparing.matching import compare_files, metric_kind
+from harness.comparing.verdicts import (
     ACCURACY,
     IMPROVED,
     NOISY,
@@ -29,6 +26,9 @@ from harness.verdicts import (
     Rules,
     judge,
 )
+from harness.execution.outcome import make_record
+from harness.measuring.timer import Timing
+from harness.planning.suite_files import Run
 
 ENVIRONMENT = {
     "bench_version": "0.1.0",

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness import contention
 from harness.cli import cli
-from harness.contention import assess, snapshot, usable_cpu_ids, usable_cpus
+from harness.measuring import contention
+from harness.measuring.contention import assess, snapshot, usable_cpu_ids, usable_cpus
 
 
 def fake_proc(root: Path, *, tasks, cpu, load="0.50 0.40 0.30 1/90 123", mhz=(2400.0, 2400.0)):
-    """A /proc with the files :mod:`harness.contention` reads: ``tasks`` maps a thread id to
-    (ns on a CPU, ns waiting for one); ``cpu`` maps a CPU to its /proc/stat ticks."""
+    """A /proc with the files :mod:`harness.measuring.contention` reads: ``tasks`` maps a thread id
+    to (ns on a CPU, ns waiting for one); ``cpu`` maps a CPU to its /proc/stat ticks."""
     for tid, (on, wait) in tasks.items():
         (root / "self" / "task" / str(tid)).mkdir(parents=True, exist_ok=True)
         (root / "self" / "task" / str(tid) / "schedstat").write_text(f"{on} {wait} 7\n")

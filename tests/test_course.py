@@ -4,10 +4,9 @@ against autograd, and the course suite's one-row-per-lab report."""
 import numpy as np
 import pytest
 import torch
-from test_ondisk_datasets import write_cifar
-
-from harness.data import DataContext
-from harness.manual_backprop import (
+from bench_plugins.procedures.course import labs as course_labs
+from bench_plugins.procedures.course import study as course
+from bench_plugins.procedures.course.manual_backprop import (
     MLPConfig,
     autograd_gradients,
     forward,
@@ -16,13 +15,15 @@ from harness.manual_backprop import (
     manual_gradients,
     train_mlp,
 )
-from harness.options import BenchError
-from harness.procedure import RunContext
-from harness.procedures import course, course_labs
-from harness.results import load_results
-from harness.runner import run_suite
-from harness.suite_overrides import Overrides, load_suite_with
-from harness.suites import parse_suite
+from test_ondisk_datasets import write_cifar
+
+from harness.data import DataContext
+from harness.errors import BenchError
+from harness.execution.runner import run_suite
+from harness.planning.overrides import Overrides, load_suite_with
+from harness.planning.protocol import RunContext
+from harness.planning.suite_files import parse_suite
+from harness.results.store import load_results
 
 CPU = torch.device("cpu")
 

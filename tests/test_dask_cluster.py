@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from bench_processes import TINY, bench_process, faulty_suite, finish, numbers, pid_in, poll
 
-from harness.results import load_results
+from harness.results.store import load_results
 
 pytestmark = pytest.mark.slow
 

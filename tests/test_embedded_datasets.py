@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from harness.data import DataContext, TensorSplit, iterate_batches
-from harness.options import BenchError
+from harness.errors import BenchError
 
 
 def load(registry, name, seed=0, **options):
@@ -93,7 +93,7 @@ def test_mnist1d_is_made_once_per_machine_and_read_back_exactly(tmp_path, monkey
     """Worker processes of --jobs read the cached arrays instead of making them again."""
     import mnist1d.data
     import numpy as np
-    from bench_plugins import embedded_datasets as ed
+    from bench_plugins.datasets import embedded as ed
 
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path))
     ed.mnist1d_arrays.cache_clear()

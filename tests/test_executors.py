@@ -26,16 +26,16 @@ from bench_processes import (
     poll,
 )
 
-from harness.execution import make_record
-from harness.executors import ExecutorRequest, share_of_cores
-from harness.jobs import Job, Outcome, relocate
-from harness.options import BenchError
-from harness.rerun import comparable, differences
-from harness.results import ResultsStore, load_results
-from harness.run_plots import plot_runs
-from harness.scheduling import _inside, run_all
-from harness.suites import Run
-from harness.worker_server import _uses_worker_processes
+from harness.errors import BenchError
+from harness.execution.executor import ExecutorRequest, share_of_cores
+from harness.execution.forkserver import _uses_worker_processes
+from harness.execution.jobs import Job, Outcome, relocate
+from harness.execution.outcome import make_record
+from harness.execution.rerun import comparable, differences
+from harness.execution.scheduler import _inside, run_all
+from harness.planning.suite_files import Run
+from harness.reporting.run_figures import plot_runs
+from harness.results.store import ResultsStore, load_results
 
 PRUNING_QUICK = ["run", "--suite", "cnn-pruning", "--quick", "--threads", "1", "-q"]
 
@@ -374,7 +374,7 @@ def test_executor_errors_are_clear(tmp_path, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if Dask were not installed
     missing = bench("run", "--model", "mlp", *TINY, "--executor", "dask")
-    assert missing.exit_code == 2 and "pip install 'bench[dask]'" in missing.output
+    assert missing.exit_code == 2 and "pip install 'bench-harness[dask]'" in missing.output
 
 
 def test_a_scheduler_that_does_not_answer_is_an_error_naming_it(tmp_path):
@@ -399,7 +399,7 @@ def test_executors_are_listed_with_the_plugin_that_gives_each():
 
 
 def test_a_plan_whose_run_needs_a_later_one_is_refused():
-    from harness.runner import _check_plan
+    from harness.execution.runner import _check_plan
 
     runs = [Run(0, "p", {"name": "a"}, needs=(1,)), Run(1, "p", {"name": "b"})]
     with pytest.raises(BenchError, match=r"run 000-a needs runs \[1\], which are not planned"):

@@ -17,10 +17,10 @@ from click.testing import CliRunner
 from test_compare import accuracy_run, draws, timing_run, write
 
 from harness.cli import cli
+from harness.errors import BenchError
+from harness.history.archive import HistoryStore
 from harness.history.changepoints import adjusted, find_splits
 from harness.history.detect import build_series, detect
-from harness.history.store import HistoryStore
-from harness.options import BenchError
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,15 +1,15 @@
-"""Every built-in model reproduces DESIGN.md's architectures: exact parameter and FLOP counts."""
+"""Every built-in model reproduces the course's architectures: exact parameter and FLOP counts."""
 
 import pytest
 import torch
 
-from harness.flops import count_params, forward_flops
-from harness.layers import BernoulliDropout
-from harness.options import BenchError
+from harness.errors import BenchError
+from harness.measuring.flops import count_params, forward_flops
+from harness.training.layers import BernoulliDropout
 
 MNIST = (1, 28, 28)
 
-# name, options, input shape, classes, params, forward FLOPs (batch 1) — DESIGN.md section 4
+# name, options, input shape, classes, params, forward FLOPs (batch 1) (the course material)
 REFERENCE = [
     ("mlp", {}, MNIST, 10, 101_770, 203_264),
     ("mlp", {"hidden": "10"}, MNIST, 10, 7_960, 15_880),

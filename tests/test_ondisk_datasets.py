@@ -15,9 +15,9 @@ from PIL import Image
 
 from harness.cli import cli
 from harness.data import DataContext, TensorSplit
-from harness.experiment import train_and_test
-from harness.options import BenchError
-from harness.procedure import RunContext
+from harness.errors import BenchError
+from harness.planning.protocol import RunContext
+from harness.training.steps import train_and_test
 
 IDX_SETS = [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")]
 COLORS = {"ant": (200, 30, 30), "bee": (30, 200, 30), "cat": (30, 30, 200)}

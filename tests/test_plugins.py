@@ -1,7 +1,7 @@
 """The plugin system: discovery, loading, failures, duplicates, and one test per hook.
 
-As in datasette's tests, every hook in :mod:`harness.hookspecs` has a ``test_hook_<name>`` here
-(enforced by ``test_every_hook_has_a_test``) and an entry in README.md.
+As in datasette's tests, every hook in :mod:`harness.registry.hookspecs` has a ``test_hook_<name>``
+here (enforced by ``test_every_hook_has_a_test``) and an entry in README.md.
 """
 
 from __future__ import annotations
@@ -18,15 +18,21 @@ import torch
 from click.testing import CliRunner
 from test_sinks import RECORDER
 
-from harness import hookspecs
 from harness.cli import cli
 from harness.data import DataContext, TensorSplit
-from harness.options import BenchError
-from harness.plugins import ENV_VAR, HOOKS, PluginInfo, Plugins, extra_plugin_names, load_plugins
-from harness.registry import DuplicateNameError
-from harness.runner import RunPolicy, run_suite
-from harness.suite_overrides import Overrides, load_suite_with
-from harness.suites import find_suite, parse_suite
+from harness.errors import BenchError, DuplicateNameError
+from harness.execution.runner import RunPolicy, run_suite
+from harness.planning.overrides import Overrides, load_suite_with
+from harness.planning.suite_files import find_suite, parse_suite
+from harness.registry import hookspecs
+from harness.registry.loading import (
+    ENV_VAR,
+    HOOKS,
+    PluginInfo,
+    Plugins,
+    extra_plugin_names,
+    load_plugins,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 BUILT_INS = {"models", "torchvision_models", "embedded_datasets", "suites", "procedures"}
@@ -38,7 +44,7 @@ import math
 from torch import nn
 
 from harness import hookimpl
-from harness.registry import ModelSpec
+from harness.registry.specs import ModelSpec
 
 
 def build(input_shape, num_classes):
@@ -57,7 +63,7 @@ import torch
 from harness import hookimpl
 from harness.data import Splits, TensorSplit
 from harness.options import Option
-from harness.registry import DatasetSpec
+from harness.registry.specs import DatasetSpec
 
 
 def load(options, context):
@@ -76,7 +82,7 @@ SUITE_PLUGIN = """
 from pathlib import Path
 
 from harness import hookimpl
-from harness.suites import suite_from_file
+from harness.planning.suite_files import suite_from_file
 
 
 @hookimpl
@@ -93,8 +99,8 @@ datasets = ["digits"]
 
 PROCEDURE_PLUGIN = """
 from harness import hookimpl
-from harness.procedure import Procedure, Report
-from harness.suites import Run
+from harness.planning.protocol import Procedure, Report
+from harness.planning.suite_files import Run
 
 
 def plan(suite, registry):
@@ -140,7 +146,7 @@ from torch import nn
 
 from harness import hookimpl
 from harness.data import Splits, TensorSplit
-from harness.registry import DatasetSpec, ModelSpec
+from harness.registry.specs import DatasetSpec, ModelSpec
 from harness.tasks import LOWER, Metric, Task
 
 
@@ -307,9 +313,9 @@ def test_file_plugin_may_share_a_built_in_plugins_name(write_plugin: WritePlugin
         "loaded",
         ["model users-model"],
     )
-    built_in = info(plugins, "entry point bench_plugins.models (bench)")
+    built_in = info(plugins, "entry point bench_plugins.models.small (bench)")
     assert built_in.status == "loaded" and "model mlp" in built_in.provides
-    assert "bench_plugins.models" in plugins.registry.models.source("mlp")
+    assert "bench_plugins.models.small" in plugins.registry.models.source("mlp")
 
 
 def test_plugin_named_twice_loads_once(write_plugin: WritePlugin, monkeypatch):
@@ -376,7 +382,7 @@ def test_duplicate_name_between_plugins_names_both_sources(write_plugin: WritePl
 
 def test_duplicate_of_a_built_in_name_names_the_built_in(write_plugin: WritePlugin):
     path = write_plugin("shadow", model_plugin("mlp"))
-    with pytest.raises(DuplicateNameError, match="bench_plugins.models") as raised:
+    with pytest.raises(DuplicateNameError, match="bench_plugins.models.small") as raised:
         load_plugins([str(path)])
     assert str(path) in str(raised.value)
 
@@ -563,7 +569,7 @@ from torch import nn
 from harness import hookimpl
 from harness.data import Splits, TensorSplit
 from harness.options import Option
-from harness.registry import DatasetSpec, ModelSpec
+from harness.registry.specs import DatasetSpec, ModelSpec
 
 
 def load(options, context):
@@ -645,7 +651,7 @@ import torch
 
 from harness import hookimpl
 from harness.data import Splits, TensorSplit
-from harness.registry import DatasetSpec
+from harness.registry.specs import DatasetSpec
 
 
 def labels_beyond_classes(options, context):

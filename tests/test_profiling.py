@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
-from bench_plugins.tasks import CLASSIFICATION
+from bench_plugins.tasks.supervised import CLASSIFICATION
 from torch import nn
 
-from harness.profiling import ACTIVE, profile_step, top_ops_markdown
+from harness.measuring.profiler import ACTIVE, profile_step, top_ops_markdown
+from harness.measuring.timer import Workload
 from harness.tasks import DataInfo
-from harness.timing import Workload
 
 
 def profiled(tmp_path, device_name="cpu"):

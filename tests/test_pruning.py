@@ -2,25 +2,30 @@
 
 import copy
 
+import bench_plugins.procedures.pruning.methods
 import pytest
 import torch
-from bench_plugins.tasks import CLASSIFICATION
+from bench_plugins.procedures.pruning import study as pruning_procedure
+from bench_plugins.procedures.pruning.methods import PruningContext, classifier, make_permanent
+from bench_plugins.procedures.pruning.study import width_for_target
+from bench_plugins.tasks.supervised import CLASSIFICATION
 from torch import nn
 from torch.nn.utils import prune
 
-import harness.pruning
 from harness.data import DataContext
-from harness.flops import count_nonzero_params, count_params, effective_flops, forward_flops
-from harness.options import BenchError
-from harness.procedures import pruning as pruning_procedure
-from harness.procedures.pruning import width_for_target
-from harness.pruning import PruningContext, classifier, make_permanent
-from harness.results import load_results
-from harness.run_plots import run_plots_note
-from harness.runner import run_suite
-from harness.suite_overrides import Overrides, load_suite_with
-from harness.suites import parse_suite
-from harness.training import TrainConfig, train
+from harness.errors import BenchError
+from harness.execution.runner import run_suite
+from harness.measuring.flops import (
+    count_nonzero_params,
+    count_params,
+    effective_flops,
+    forward_flops,
+)
+from harness.planning.overrides import Overrides, load_suite_with
+from harness.planning.suite_files import parse_suite
+from harness.reporting.run_figures import run_plots_note
+from harness.results.store import load_results
+from harness.training.loop import TrainConfig, train
 
 MNIST = (1, 28, 28)
 UNSTRUCTURED = ["random", "layer-magnitude", "global-magnitude"]
@@ -76,15 +81,19 @@ def test_structured_pruning_shrinks_layers_and_runs_faster_in_flops(registry, le
 def test_structured_searches_its_ratio_once_per_architecture_and_target(registry, monkeypatch):
     """Another seed's dense model prunes once, to the structure and weights a search gives."""
     calls = []
-    real = harness.pruning._prune_channels
-    monkeypatch.setattr(harness.pruning, "_prune_channels", lambda *a: calls.append(1) or real(*a))
-    monkeypatch.setattr(harness.pruning, "_RATIOS", {})
+    real = bench_plugins.procedures.pruning.methods._prune_channels
+    monkeypatch.setattr(
+        bench_plugins.procedures.pruning.methods,
+        "_prune_channels",
+        lambda *a: calls.append(1) or real(*a),
+    )
+    monkeypatch.setattr(bench_plugins.procedures.pruning.methods, "_RATIOS", {})
     first, second = (registry.models.get("lenet5").create(MNIST, 10) for _ in range(2))
     prune_with(registry, first, "structured", 0.75)
     searched = len(calls)
     remembered = prune_with(registry, second, "structured", 0.75)
     assert searched > 1 and len(calls) == searched + 1
-    monkeypatch.setattr(harness.pruning, "_RATIOS", {})
+    monkeypatch.setattr(bench_plugins.procedures.pruning.methods, "_RATIOS", {})
     fresh = prune_with(registry, second, "structured", 0.75)
     assert remembered.state_dict().keys() == fresh.state_dict().keys()
     for key, value in fresh.state_dict().items():
@@ -281,7 +290,7 @@ def test_pruning_suite_end_to_end_renders_table_and_plot(registry, tmp_path):
 
 
 def test_plugin_pruning_method_is_used(registry, tmp_path):
-    from harness.pruning import PruningMethod
+    from bench_plugins.procedures.pruning.methods import PruningMethod
 
     def zero_first_layer(model, target, context):
         first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))

@@ -5,29 +5,22 @@ import copy
 
 import pytest
 import torch
-from bench_plugins.tasks import CLASSIFICATION
+from bench_plugins.procedures.regularization.grid_cells import cell_label
+from bench_plugins.procedures.regularization.report import best_cell
+from bench_plugins.procedures.regularization.study import weight_stats
+from bench_plugins.tasks.supervised import CLASSIFICATION
 from torch import nn
 
 from harness.data import DataContext, Splits, TensorSplit
-from harness.layers import BernoulliDropout
-from harness.options import BenchError
-from harness.procedures.regularization import weight_stats
-from harness.procedures.regularization_cells import cell_label
-from harness.procedures.regularization_report import best_cell
-from harness.results import load_results
-from harness.run_plots import run_plots_note
-from harness.runner import run_suite
-from harness.suite_overrides import Overrides, load_suite_with
-from harness.suites import parse_suite
+from harness.errors import BenchError, DivergedError
+from harness.execution.runner import run_suite
+from harness.planning.overrides import Overrides, load_suite_with
+from harness.planning.suite_files import parse_suite
+from harness.reporting.run_figures import run_plots_note
+from harness.results.store import load_results
 from harness.tasks import DataInfo
-from harness.training import (
-    DivergedError,
-    TrainConfig,
-    evaluate,
-    make_optimizer,
-    train,
-    train_epoch,
-)
+from harness.training.layers import BernoulliDropout
+from harness.training.loop import TrainConfig, evaluate, make_optimizer, train, train_epoch
 
 CPU = torch.device("cpu")
 TINY = {

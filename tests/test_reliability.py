@@ -19,21 +19,21 @@ import tempfile
 import time
 from pathlib import Path
 
+import bench_plugins.executors.processes
 import pytest
 import torch
+from bench_plugins.procedures.pruning.study import _checkpoint_path
 from click.testing import CliRunner
 
-import harness.executors.processes
-import harness.suite_overrides
-import harness.training
+import harness.planning.overrides
+import harness.training.loop
 from harness.cli import cli
-from harness.plugins import load_plugins
-from harness.procedure import RunContext
-from harness.procedures.pruning import _checkpoint_path
-from harness.rerun import comparable, differences
-from harness.results import atomic_write, atomic_write_json, load_results
-from harness.runner import RunPolicy, default_out_dir, run_suite
-from harness.suites import Run, parse_suite
+from harness.execution.rerun import comparable, differences
+from harness.execution.runner import RunPolicy, default_out_dir, run_suite
+from harness.planning.protocol import RunContext
+from harness.planning.suite_files import Run, parse_suite
+from harness.registry.loading import load_plugins
+from harness.results.store import atomic_write, atomic_write_json, load_results
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
@@ -93,7 +93,7 @@ def test_broken_plugins_are_recorded_and_the_suite_goes_on(tmp_path):
 
 def test_geometry_mismatch_names_both_shapes_before_training(tmp_path, monkeypatch):
     epochs = []
-    monkeypatch.setattr(harness.training, "train_epoch", lambda *a, **k: epochs.append(a))
+    monkeypatch.setattr(harness.training.loop, "train_epoch", lambda *a, **k: epochs.append(a))
     result = bench("run", "--model", "lenet5", "--dataset", "mnist1d", "--out", tmp_path)
     assert result.exit_code == 1
     (run,) = load_results(tmp_path)["runs"]
@@ -170,7 +170,7 @@ def test_metrics_json_cannot_hold_fail_only_their_run(broken_registry, tmp_path,
 
 def test_a_worker_its_time_limit_cannot_stop_is_killed(broken_registry, tmp_path, monkeypatch):
     """``hangs`` blocks SIGALRM, as a long native call would: the parent kills the worker."""
-    monkeypatch.setattr(harness.executors.processes, "KILL_GRACE", 0.5)
+    monkeypatch.setattr(bench_plugins.executors.processes, "KILL_GRACE", 0.5)
     suite = tiny_suite(broken_registry, ["hangs"])
     policy = RunPolicy.of(jobs=1, run_timeout=3.0, plugins=(str(BROKEN),))
     run_tiny(suite, broken_registry, tmp_path, policy)
@@ -228,7 +228,7 @@ def test_ctrl_c_outside_the_runs_exits_130_without_a_traceback(monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(harness.suite_overrides, "find_suite", interrupted)  # Ctrl-C reading it
+    monkeypatch.setattr(harness.planning.overrides, "find_suite", interrupted)  # Ctrl-C reading it
     result = bench("run", "--suite", "quickstart")
     assert result.exit_code == 130 and "interrupted" in result.output
     assert "Traceback" not in result.output

@@ -12,12 +12,12 @@ from click.testing import CliRunner
 from test_compare import assert_valid_tables
 
 from harness.cli import cli
-from harness.plugins import load_plugins
-from harness.procedure import Procedure, Report
-from harness.reporting import render
-from harness.results import load_results
-from harness.runner import run_suite
-from harness.suites import parse_suite
+from harness.execution.runner import run_suite
+from harness.planning.protocol import Procedure, Report
+from harness.planning.suite_files import parse_suite
+from harness.registry.loading import load_plugins
+from harness.reporting.render import render
+from harness.results.store import load_results
 
 DIGITS_8X8 = [{"name": "digits", "options": {"size": 8}}]
 MLP_10 = [{"name": "mlp", "options": {"hidden": 10}}]

@@ -6,11 +6,11 @@ import sys
 import pytest
 import torch
 
-from harness.options import BenchError
-from harness.registry import ModelSpec
-from harness.results import ResultsStore, atomic_write_json, load_results
-from harness.runner import run_suite
-from harness.suites import parse_suite
+from harness.errors import BenchError
+from harness.execution.runner import run_suite
+from harness.planning.suite_files import parse_suite
+from harness.registry.specs import ModelSpec
+from harness.results.store import ResultsStore, atomic_write_json, load_results
 
 
 def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
@@ -111,7 +111,7 @@ def test_results_schema(registry, tmp_path):
 
 
 def test_interrupt_keeps_completed_runs(registry, tmp_path, monkeypatch):
-    import harness.jobs as jobs
+    import harness.execution.jobs as jobs
 
     real = jobs.execute_run
     calls = []

@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import cli
-from harness.options import BenchError
-from harness.plugins import ENV_VAR
-from harness.scaffold import write_plugin
+from harness.errors import BenchError
+from harness.registry.loading import ENV_VAR
+from harness.registry.skeleton import write_plugin
 
 BENCH = Path(sys.executable).with_name("bench")
 
@@ -77,7 +77,7 @@ def test_write_plugin_writes_an_installable_package(tmp_path: Path):
         "tests/test_bench_my_models.py",
     }
     project = tomllib.loads((tmp_path / "pkg" / "pyproject.toml").read_text())["project"]
-    assert (project["name"], project["dependencies"]) == ("bench-my-models", ["bench"])
+    assert (project["name"], project["dependencies"]) == ("bench-my-models", ["bench-harness"])
     assert project["entry-points"]["bench"] == {
         "my-models-models": "bench_my_models.models",
         "my-models-datasets": "bench_my_models.datasets",

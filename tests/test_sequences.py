@@ -7,15 +7,20 @@ import math
 import numpy as np
 import pytest
 import torch
-from bench_plugins.baselines import linear_autoregression, majority_class, persistence, unigram_bits
-from bench_plugins.sequence_datasets import read_wti
-from bench_plugins.surnames import LANGUAGES, LEFT_OUT, fold, surnames
-from bench_plugins.tasks import SEQUENCE_CLASSIFICATION
+from bench_plugins.datasets.baselines import (
+    linear_autoregression,
+    majority_class,
+    persistence,
+    unigram_bits,
+)
+from bench_plugins.datasets.sequences import read_wti
+from bench_plugins.datasets.surnames import LANGUAGES, LEFT_OUT, fold, surnames
+from bench_plugins.tasks.supervised import SEQUENCE_CLASSIFICATION
 from click.testing import CliRunner
 
 from harness.cli import cli
 from harness.data import DataContext
-from harness.flops import forward_flops
+from harness.measuring.flops import forward_flops
 
 
 def opened(registry, name, seed=0, **options):
@@ -153,8 +158,8 @@ def test_a_regression_model_is_timed_like_a_classifier(tmp_path):
 
 SEQ_NET = """
 from harness import hookimpl
-from harness.registry import ModelSpec
-from bench_plugins.recurrent_models import OPTIONS, TASKS, builder
+from harness.registry.specs import ModelSpec
+from bench_plugins.models.recurrent import OPTIONS, TASKS, builder
 
 
 def build(input_shape, num_classes, *, data, **options):

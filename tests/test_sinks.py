@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from harness import hookimpl
-from harness.sinks import SinkSpec
+from harness.results.sinks import SinkSpec
 
 
 class Recorder:

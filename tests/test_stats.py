@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from harness.stats import NOISE_THRESHOLD, summarize
+from harness.measuring.summary import NOISE_THRESHOLD, summarize
 
 
 def test_summary_of_one_to_eleven():

@@ -2,8 +2,9 @@
 
 import pytest
 
-from harness.suite_overrides import Overrides, load_suite_with
-from harness.suites import SuiteError, parse_suite
+from harness.errors import SuiteError
+from harness.planning.overrides import Overrides, load_suite_with
+from harness.planning.suite_files import parse_suite
 
 SOURCE = "my-suite.toml"
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from bench_plugins.tasks import (
+from bench_plugins.tasks.supervised import (
     CLASSIFICATION,
     LANGUAGE_MODEL,
     REGRESSION,
@@ -15,10 +15,10 @@ from bench_plugins.tasks import (
 )
 from torch.nn.utils.rnn import PackedSequence
 
-from harness.compare import compare_files, metric_kind
+from harness.comparing.matching import compare_files, metric_kind
+from harness.comparing.verdicts import ACCURACY, SCORE, Rules
+from harness.comparing.verdicts import REGRESSION as REGRESSED
 from harness.tasks import DataInfo
-from harness.verdicts import ACCURACY, SCORE, Rules
-from harness.verdicts import REGRESSION as REGRESSED
 
 
 def measured(task, info, batches, train=False):

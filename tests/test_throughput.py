@@ -9,13 +9,13 @@ from torch import nn
 
 from harness.cli import cli
 from harness.devices import available_devices
-from harness.options import BenchError
-from harness.plugins import load_plugins
-from harness.registry import ModelSpec
-from harness.results import load_results
-from harness.runner import run_suite
-from harness.suite_overrides import Overrides, load_suite_with
-from harness.suites import SuiteError, find_suite, parse_suite
+from harness.errors import BenchError, SuiteError
+from harness.execution.runner import run_suite
+from harness.planning.overrides import Overrides, load_suite_with
+from harness.planning.suite_files import find_suite, parse_suite
+from harness.registry.loading import load_plugins
+from harness.registry.specs import ModelSpec
+from harness.results.store import load_results
 
 # One thread: two threads on a busy 2-core machine can wait on each other for a long time.
 TINY = {"devices": ["cpu"], "quick": True, "threads": 1}

@@ -5,14 +5,13 @@ Nothing here asserts how fast anything is: only what is measured, how often and 
 
 import pytest
 import torch
-from bench_plugins.tasks import CLASSIFICATION
+from bench_plugins.tasks.supervised import CLASSIFICATION
 from torch import nn
 
 from harness.data import TensorSplit
-from harness.flops import step_flops
-from harness.options import BenchError
-from harness.tasks import DataInfo
-from harness.timing import (
+from harness.errors import BenchError
+from harness.measuring.flops import step_flops
+from harness.measuring.timer import (
     MODES,
     CompileError,
     LoopSettings,
@@ -23,6 +22,7 @@ from harness.timing import (
     measure,
     run_loop,
 )
+from harness.tasks import DataInfo
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
 

@@ -4,13 +4,13 @@ import math
 
 import pytest
 import torch
-from bench_plugins.tasks import CLASSIFICATION
+from bench_plugins.tasks.supervised import CLASSIFICATION
 
 from harness.data import Splits, TensorSplit
-from harness.experiment import train_and_test
-from harness.options import BenchError
+from harness.errors import BenchError, DivergedError
 from harness.tasks import DataInfo
-from harness.training import DivergedError, TrainConfig, evaluate, train
+from harness.training.loop import TrainConfig, evaluate, train
+from harness.training.steps import train_and_test
 
 RUN = {
     "model": "mlp",
@@ -52,7 +52,7 @@ def test_every_optimizer_trains(cpu_context, optimizer):
 
 
 def test_test_split_is_evaluated_once(cpu_context, monkeypatch):
-    import harness.experiment as experiment
+    import harness.training.steps as experiment
 
     seen = []
     real = experiment.evaluate

@@ -5,12 +5,12 @@ import json
 
 import pytest
 import torch
+from bench_plugins.procedures.transfer.study import head_of, load_backbone
 
-from harness.options import BenchError
-from harness.procedures.transfer import head_of, load_backbone
-from harness.results import load_results
-from harness.runner import run_suite
-from harness.suites import parse_suite
+from harness.errors import BenchError
+from harness.execution.runner import run_suite
+from harness.planning.suite_files import parse_suite
+from harness.results.store import load_results
 
 TINY = {
     "procedure": "transfer",

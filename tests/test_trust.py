@@ -21,9 +21,8 @@ from click.testing import CliRunner
 from test_compare import bench_compare, draws, timing_run, write
 
 from harness.cli import cli
-from harness.compare import compare_files
-from harness.contention import usable_cpus
-from harness.verdicts import (
+from harness.comparing.matching import compare_files
+from harness.comparing.verdicts import (
     CONTENDED,
     MIN_ROUNDS,
     NOISY,
@@ -34,6 +33,7 @@ from harness.verdicts import (
     Rules,
     judge,
 )
+from harness.measuring.contention import usable_cpus
 
 BUSY = {"contended": True, "evidence": "this process's threads waited for a CPU 50% of the time"}
 QUIET = {"contended": False, "evidence": "load average 0.10 -> 0.10"}

@@ -14,10 +14,11 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.options import BenchError, Option, OptionError, resolve_options
-from harness.suite_overrides import Overrides
-from harness.suites import Run, parse_suite, safe_name
-from harness.train_config import TRAIN_OPTIONS
+from harness.errors import BenchError, OptionError
+from harness.options import Option, resolve_options
+from harness.planning.overrides import Overrides
+from harness.planning.suite_files import Run, parse_suite, safe_name
+from harness.planning.train_settings import TRAIN_OPTIONS
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -1,27 +1,54 @@
-"""The ``bench`` command line: a thin layer that parses, calls the library and prints."""
+"""The ``bench`` command line: a thin layer that parses, calls the library and prints.
+
+Each command lives in the module named after it and is imported only when it runs (or when its
+help is asked for), so ``bench --help`` answers without importing torch.
+"""
 
 from __future__ import annotations
 
 import sys
+from importlib import import_module
 
 import click
 
 from harness import __version__
-from harness.cli.ab import ab_command
-from harness.cli.common import EXIT_SIGNAL, plugin_option
-from harness.cli.history import history_group
-from harness.cli.listing import list_group
-from harness.cli.reporting import compare_command, report_command
-from harness.cli.rerun import rerun_command
-from harness.cli.running import run_command
-from harness.cli.scaffold import new_plugin_command
-from harness.cli.timing import profile_command, time_command
-from harness.options import BenchError
+from harness.cli._shared import EXIT_SIGNAL, plugin_option
+from harness.errors import BenchError
+
+# command -> (module, attribute, one-line summary for `bench --help`)
+COMMANDS = {
+    "ab": ("ab", "ab_command", "Measure a baseline and a candidate in alternating rounds."),
+    "compare": ("compare", "compare_command", "Compare two result sets; exit 1 on a regression."),
+    "history": ("history", "history_group", "Performance history across commits."),
+    "list": ("list", "list_group", "List models, datasets, suites, procedures, plugins..."),
+    "new-plugin": ("new_plugin", "new_plugin_command", "Write a ready-to-install plugin package."),
+    "profile": ("profile", "profile_command", "Profile one step of a model with torch.profiler."),
+    "report": ("report", "report_command", "Render the tables of stored results files."),
+    "rerun": ("rerun", "rerun_command", "Repeat one recorded run and check its numbers."),
+    "run": ("run", "run_command", "Run a suite, or train models on datasets and test them."),
+    "time": ("time", "time_command", "Time forward, backward and training steps of a model."),
+}
 
 
 class BenchGroup(click.Group):
-    """Turns user errors into one clear line and exit code 2, without a traceback; Ctrl-C
-    outside a suite's runs (which save what they finished and say how to resume) exits 130."""
+    """Loads each command on first use; turns user errors into one clear line and exit code 2,
+    without a traceback; Ctrl-C outside a suite's runs (which save what they finished and say
+    how to resume) exits 130."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attribute, _ = COMMANDS[name]
+        return getattr(import_module(f"harness.cli.{module}"), attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from :data:`COMMANDS`' summaries: listing imports no command."""
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -47,18 +74,6 @@ def cli() -> None:
       bench list models                  what can be benchmarked
       bench run --model lenet5 --dataset digits --epochs 10
     """
-
-
-cli.add_command(list_group)
-cli.add_command(run_command)
-cli.add_command(new_plugin_command)
-cli.add_command(time_command)
-cli.add_command(profile_command)
-cli.add_command(report_command)
-cli.add_command(compare_command)
-cli.add_command(ab_command)
-cli.add_command(rerun_command)
-cli.add_command(history_group)
 
 
 def main() -> None:

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import click
 
-from harness.cli.common import EXIT_SIGNAL, data_root_option, plugin_names, plugin_option
-from harness.compare_render import to_json, to_markdown, to_text
-from harness.interleave import Session, SessionInterrupted, run_session
+from harness.cli._shared import EXIT_SIGNAL, data_root_option, plugin_names, plugin_option
+from harness.comparing.ab.session import Session, SessionInterrupted, run_session
+from harness.comparing.ab.sides import pinned_cpus, resolve_side
+from harness.comparing.output import to_json, to_markdown, to_text
+from harness.comparing.verdicts import MIN_ROUNDS, Rules
+from harness.execution.runner import default_out_dir
+from harness.measuring.timer import MODES
 from harness.options import parse_assignments
-from harness.results import atomic_write_text
-from harness.runner import default_out_dir
-from harness.sides import pinned_cpus, resolve_side
-from harness.suite_overrides import Overrides
-from harness.timing import MODES
-from harness.verdicts import MIN_ROUNDS, Rules
+from harness.planning.overrides import Overrides
+from harness.results.store import atomic_write_text
 
 SIDE_HELP = (
     "'current' (this installation), a Python interpreter or virtual environment, "

@@ -8,12 +8,12 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
-from harness.environment import git_output
+from harness.errors import BenchError
+from harness.history.archive import HistoryStore, default_history_dir
 from harness.history.dashboard import write_dashboard
 from harness.history.detect import MIN_COMMITS, Detection, build_series, detect
-from harness.history.store import HistoryStore, default_history_dir
-from harness.options import BenchError
-from harness.results import results_path
+from harness.results.environment import git_output
+from harness.results.store import results_path
 
 
 @click.group("history")

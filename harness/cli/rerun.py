@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli.common import (
+from harness.cli._shared import (
     data_root_option,
     echo_json,
     get_plugins,
@@ -15,10 +15,10 @@ from harness.cli.common import (
     plugin_option,
     run_timeout_option,
 )
-from harness.report import markdown_table
-from harness.rerun import TOLERANCE, Rerun, find_run, rerun
-from harness.results import load_results
-from harness.runner import default_out_dir
+from harness.execution.rerun import TOLERANCE, Rerun, find_run, rerun
+from harness.execution.runner import default_out_dir
+from harness.reporting.tables import markdown_table
+from harness.results.store import load_results
 
 
 @click.command("rerun")

@@ -15,9 +15,9 @@ from pathlib import Path
 from statistics import quantiles
 from typing import Any
 
+from harness.comparing.verdicts import ACCURACY, TIME
 from harness.history.detect import Detection, Series
-from harness.results import atomic_write_text, now
-from harness.verdicts import ACCURACY, TIME
+from harness.results.store import atomic_write_text, now
 
 PAGE = "index.html"
 

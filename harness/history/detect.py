@@ -1,7 +1,7 @@
 """``bench history detect``: the commits where a series changed, beyond its noise, after
 correcting for how many series were tested.
 
-For every series (see :mod:`harness.history.store`) with enough commits, E-Divisive means
+For every series (see :mod:`harness.history.archive`) with enough commits, E-Divisive means
 (:mod:`harness.history.changepoints`) bisects the commits, testing each split with a seeded
 permutation test. Every p-value from every series tested in the call goes through one
 Benjamini-Hochberg correction at ``q``. A split is reported when its adjusted p-value is at most
@@ -25,10 +25,10 @@ from dataclasses import asdict, dataclass, field
 from statistics import median
 from typing import Any
 
+from harness.comparing.verdicts import ACCURACY, TIME
+from harness.errors import BenchError
+from harness.history.archive import Entry, Point
 from harness.history.changepoints import adjusted, find_splits
-from harness.history.store import Entry, Point
-from harness.options import BenchError
-from harness.verdicts import ACCURACY, TIME
 
 PERMUTATIONS_MIN = 999
 MIN_COMMITS = 4  # two on each side of a change

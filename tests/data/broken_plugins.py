@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from harness import hookimpl
-from harness.procedure import Procedure, Report
-from harness.registry import ModelSpec
-from harness.suites import Run
+from harness.planning.protocol import Procedure, Report
+from harness.planning.suite_files import Run
+from harness.registry.specs import ModelSpec
 
 
 class Misbehaving(nn.Module):

@@ -11,13 +11,13 @@ import signal
 import time
 from pathlib import Path
 
-import harness.training
+import harness.training.loop
 from harness.cli import main
 
 
 def hold_at(epoch: int, flag: Path) -> None:
     """Make the ``epoch``-th call of ``train_epoch`` announce itself in ``flag`` and wait."""
-    real = harness.training.train_epoch
+    real = harness.training.loop.train_epoch
     calls = 0
 
     def train_epoch(*args, **kwargs):
@@ -29,7 +29,7 @@ def hold_at(epoch: int, flag: Path) -> None:
                 time.sleep(0.01)
         return real(*args, **kwargs)
 
-    harness.training.train_epoch = train_epoch
+    harness.training.loop.train_epoch = train_epoch
 
 
 if __name__ == "__main__":

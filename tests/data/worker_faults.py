@@ -18,10 +18,10 @@ from pathlib import Path
 from torch import nn
 
 from harness import hookimpl
-from harness.executors import ExecutorSpec
-from harness.jobs import Outcome, collect, perform
+from harness.execution.executor import ExecutorSpec
+from harness.execution.jobs import Outcome, collect, perform
 from harness.options import Option
-from harness.registry import ModelSpec
+from harness.registry.specs import ModelSpec
 
 
 class FirstTime(nn.Module):

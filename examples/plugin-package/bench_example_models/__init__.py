@@ -5,9 +5,7 @@ Registered by ``[project.entry-points.bench]`` in this package's pyproject.toml.
 
 from torch import nn
 
-from harness import hookimpl
-from harness.options import Option
-from harness.registry import ModelSpec
+from harness import ModelSpec, Option, hookimpl
 
 
 def tiny_cnn(input_shape: tuple[int, ...], num_classes: int, channels: int) -> nn.Module:

@@ -1,0 +1,1 @@
+"""Comparison: matching result sets, the regression verdicts, their rendering, and bench ab."""

@@ -1,0 +1,1 @@
+"""``bench ab``: a baseline and a candidate measured in alternating rounds on one machine."""

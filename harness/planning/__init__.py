@@ -1,0 +1,1 @@
+"""Suites planned into runs: suite files, command-line overrides, the procedure protocol."""

@@ -1,1 +1,0 @@
-"""The built-in suite procedures (registered by ``bench_plugins.procedures``)."""

@@ -1,0 +1,1 @@
+"""Reports from stored results: tables, cells, plots and figures; nothing here re-runs anything."""

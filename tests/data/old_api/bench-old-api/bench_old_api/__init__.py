@@ -1,0 +1,1 @@
+"""bench plugin old-api: see models.py and datasets.py; pyproject.toml registers both."""
