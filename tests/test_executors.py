@@ -399,12 +399,12 @@ def test_executors_are_listed_with_the_plugin_that_gives_each():
 
 
 def test_a_plan_whose_run_needs_a_later_one_is_refused():
-    from harness.execution.runner import _check_plan
+    from harness.execution.plan import check_plan
 
     runs = [Run(0, "p", {"name": "a"}, needs=(1,)), Run(1, "p", {"name": "b"})]
     with pytest.raises(BenchError, match=r"run 000-a needs runs \[1\], which are not planned"):
-        _check_plan(runs)
-    _check_plan(
+        check_plan(runs)
+    check_plan(
         list(reversed([Run(1, "p", {"name": "b"}, needs=(0,)), Run(0, "p", {"name": "a"})]))
     )
 

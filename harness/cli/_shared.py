@@ -185,6 +185,14 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+dry_run_option = click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Load the plugins, check the suite and print its plan of runs; train nothing, download "
+    "nothing, connect to no cluster, write no file.",
+)
+
+
 def run_and_show(
     ctx: click.Context,
     suite: Suite,
@@ -193,10 +201,14 @@ def run_and_show(
     as_json: bool,
     quiet: bool,
     notes: Callable[[], Sequence[str]] = tuple,
+    dry_run: bool = False,
     **run: Any,
 ) -> None:
     """:func:`harness.execution.runner.run_suite`, then print the outcome; exit 1 if a run failed,
-    and 130 or 143 after Ctrl-C or SIGTERM (with the completed runs saved and how to resume)."""
+    and 130 or 143 after Ctrl-C or SIGTERM (with the completed runs saved and how to resume).
+    With ``dry_run``, print the plan (:func:`harness.execution.plan.plan_suite`) instead."""
+    if dry_run:
+        return show_plan(suite, registry, as_json=as_json, **run)
     from harness.execution.runner import SuiteInterrupted, run_suite
 
     try:
@@ -205,6 +217,29 @@ def run_and_show(
         _show_interrupted(stop, as_json)
         ctx.exit(EXIT_SIGNAL[stop.signal_name])
     show_outcome(ctx, outcome, as_json, notes())
+
+
+def show_plan(suite: Suite, registry: Registry, *, as_json: bool, **run: Any) -> None:
+    """Print what ``run`` would execute: the suite, its procedure, device, executor and runs."""
+    from harness.execution.plan import plan_suite
+    from harness.reporting.tables import markdown_table
+
+    policy = run.get("policy")
+    plan = plan_suite(
+        suite,
+        registry,
+        device=run.get("device"),
+        data=run.get("data"),
+        executor=policy.executor if policy else "local",
+        sinks=run.get("sinks", ()),
+    )
+    head = {"suite": suite.name, "procedure": plan.procedure, "device": str(plan.device)}
+    head |= {"executor": plan.executor, "runs": len(plan.runs)}
+    if as_json:
+        return echo_json({**head, "dry_run": True, "plan": plan.rows()})
+    click.echo(", ".join(f"{key}: {value}" for key, value in head.items()))
+    click.echo(markdown_table(plan.rows()))
+    click.echo("dry run: nothing was trained or written; run it without --dry-run.")
 
 
 def show_outcome(

@@ -8,14 +8,9 @@ from pathlib import Path
 import click
 
 from harness.cli._shared import EXIT_SIGNAL, data_root_option, plugin_names, plugin_option
-from harness.comparing.ab.session import Session, SessionInterrupted, run_session
-from harness.comparing.ab.sides import pinned_cpus, resolve_side
-from harness.comparing.output import to_json, to_markdown, to_text
-from harness.comparing.verdicts import MIN_ROUNDS, Rules
-from harness.execution.runner import default_out_dir
-from harness.measuring.timer import MODES
+from harness.comparing.verdicts import MIN_ROUNDS
+from harness.measuring import MODES
 from harness.options import parse_assignments
-from harness.planning.overrides import Overrides
 from harness.results.store import atomic_write_text
 
 SIDE_HELP = (
@@ -134,6 +129,13 @@ def ab_command(
     Exit codes: 0 no regression, 1 a regression, 2 usage error, 3 a failed run or no
     trustworthy verdict (too many contended rounds).
     """
+    from harness.comparing.ab.session import Session, SessionInterrupted, run_session
+    from harness.comparing.ab.sides import pinned_cpus, resolve_side
+    from harness.comparing.output import to_json, to_markdown, to_text
+    from harness.comparing.verdicts import Rules
+    from harness.execution.runner import default_out_dir
+    from harness.planning.overrides import Overrides
+
     if not suite and not models:
         raise click.UsageError("give --suite NAME_OR_PATH or at least one --model")
     rules = Rules.parse(thresholds, metrics, strict)

@@ -6,9 +6,6 @@ from pathlib import Path
 
 import click
 
-from harness.comparing.matching import compare_files
-from harness.comparing.output import to_json, to_markdown, to_text
-from harness.comparing.verdicts import Rules
 from harness.results.store import atomic_write_text
 
 
@@ -77,6 +74,10 @@ def compare_command(ctx, baseline, candidate, thresholds, metrics, strict, markd
       bench compare base.json new.json --threshold 5% --threshold 'train_step*=3%' \\
                     --metric 'train_step*' --markdown-out summary.md
     """
+    from harness.comparing.matching import compare_files
+    from harness.comparing.output import to_json, to_markdown, to_text
+    from harness.comparing.verdicts import Rules
+
     comparison = compare_files(baseline, candidate, Rules.parse(thresholds, metrics, strict))
     click.echo(to_json(comparison) if as_json else to_text(comparison), nl=False)
     if markdown_out:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from harness.history.archive import HistoryStore
+    from harness.history.detect import Detection
 from tabulate import tabulate
 
 from harness.errors import BenchError
-from harness.history.archive import HistoryStore, default_history_dir
-from harness.history.dashboard import write_dashboard
-from harness.history.detect import MIN_COMMITS, Detection, build_series, detect
-from harness.results.environment import git_output
 from harness.results.store import results_path
 
 
@@ -33,11 +34,13 @@ def history_group(ctx, root) -> None:
       bench history detect --metric 'forward*' --since HEAD~5
       bench history html site/
     """
-    ctx.obj = {"root": root or default_history_dir()}
+    ctx.obj = {"root": root}
 
 
 def _store(ctx) -> HistoryStore:
-    return HistoryStore(ctx.obj["root"])
+    from harness.history.archive import HistoryStore, default_history_dir
+
+    return HistoryStore(ctx.obj["root"] or default_history_dir())
 
 
 @history_group.command("add")
@@ -75,6 +78,8 @@ def detect_command(
     """Find the commits where each series changed (E-Divisive means, permutation-tested,
     Benjamini-Hochberg across every series). Exit 1 if a regression is found (at or after
     --since)."""
+    from harness.history.detect import build_series, detect
+
     store = _store(ctx)
     later = _since(store, since) if since else None
     series = build_series(store.points(), metric)
@@ -98,9 +103,13 @@ def detect_command(
 @click.pass_context
 def html_command(ctx, out_dir, metric, q, min_effect, min_effect_pp) -> None:
     """Write OUT_DIR/index.html: every series with its change points, offline."""
-    series = build_series(_store(ctx).points(), metric)
+    from harness.history.dashboard import write_dashboard
+    from harness.history.detect import build_series, detect
+
+    store = _store(ctx)
+    series = build_series(store.points(), metric)
     if not series:
-        raise BenchError(f"no series in {ctx.obj['root']}")
+        raise BenchError(f"no series in {store.root}")
     path = write_dashboard(series, detect(series, q, min_effect, min_effect_pp), out_dir)
     click.echo(f"dashboard: {path} ({len(series)} series)")
 
@@ -116,6 +125,8 @@ def rebuild_command(ctx) -> None:
 def _since(store: HistoryStore, ref: str) -> set[str]:
     """The commits at or after REF: a commit (or its prefix, or a git name for it) in the
     history, or an ISO date."""
+    from harness.results.environment import git_output
+
     entries = store.entries()
     commits = [entry.commit for entry in entries]
     resolved = git_output("rev-parse", "--verify", "-q", f"{ref}^{{commit}}")
@@ -129,6 +140,8 @@ def _since(store: HistoryStore, ref: str) -> set[str]:
 
 
 def _text(detection: Detection) -> str:
+    from harness.history.detect import MIN_COMMITS
+
     head = (
         f"{detection.series_tested} series tested ({detection.tests} splits, "
         f"{detection.permutations} permutations each at most); q = {detection.q}, "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from harness.cli.time import run_timing, shared_options
-from harness.measuring.timer import STEP_MODES
+from harness.measuring import STEP_MODES
 
 
 @click.command("profile")

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from harness.cli._shared import get_plugins, plugin_option
-from harness.reporting.render import FORMATS, build, formatted, load_sources
+from harness.reporting import FORMATS
 from harness.results.store import atomic_write_text
 
 
@@ -42,6 +42,8 @@ def report_command(ctx, files, fmt, out, plots) -> None:
       bench report a/results.json b/results.json --format csv --out table.csv
       bench report results/pruning --plots plots/
     """
+    from harness.reporting.render import build, formatted, load_sources
+
     sources = load_sources(files)
     sections = build(sources, get_plugins(ctx).registry, plots)
     text = formatted(sources, sections, fmt)

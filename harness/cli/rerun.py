@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from harness.execution.rerun import Rerun
 
 from harness.cli._shared import (
     data_root_option,
@@ -15,10 +19,6 @@ from harness.cli._shared import (
     plugin_option,
     run_timeout_option,
 )
-from harness.execution.rerun import TOLERANCE, Rerun, find_run, rerun
-from harness.execution.runner import default_out_dir
-from harness.reporting.tables import markdown_table
-from harness.results.store import load_results
 
 
 @click.command("rerun")
@@ -50,6 +50,10 @@ def rerun_command(ctx, results, run_id, out, data_root, isolate, run_timeout, as
       bench rerun results/20260101-120000-quickstart 001-cnn-small-digits-s0
       bench rerun results/20260101-120000-quickstart/results.json 1 --out /tmp/again
     """
+    from harness.execution.rerun import find_run, rerun
+    from harness.execution.runner import default_out_dir
+    from harness.results.store import load_results
+
     data = load_results(results)
     original = find_run(data, run_id)
     root = ctx.find_root()
@@ -85,6 +89,9 @@ def rerun_command(ctx, results, run_id, out, data_root, isolate, run_timeout, as
 
 
 def _show(outcome: Rerun) -> None:
+    from harness.execution.rerun import TOLERANCE
+    from harness.reporting.tables import markdown_table
+
     original, record = outcome.original, outcome.record
     click.echo(f"rerun of {original['id']}: status {record['status']} (was {original['status']})")
     if record["error"]:

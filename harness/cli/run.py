@@ -9,6 +9,7 @@ import click
 
 from harness.cli._shared import (
     data_root_option,
+    dry_run_option,
     get_plugins,
     make_policy,
     plugin_option,
@@ -16,19 +17,14 @@ from harness.cli._shared import (
     run_and_show,
     sink_options,
 )
-from harness.data import DataContext
 from harness.errors import BenchError
-from harness.execution.runner import default_out_dir
 from harness.options import parse_assignments
-from harness.planning.overrides import Overrides, load_suite_with
 from harness.planning.train_settings import (
     AUGMENTATIONS,
     OPTIMIZERS,
     TRAIN_OPTIONS,
     WEIGHT_DECAY_MODES,
 )
-from harness.results.sinks import requested_sinks
-from harness.training.checkpoints import continuing
 
 
 def shown_default(value: object) -> str:
@@ -165,6 +161,7 @@ def with_default(text: str, key: str) -> str:
 @click.option("--download", is_flag=True, help="Allow on-disk datasets to be downloaded.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@dry_run_option
 @policy_options
 @sink_options
 @plugin_option
@@ -200,6 +197,7 @@ def run_command(
     download,
     as_json,
     quiet,
+    dry_run,
     tensorboard,
     sinks,
     **policy,
@@ -222,6 +220,12 @@ def run_command(
       bench run --from-checkpoint /tmp/a/checkpoints/lenet5-mnist-5k-s0.pt --epochs 5
       bench run --suite regularization --quick --tensorboard runs/tb
     """
+    from harness.data import DataContext
+    from harness.execution.runner import default_out_dir
+    from harness.planning.overrides import Overrides, load_suite_with
+    from harness.results.sinks import requested_sinks
+    from harness.training.checkpoints import continuing
+
     if out and resume:
         raise BenchError("--resume continues in RESULTS_DIR; it cannot be combined with --out")
     registry = get_plugins(ctx).registry
@@ -265,6 +269,7 @@ def run_command(
         parsed,
         registry,
         as_json=as_json,
+        dry_run=dry_run,
         out_dir=resume or out or default_out_dir(parsed.name),
         resume=resume is not None,
         device=parsed.device,

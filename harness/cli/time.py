@@ -17,6 +17,7 @@ import click
 
 from harness.cli._shared import (
     data_root_option,
+    dry_run_option,
     get_plugins,
     make_policy,
     plugin_option,
@@ -24,13 +25,8 @@ from harness.cli._shared import (
     run_and_show,
     sink_options,
 )
-from harness.data import DataContext
-from harness.execution.runner import default_out_dir
-from harness.measuring.timer import AMP_DTYPES, MODES
-from harness.measuring.workload import timing_suite
+from harness.measuring import AMP_NAMES, MODES
 from harness.options import parse_assignments
-from harness.planning.overrides import Overrides
-from harness.results.sinks import requested_sinks
 
 SHARED_OPTIONS = [
     click.option(
@@ -66,7 +62,7 @@ SHARED_OPTIONS = [
     ),
     click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads."),
     click.option(
-        "--amp", type=click.Choice(["none", *AMP_DTYPES]), help="Autocast dtype (fp16 needs CUDA)."
+        "--amp", type=click.Choice(["none", *AMP_NAMES]), help="Autocast dtype (fp16 needs CUDA)."
     ),
     click.option("--channels-last", is_flag=True, help="Channels-last memory format."),
     click.option("--compile", "compile_", is_flag=True, help="Run the model via torch.compile."),
@@ -78,6 +74,7 @@ SHARED_OPTIONS = [
     data_root_option(),
     click.option("--json", "as_json", is_flag=True, help="Print one JSON object, not tables."),
     click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
+    dry_run_option,
     plugin_option,
 ]
 
@@ -172,10 +169,17 @@ def run_timing(
     data_root,
     as_json,
     quiet,
+    dry_run,
     tensorboard,
     sinks,
     **policy,
 ) -> None:
+    from harness.data import DataContext
+    from harness.execution.runner import default_out_dir
+    from harness.measuring.workload import timing_suite
+    from harness.planning.overrides import Overrides
+    from harness.results.sinks import requested_sinks
+
     registry = get_plugins(ctx).registry
     settings = {
         **settings,
@@ -199,6 +203,7 @@ def run_timing(
         suite,
         registry,
         as_json=as_json,
+        dry_run=dry_run,
         notes=lambda: (
             [
                 f"traces:  {traces}  (tensorboard --logdir {traces}, or open a *.pt.trace.json in "

@@ -42,8 +42,6 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from harness.errors import BenchError
 from harness.measuring.summary import summarize
 
@@ -108,6 +106,8 @@ class Measurement:
 
 
 def _relative_iqr(samples: Sequence[float]) -> float:
+    import numpy as np  # numpy is imported by the verdicts that need it, not by bench ab --help
+
     p25, p50, p75 = np.percentile(samples, [25, 50, 75])
     return float((p75 - p25) / p50) if p50 > 0 else 0.0
 
@@ -313,6 +313,8 @@ def paired_time_evidence(base: Measurement, cand: Measurement, threshold: float)
         test = f"{len(clean)} clean of {len(flags)} interleaved rounds, {MIN_ROUNDS} needed{note}"
         change, contended = _pooled_change(base, cand), dropped > 0
         return Evidence(change, change, False, False, test, None, contended, contended)
+    import numpy as np
+
     logs = np.log(
         [statistics.median(cand.rounds[i]) / statistics.median(base.rounds[i]) for i in clean]
     )

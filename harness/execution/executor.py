@@ -78,12 +78,18 @@ def parse_executor(text: str) -> tuple[str, str | None]:
     return name, (address if sep else None)
 
 
-def create_executor(registry: Registry, text: str, request: ExecutorRequest) -> Executor:
-    """The executor ``text`` names, built for ``request``; unknown names list the known ones."""
+def executor_spec(registry: Registry, text: str) -> tuple[ExecutorSpec, str | None]:
+    """The spec and address ``text`` names; unknown names list the known ones."""
     name, address = parse_executor(text)
     spec = registry.executors.get(name)
     if address and not spec.address:
         raise BenchError(f"executor '{name}' takes no address ({text})")
+    return spec, address
+
+
+def create_executor(registry: Registry, text: str, request: ExecutorRequest) -> Executor:
+    """The executor ``text`` names, built for ``request``."""
+    spec, address = executor_spec(registry, text)
     return spec.create(ExecutorRequest(**{**request.__dict__, "address": address}))
 
 

@@ -24,21 +24,25 @@ import torch
 from tqdm.auto import tqdm
 
 from harness.data import DataContext
-from harness.devices import resolve_device
 from harness.errors import BenchError
-from harness.execution.executor import Executor, ExecutorRequest, create_executor, usable_cores
+from harness.execution.executor import (
+    Executor,
+    ExecutorRequest,
+    create_executor,
+    usable_cores,
+)
 from harness.execution.forkserver import worker_context
 from harness.execution.interrupts import sigterm_as_interrupt
 from harness.execution.jobs import Job
+from harness.execution.plan import plan_suite
 from harness.execution.scheduler import Interrupted, run_all
-from harness.planning.protocol import Procedure, Report, RunContext
+from harness.planning.protocol import Report, RunContext
 from harness.planning.suite_files import Run, Suite, safe_name
 from harness.registry.specs import Registry
 from harness.reporting.run_figures import RUN_PLOTS, plot_runs, run_plots_note
 from harness.results.environment import capture_environment
 from harness.results.sinks import Sinks
 from harness.results.store import RESULTS_NAME, ResultsStore, atomic_write_text
-from harness.training.steps import check_datasets
 
 
 @dataclass(frozen=True)
@@ -128,19 +132,12 @@ def run_suite(
     run's record as it is written. ``quiet`` hides the progress bar, which is otherwise shown on a
     terminal and in Jupyter.
     """
-    procedure = registry.procedures.get(suite.procedure)
-    check_checkpoint_options(suite, procedure, registry)
-    policy = policy or RunPolicy()
-    ctx = RunContext(
-        registry=registry,
-        device=resolve_device(device or suite.device),
-        data=data or DataContext(),
-        out_dir=out_dir,
-        quiet=quiet,
+    policy, data = policy or RunPolicy(), data or DataContext()
+    plan = plan_suite(
+        suite, registry, device=device, data=data, executor=policy.executor, sinks=sinks
     )
-    check_datasets(suite, registry, ctx.data)
-    runs = procedure.plan(suite, registry)
-    _check_plan(runs)
+    procedure, runs = registry.procedures.get(suite.procedure), plan.runs
+    ctx = RunContext(registry=registry, device=plan.device, data=data, out_dir=out_dir, quiet=quiet)
     command = command or sys.argv
     outputs = Sinks.open(registry, sinks, out_dir, procedure.hyperparameters)
     with closing(open_executor(registry, policy, threads, suite.threads)) as executor:
@@ -278,23 +275,6 @@ def _show_epoch(bar: tqdm, name: str, record: dict[str, float]) -> None:
     bar.set_postfix_str(f"{name}: epoch {record['epoch']}, {label} {shown}", refresh=True)
 
 
-def check_checkpoint_options(suite: Suite, procedure: Procedure, registry: Registry) -> None:
-    """Refuse checkpoint options a procedure would ignore, before any run."""
-    tables = [suite.train, *(entry.train for entry in (*suite.models, *suite.datasets))]
-    asked = [k for k in ("save_checkpoint", "from_checkpoint") for t in tables if t.get(k)]
-    if "from_checkpoint" in asked and suite.source != "command line":
-        raise BenchError(
-            f"suite file {suite.source}: from_checkpoint continues one run; use "
-            "bench run --from-checkpoint PATH --epochs N, without --suite"
-        )
-    if asked and not procedure.checkpoints:
-        able = ", ".join(p.name for p in registry.procedures if p.checkpoints)
-        raise BenchError(
-            f"procedure '{procedure.name}' does not keep training checkpoints ({asked[0]}); "
-            f"these do: {able}"
-        )
-
-
 def check_resumable(
     store: ResultsStore, suite: Suite, runs: list[Run], execution: dict[str, Any]
 ) -> None:
@@ -321,23 +301,6 @@ def check_resumable(
                 f"cannot resume {store.path}: its run {record['id']} is not in this suite's "
                 f"plan; {again}"
             )
-
-
-def _check_plan(runs: list[Run]) -> None:
-    """Runs are matched by configuration hash (``--resume``), so no two may share one; a run
-    may need only runs planned before it (so that needs never go round in a circle)."""
-    seen: dict[str, str] = {}
-    earlier: set[int] = set()
-    for run in runs:
-        if run.hash in seen:
-            raise BenchError(f"runs {seen[run.hash]} and {run.id} have the same configuration")
-        seen[run.hash] = run.id
-        if not set(run.needs) <= earlier:
-            raise BenchError(
-                f"run {run.id} needs runs {sorted(set(run.needs) - earlier)}, which are not "
-                "planned before it (a procedure's plan must list what a run needs first)"
-            )
-        earlier.add(run.index)
 
 
 def recorded_execution(results: dict[str, Any]) -> dict[str, Any]:

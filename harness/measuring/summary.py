@@ -10,8 +10,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
-
 NOISE_THRESHOLD = 0.10
 
 
@@ -41,6 +39,8 @@ class Summary:
 
 def summarize(samples: Sequence[float]) -> Summary:
     """Summarise raw samples; the standard deviation is the sample one (0 for a single value)."""
+    import numpy as np  # imported on first use: statistics are computed long after start-up
+
     values = np.asarray(samples, dtype=float)
     if values.size == 0:
         raise ValueError("cannot summarise an empty list of samples")

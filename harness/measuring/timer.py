@@ -34,15 +34,14 @@ from torch import nn
 from harness.data import Split
 from harness.devices import synchronize
 from harness.errors import BenchError
+from harness.measuring import AMP_NAMES, STEP_MODES
 from harness.measuring.contention import watch
 from harness.measuring.memory import peak_memory
 from harness.measuring.summary import Summary, summarize
 from harness.tasks import DataInfo, Task
 from harness.training.loop import TrainConfig, make_optimizer, train_epoch
 
-MODES = ("forward", "forward_backward", "train_step", "epoch")
-STEP_MODES = MODES[:3]
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_DTYPES = dict(zip(AMP_NAMES, (torch.bfloat16, torch.float16), strict=True))
 
 Clock = Callable[[], int]  # nanoseconds
 Step = Callable[[], object]

@@ -38,7 +38,6 @@ from harness.reporting.run_figures import RUN_PLOTS, plot_runs
 from harness.reporting.tables import failure_rows, markdown_table
 from harness.results.store import RESULTS_NAME, load_results
 
-FORMATS = ("markdown", "csv", "json")
 ENVIRONMENT_FIELDS = (
     "device",
     "device_name",

@@ -19,8 +19,9 @@ import torch
 
 from harness.devices import available_devices, resolve_device
 from harness.errors import BenchError
+from harness.measuring import MODES, STEP_MODES
 from harness.measuring.profiler import profile_step, top_ops_markdown
-from harness.measuring.timer import MODES, STEP_MODES, LoopSettings, check_amp, measure
+from harness.measuring.timer import LoopSettings, check_amp, measure
 from harness.measuring.workload import prepare, threads_set, too_small
 from harness.options import Option
 from harness.planning.protocol import Procedure, Report, RunContext, Table
