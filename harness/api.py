@@ -39,8 +39,9 @@ from harness.planning.protocol import Report
 from harness.planning.suite_files import Suite
 from harness.registry.loading import Plugins, load_plugins, resolve_plugin_names
 from harness.registry.specs import Registry
+from harness.reporting import FORMATS
 from harness.reporting.cells import numeric_rows
-from harness.reporting.render import FORMATS, render
+from harness.reporting.render import render
 from harness.results.frames import history_frame, runs_frame
 from harness.results.sinks import requested_sinks
 from harness.results.store import load_results, results_path

@@ -203,18 +203,17 @@ def test_the_example_notebook_runs_end_to_end(tmp_path, monkeypatch):
         assert all(r["status"] == "ok" for r in json.loads(path.read_text())["runs"])
 
 
-def readme_python(section: str) -> list[str]:
-    """The ```python blocks of one README section (up to the next ### heading)."""
-    readme = (NOTEBOOK.parents[1] / "README.md").read_text(encoding="utf-8")
-    part = readme.split(f"\n### {section}\n", 1)[1].split("\n### ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", part, re.S)
+def docs_python(page: str) -> list[str]:
+    """The ```python blocks of one documentation page (``guides/python.md``)."""
+    text = (NOTEBOOK.parents[1] / "docs" / page).read_text(encoding="utf-8")
+    return re.findall(r"```python\n(.*?)```", text, re.S)
 
 
 @pytest.mark.slow
-def test_the_readmes_python_example_runs_as_written(tmp_path, monkeypatch, capsys):
+def test_the_docs_python_example_runs_as_written(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    (code,) = readme_python("The Python API: `harness.api`")
-    exec(compile(code, "README.md", "exec"), {})
+    (code,) = docs_python("guides/python.md")
+    exec(compile(code, "docs/guides/python.md", "exec"), {})
     printed = capsys.readouterr().out
     assert "| lenet5 " in printed and "forward.median_s" in printed
     assert "global-magnitude" in printed and printed.rstrip().endswith("\n0")

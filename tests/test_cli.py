@@ -232,13 +232,12 @@ def test_run_help_shows_every_training_default():
     assert "Training batch size. [default: 32]" in shown and "Optimizer. [default: sgd]" in shown
 
 
-def test_readme_run_options_paragraph_gives_the_training_defaults():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    (paragraph,) = [p for p in readme.split("\n\n") if p.startswith("`bench run` options:")]
-    paragraph = _one_line(paragraph)
+def test_the_running_guide_gives_the_training_defaults():
+    guide = Path(__file__).resolve().parents[1] / "docs" / "guides" / "running.md"
+    table = guide.read_text(encoding="utf-8").split("## Training options", 1)[1]
     for flag in ("--epochs", "--batch-size", "--optimizer", "--lr", "--momentum", "--weight-decay"):
         default = shown_default(TRAIN_OPTIONS[TRAIN_FLAGS[flag]].default)
-        assert re.search(rf"`{flag}[^`]*` \(default {re.escape(default)}\)", paragraph), flag
+        assert re.search(rf"\| `{flag}[^`]*` \| `?{re.escape(default)}`? \|", table), flag
 
 
 def test_list_models_shows_each_option_s_type_default_and_help(registry):

@@ -66,16 +66,17 @@ def test_plugin_package_example_installs_and_is_discovered(tmp_path: Path):
     }
 
 
-def readme_command(start: str) -> list[str]:
-    """The README's command that starts with ``start`` (backslash continuations joined)."""
-    readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
-    (line,) = [line for line in readme.splitlines() if line.startswith(start)]
+def docstring_command(path: Path, start: str) -> list[str]:
+    """The command in ``path``'s docstring that starts with ``start`` (continuations joined)."""
+    text = path.read_text(encoding="utf-8").replace("\\\\\n", " ")
+    (line,) = [line.strip() for line in text.splitlines() if line.strip().startswith(start)]
     return shlex.split(line)
 
 
-def test_regression_example_trains_as_the_readme_shows(tmp_path: Path, monkeypatch):
-    """The README's command, as typed: a regression run that beats predicting the mean."""
-    command = readme_command("bench --plugin examples/regression_plugin.py run ")
+def test_regression_example_trains_as_its_docstring_shows(tmp_path: Path, monkeypatch):
+    """The command its docstring shows, as typed: a regression run that beats predicting the
+    mean."""
+    command = docstring_command(REGRESSION, "bench --plugin examples/regression_plugin.py run ")
     monkeypatch.chdir(EXAMPLES.parent)  # the command names the plugin relative to the clone
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, [*command[1:], "--seed", "0", "--out", str(out), "--json"])

@@ -404,9 +404,7 @@ def test_a_plan_whose_run_needs_a_later_one_is_refused():
     runs = [Run(0, "p", {"name": "a"}, needs=(1,)), Run(1, "p", {"name": "b"})]
     with pytest.raises(BenchError, match=r"run 000-a needs runs \[1\], which are not planned"):
         check_plan(runs)
-    check_plan(
-        list(reversed([Run(1, "p", {"name": "b"}, needs=(0,)), Run(0, "p", {"name": "a"})]))
-    )
+    check_plan(list(reversed([Run(1, "p", {"name": "b"}, needs=(0,)), Run(0, "p", {"name": "a"})])))
 
 
 # --- the work around the runs ------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The plugin system: discovery, loading, failures, duplicates, and one test per hook.
 
-As in datasette's tests, every hook in :mod:`harness.registry.hookspecs` has a ``test_hook_<name>``
-here (enforced by ``test_every_hook_has_a_test``) and an entry in README.md.
+Every hook in :mod:`harness.registry.hookspecs` has a ``test_hook_<name>`` here (enforced by
+``test_every_hook_has_a_test``) and an entry in the docs, as datasette does.
 """
 
 from __future__ import annotations
@@ -35,7 +35,16 @@ from harness.registry.loading import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-BUILT_INS = {"models", "torchvision_models", "embedded_datasets", "suites", "procedures"}
+# entry-point name -> the package registered under it (each a built-in beside its registration)
+BUILT_INS = {
+    "tasks": "bench_plugins.tasks",
+    "models": "bench_plugins.models",
+    "datasets": "bench_plugins.datasets",
+    "suites": "bench_plugins.suites",
+    "pruning": "bench_plugins.procedures.pruning",
+    "executors": "bench_plugins.executors",
+    "sinks": "bench_plugins.sinks",
+}
 HOOK_NAMES = sorted(name for name, f in vars(hookspecs).items() if hasattr(f, "bench_spec"))
 
 MODEL_PLUGIN = """
@@ -264,8 +273,8 @@ def invoke(*args: str, env: dict[str, str] | None = None):
 
 def test_built_in_plugins_load_through_entry_points():
     plugins = load_plugins()
-    for name in BUILT_INS:
-        built_in = info(plugins, f"entry point bench_plugins.{name} (bench)")
+    for name, module in BUILT_INS.items():
+        built_in = info(plugins, f"entry point {module} (bench-harness)")
         assert (built_in.name, built_in.status, built_in.error) == (name, "loaded", None)
     assert plugins.registry.models.source("mlp").startswith("plugin 'models' (entry point")
 
@@ -313,9 +322,9 @@ def test_file_plugin_may_share_a_built_in_plugins_name(write_plugin: WritePlugin
         "loaded",
         ["model users-model"],
     )
-    built_in = info(plugins, "entry point bench_plugins.models.small (bench)")
+    built_in = info(plugins, "entry point bench_plugins.models (bench-harness)")
     assert built_in.status == "loaded" and "model mlp" in built_in.provides
-    assert "bench_plugins.models.small" in plugins.registry.models.source("mlp")
+    assert "bench_plugins.models " in plugins.registry.models.source("mlp")
 
 
 def test_plugin_named_twice_loads_once(write_plugin: WritePlugin, monkeypatch):
@@ -382,7 +391,7 @@ def test_duplicate_name_between_plugins_names_both_sources(write_plugin: WritePl
 
 def test_duplicate_of_a_built_in_name_names_the_built_in(write_plugin: WritePlugin):
     path = write_plugin("shadow", model_plugin("mlp"))
-    with pytest.raises(DuplicateNameError, match="bench_plugins.models.small") as raised:
+    with pytest.raises(DuplicateNameError, match="entry point bench_plugins.models ") as raised:
         load_plugins([str(path)])
     assert str(path) in str(raised.value)
 
@@ -513,10 +522,12 @@ def test_every_hook_is_collected_into_the_registry():
 
 
 def test_every_hook_is_documented():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    """Its docstring is its reference entry; the reference page and the plugin guide name it."""
+    reference = (REPO / "docs" / "reference" / "hooks.md").read_text(encoding="utf-8")
+    guide = (REPO / "docs" / "plugins" / "index.md").read_text(encoding="utf-8")
     for name in HOOK_NAMES:
         assert getattr(hookspecs, name).__doc__, f"hookspec {name} has no docstring"
-        assert name in readme, f"hook {name} is not documented in README.md"
+        assert name in reference and name in guide, f"hook {name} is missing from the docs"
 
 
 # Through the command line

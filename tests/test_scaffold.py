@@ -88,6 +88,18 @@ def test_write_plugin_writes_an_installable_package(tmp_path: Path):
             compile(path.read_text(), str(path), "exec")
 
 
+def test_the_skeleton_depends_on_this_bench_not_a_namesake(tmp_path: Path):
+    """Its dependency is the installed bench-harness: pip, offline, has nothing more to install
+    (the package index's unrelated 'bench' would be resolved for a dependency on 'bench')."""
+    write_plugin("my-models", tmp_path / "pkg")
+    pip = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index"]
+    pip += ["--no-build-isolation", "--report", "-", "--quiet", str(tmp_path / "pkg")]
+    report = subprocess.run(pip, capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr
+    installs = [item["metadata"]["name"] for item in json.loads(report.stdout)["install"]]
+    assert installs == ["bench-my-models"]
+
+
 @pytest.mark.parametrize("name", ["", "My Plugin", "1st", "a--b", "x/y", "-a", "b_", "Caps"])
 def test_invalid_names_are_refused(tmp_path: Path, name: str):
     with pytest.raises(BenchError, match="is not valid"):

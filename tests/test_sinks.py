@@ -178,10 +178,10 @@ def test_bench_time_writes_its_samples(tmp_path):
     assert median.value == pytest.approx(1e3 * run["metrics"]["forward"]["median"], rel=1e-6)
 
 
-def test_the_readmes_sink_example_prints_each_run(tmp_path):
-    from test_api import readme_python
+def test_the_docs_sink_example_prints_each_run(tmp_path):
+    from test_api import docs_python
 
-    (code,) = readme_python("TensorBoard and result sinks")
+    (code,) = docs_python("guides/tensorboard.md")
     plugin = tmp_path / "print_sink.py"
     plugin.write_text(code)
     result = CliRunner().invoke(

@@ -10,9 +10,9 @@ from torch import nn
 
 from harness.data import TensorSplit
 from harness.errors import BenchError
+from harness.measuring import MODES
 from harness.measuring.flops import step_flops
 from harness.measuring.timer import (
-    MODES,
     CompileError,
     LoopSettings,
     Workload,

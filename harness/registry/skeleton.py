@@ -85,9 +85,7 @@ MODELS = '''\
 
 import math
 
-from harness import hookimpl
-from harness.options import Option
-from harness.registry.specs import ModelSpec
+from harness import ModelSpec, Option, hookimpl
 from torch import nn
 
 
@@ -120,10 +118,7 @@ def register_models(register):
 DATASETS = '''\
 """The $dataset dataset: Gaussian blobs from scikit-learn, deterministic for a seed."""
 
-from harness import hookimpl
-from harness.data import DataContext, Splits, stratified_splits
-from harness.options import Option
-from harness.registry.specs import DatasetSpec
+from harness import DataContext, DatasetSpec, Option, Splits, hookimpl, stratified_splits
 from sklearn.datasets import make_blobs
 
 FEATURES, CLASSES = 16, 3
@@ -161,9 +156,7 @@ TEST = '''\
 
 import pytest
 import torch
-from harness.training.steps import train_and_test
-from harness.registry.loading import Plugins, load_plugins
-from harness.planning.protocol import RunContext
+from harness import Plugins, RunContext, load_plugins, train_and_test
 
 MODEL, DATASET = "$model", "$dataset"
 
