@@ -10,7 +10,8 @@ The convention the pages follow (docs/reference/development.md explains it to co
   command may start with ``NAME=VALUE`` environment assignments.
 - The commands of one page run in order, in one fresh temporary directory, in-process through
   click's ``CliRunner`` on the ``bench`` group, with one torch thread. Console blocks outside
-  the README hold ``bench`` commands only; a ``bench`` line anywhere else fails the test.
+  the README hold ``bench`` commands only; a ``bench`` line anywhere else fails the test. A page
+  whose commands name ``examples/`` gets a copy of the repository's examples folder.
 - HTML comments directly before a block steer it:
   ``<!-- docs-test: dry-run -->`` appends ``--dry-run`` to each command of the next block
   (``bench run``, ``bench time``, ``bench profile`` and ``bench ab`` only);

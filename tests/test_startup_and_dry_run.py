@@ -93,3 +93,16 @@ def test_time_and_profile_have_a_dry_run_too():
     assert "procedure: throughput" in timed.output and "resnet18-synthetic-cpu-b8" in timed.output
     profiled = invoke("profile", "--model", "cnn", "--dataset", "digits", "--dry-run")
     assert profiled.exit_code == 0 and "cnn-digits" in profiled.output
+
+
+def test_ab_dry_run_finds_both_sides_and_plans_without_installing(tmp_path: Path, monkeypatch):
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo)  # git:REV names a revision of the repository here
+    out = tmp_path / "ab"
+    args = ["ab", "--baseline", "git:HEAD", "--model", "lenet5", "--batch-size", "8"]
+    result = invoke(*args, "--rounds", "7", "--out", str(out), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "baseline: git:HEAD (commit " in result.output and "rounds: 7" in result.output
+    assert "lenet5-synthetic-cpu-b8" in result.output and not out.exists()
+    missing = invoke("ab", "--baseline", "git:no-such-rev-xyz", "--model", "lenet5", "--dry-run")
+    assert missing.exit_code == 2 and "not a revision" in missing.output

@@ -27,14 +27,27 @@ SIDE_HELP = (
 )
 @click.option("--suite", metavar="NAME_OR_PATH", help="A timing suite (procedure throughput).")
 @click.option("--model", "--models", "models", multiple=True, metavar="NAME", help="Model.")
-@click.option("--dataset", "--datasets", "datasets", multiple=True, metavar="NAME")
+@click.option(
+    "--dataset",
+    "--datasets",
+    "datasets",
+    multiple=True,
+    metavar="NAME",
+    help="Dataset (default: synthetic).",
+)
 @click.option("--model-opt", multiple=True, metavar="KEY=VALUE", help="Model option.")
 @click.option("--dataset-opt", multiple=True, metavar="KEY=VALUE", help="Dataset option.")
 @click.option(
     "--batch-size", "batch_sizes", multiple=True, type=click.IntRange(min=1), help="Batch size."
 )
 @click.option("--mode", "modes", multiple=True, type=click.Choice(MODES), help="What to measure.")
-@click.option("--device", metavar="auto|cpu|cuda[:N]", default="auto", show_default=True)
+@click.option(
+    "--device",
+    metavar="auto|cpu|cuda[:N]",
+    default="auto",
+    show_default=True,
+    help="Device both sides measure on.",
+)
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
@@ -73,14 +86,34 @@ SIDE_HELP = (
     help="Stop a block after this many seconds of samples (there is always one sample).",
 )
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Suite setting.")
-@click.option("--threshold", "thresholds", multiple=True, metavar="[GLOB=]VALUE")
-@click.option("--metric", "metrics", multiple=True, metavar="GLOB")
+@click.option(
+    "--threshold",
+    "thresholds",
+    multiple=True,
+    metavar="[GLOB=]VALUE",
+    help="Slowdown that counts as a regression (default 5%), for every metric or those GLOB "
+    "matches (repeatable), as bench compare takes it.",
+)
+@click.option(
+    "--metric", "metrics", multiple=True, metavar="GLOB", help="Judge only metrics GLOB matches."
+)
 @click.option("--strict", is_flag=True, help="Fail noisy regressions too.")
 @click.option("--out", type=click.Path(path_type=Path), help="Output directory.")
-@click.option("--markdown-out", type=click.Path(path_type=Path), metavar="FILE")
+@click.option(
+    "--markdown-out",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="Also write the verdict as markdown (a pull-request comment) to FILE.",
+)
 @data_root_option()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, not a table.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check both sides and the suite and print the plan of runs; start no worker, install "
+    "no revision, measure nothing.",
+)
 @plugin_option
 @click.pass_context
 def ab_command(
@@ -109,6 +142,7 @@ def ab_command(
     data_root,
     as_json,
     quiet,
+    dry_run,
 ) -> None:
     """Measure BASELINE and CANDIDATE code in alternating rounds on this machine, then compare.
 
@@ -152,9 +186,15 @@ def ab_command(
             **({"modes": modes} if modes else {}),
         },
     )
+    sides = [
+        resolve_side(role, spec, out / "sides", install=not dry_run)
+        for role, spec in (("baseline", baseline), ("candidate", candidate))
+    ]
+    if dry_run:
+        return _show_plan(ctx, sides, suite, overrides, name, rounds, device, as_json)
     session = Session(
-        baseline=resolve_side("baseline", baseline, out / "sides"),
-        candidate=resolve_side("candidate", candidate, out / "sides"),
+        baseline=sides[0],
+        candidate=sides[1],
         suite=suite,
         overrides=overrides,
         default_name=name,
@@ -190,3 +230,27 @@ def ab_command(
         click.echo(f"results: {out / 'baseline'}  {out / 'candidate'}")
         click.echo(f"report:  bench report {out / 'baseline'} {out / 'candidate'}")
     ctx.exit(comparison.exit_code)
+
+
+def _show_plan(ctx, sides, suite, overrides, name, rounds, device, as_json) -> None:
+    """What the session would measure, planned as each side's worker would plan it where this
+    process can (a ``plugin:`` side adds its plugin; another interpreter or revision plans with
+    its own code when it runs). The candidate's plan is shown."""
+    from harness.cli._shared import plugin_names, show_plan
+    from harness.execution.plan import plan_suite
+    from harness.measuring.workload import timing_suite
+    from harness.registry.loading import load_plugins
+
+    device = None if device == "auto" else device
+    for side in sides:
+        registry = load_plugins([*plugin_names(ctx), *side.plugins]).registry
+        planned = timing_suite(suite, overrides, registry, default_name=name)
+        if side.role == "baseline":
+            plan_suite(planned, registry, device=device)
+            continue
+        if not as_json:
+            for each in sides:
+                commit = f" (commit {each.commit[:12]})" if each.commit else ""
+                click.echo(f"{each.role}: {each.spec}{commit}")
+            click.echo(f"rounds: {rounds}, each side in a fresh worker process every round")
+        show_plan(planned, registry, as_json=as_json, device=device)

@@ -43,7 +43,13 @@ from typing import Any
 
 import torch
 
-from harness.execution.executor import ExecutorRequest, Progress, sequential_threads, share_of_cores
+from harness.execution.executor import (
+    ExecutorRequest,
+    Progress,
+    sequential_threads,
+    share_of_cores,
+    usable_cores,
+)
 from harness.execution.forkserver import worker_context
 from harness.execution.jobs import (
     Job,
@@ -53,7 +59,6 @@ from harness.execution.jobs import (
     failed_record,
     perform,
     registry_for,
-    usable_cores,
 )
 from harness.execution.outcome import make_record
 from harness.results.store import now

@@ -48,15 +48,17 @@ class Side:
     commit: str | None = None  # its git commit, where known (not for another interpreter)
 
 
-def resolve_side(role: str, spec: str, work_dir: Path) -> Side:
+def resolve_side(role: str, spec: str, work_dir: Path, *, install: bool = True) -> Side:
     """Turn ``--baseline``/``--candidate`` into a :class:`Side`; git revisions are installed
-    into ``work_dir``."""
+    into ``work_dir`` (with ``install=False`` only found, for ``bench ab --dry-run``)."""
     if spec == "current":
         return Side(role, spec, commit=git_commit())
     if spec.startswith("plugin:"):
         name = spec.removeprefix("plugin:")
         plugin = str(Path(name).resolve()) if Path(name).is_file() else name
         return Side(role, spec, plugins=(plugin,), commit=git_commit())
+    if spec.startswith("git:") and not install:
+        return Side(role, spec, commit=revision_commit(spec.removeprefix("git:")))
     if spec.startswith("git:"):
         commit, site = install_revision(spec.removeprefix("git:"), work_dir)
         return Side(role, spec, path=(str(site),), commit=commit)
@@ -78,13 +80,18 @@ def _git(*args: str, **kwargs: Any) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], capture_output=True, check=False, **kwargs)
 
 
-def install_revision(rev: str, work_dir: Path) -> tuple[str, Path]:
-    """Extract ``rev`` of the current directory's repository and install it into a folder of
-    its own; returns the commit and that folder (reused when already installed)."""
+def revision_commit(rev: str) -> str:
+    """The commit ``rev`` names in the current directory's repository."""
     found = _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", text=True)
     if found.returncode != 0:
         raise BenchError(f"git:{rev}: not a revision of the repository in {Path.cwd()}")
-    commit = found.stdout.strip()
+    return found.stdout.strip()
+
+
+def install_revision(rev: str, work_dir: Path) -> tuple[str, Path]:
+    """Extract ``rev`` of the current directory's repository and install it into a folder of
+    its own; returns the commit and that folder (reused when already installed)."""
+    commit = revision_commit(rev)
     site = work_dir / f"site-{commit[:12]}"
     if (site / ".installed").is_file():
         return commit, site
