@@ -219,6 +219,13 @@ def test_unknown_method_lists_known(registry):
         registry.procedures.get("pruning").plan(suite, registry)
 
 
+def latency_cell(report):
+    """The latency cell of the structured 87.5% row of a pruning report's table."""
+    rows = report.tables[0].rows
+    timed = next(r for r in rows if r["method"] == "structured" and r["target %"] == "87.5")
+    return next(v for k, v in timed.items() if k.startswith("latency ms"))
+
+
 def test_pruning_suite_end_to_end_renders_table_and_plot(registry, tmp_path):
     suite = tiny_suite(registry, methods=["global-magnitude", "structured", "scratch"])
     outcome = run_suite(suite, registry, out_dir=tmp_path, device="cpu", quiet=True, command=[])
@@ -257,11 +264,20 @@ def test_pruning_suite_end_to_end_renders_table_and_plot(registry, tmp_path):
     again = seeds["1"]["structured-87.5"]
     assert again["same_structure_as"] == "s0 structured-87.5"
     assert again["samples"] == first["structured-87.5"]["samples"]
-    rows = outcome.report.tables[0].rows
-    timed = next(r for r in rows if r["method"] == "structured" and r["target %"] == "87.5")
-    cell = next(v for k, v in timed.items() if k.startswith("latency ms"))
-    medians = [seeds[seed]["structured-87.5"]["median_ms"] for seed in ("0", "1")]
-    assert cell == f"{sum(medians) / len(medians):.2f}"  # each variant's, over seeds
+    timings = [seeds[seed]["structured-87.5"] for seed in ("0", "1")]
+    mean = sum(t["median_ms"] for t in timings) / len(timings)  # each variant's, over seeds
+    # marked when the machine was busy while it was measured (the records' contention evidence)
+    busy = any(t["contention"]["contended"] for t in timings)
+    assert latency_cell(outcome.report) == f"{mean:.2f}" + (" contended" if busy else "")
+    # so, whatever this machine was doing: the evidence injected either way, on one seed
+    for contended in (False, True):
+        injected = copy.deepcopy(data)
+        (run,) = [r for r in injected["runs"] if r["config"]["kind"] == "latency"]
+        for seed, variants in run["metrics"]["seeds"].items():
+            record = variants["structured-87.5"]
+            record["contention"] = {**record["contention"], "contended": contended and seed == "1"}
+        rendered = registry.procedures.get("pruning").report(injected)
+        assert latency_cell(rendered) == f"{mean:.2f}" + (" contended" if contended else "")
     text = outcome.report.markdown
     header = next(line for line in text.splitlines() if line.startswith("| model"))
     for column in (

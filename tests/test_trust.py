@@ -260,5 +260,8 @@ def test_case_2_measured_for_real_a_loaded_candidate_never_passes(tmp_path):
             hog.wait()
     comparison = compare_files(tmp_path / "base", tmp_path / "cand", Rules())
     (row,) = comparison.rows
-    assert row.candidate.contended and row.change > 0.10  # slower on the clock
+    assert row.candidate.contended
+    # slower on the clock than a quiet baseline; a baseline itself measured on a busy machine
+    # (the run records it contended) may have been slowed as much, and vouches for nothing
+    assert row.change > 0.10 or row.baseline.contended
     assert row.verdict == CONTENDED and comparison.exit_code == 3
