@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 class SuitePlan:
     """The procedure, the runs in plan order, the device and where the runs would execute."""
 
-    suite: Suite
     procedure: str
     runs: list[Run]
     device: torch.device
@@ -64,7 +63,7 @@ def plan_suite(
     check_sinks(registry, sinks)
     runs = procedure.plan(suite, registry)
     check_plan(runs)
-    return SuitePlan(suite, procedure.name, runs, resolved, executor)
+    return SuitePlan(procedure.name, runs, resolved, executor)
 
 
 def check_checkpoint_options(suite: Suite, procedure: Procedure, registry: Registry) -> None:
