@@ -104,7 +104,17 @@ class Splits:
 
 
 VAL_FRACTION = Option(
-    0.1, "fraction of the training data held out for validation", "float", minimum=0.01, below=1.0
+    0.1,
+    "fraction of the training data held out for validation (0: none, all of it trains; refused "
+    "where early stopping or a study selects on validation)",
+    "float",
+    minimum=0.0,
+    below=1.0,
+)
+# Why a run cannot do without a validation split, for whatever needs one.
+NO_VALIDATION = (
+    "{} needs a validation split, and {} has none (val_fraction=0); "
+    "keep a validation fraction, e.g. --dataset-opt val_fraction=0.1"
 )
 
 
@@ -129,7 +139,11 @@ def stratified_splits(
     x, y = torch.as_tensor(np.asarray(x), dtype=torch.float32), torch.as_tensor(np.asarray(y))
     index = np.arange(len(y))
     rest, test_idx = train_test_split(index, test_size=test, stratify=y, random_state=seed)
-    train_idx, val_idx = train_test_split(rest, test_size=val, stratify=y[rest], random_state=seed)
+    train_idx, val_idx = rest, rest[:0]
+    if val:
+        train_idx, val_idx = train_test_split(
+            rest, test_size=val, stratify=y[rest], random_state=seed
+        )
     whole = TensorSplit(x, y.long())
     return whole.subset(train_idx), whole.subset(val_idx), whole.subset(test_idx)
 
@@ -167,10 +181,12 @@ def split_labels(split: Split) -> np.ndarray:
 def carve_validation(
     split: TensorSplit, val: float | int, seed: int
 ) -> tuple[TensorSplit, TensorSplit]:
-    """Carve a stratified validation split from a training split."""
+    """Carve a stratified validation split from a training split (none when ``val`` is 0)."""
     from sklearn.model_selection import train_test_split
 
     index = np.arange(len(split))
+    if not val:
+        return split, split.subset(index[:0])
     try:
         train_idx, val_idx = train_test_split(
             index, test_size=val, stratify=split.y.numpy(), random_state=seed

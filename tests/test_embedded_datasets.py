@@ -113,3 +113,14 @@ def test_mnist1d_is_made_once_per_machine_and_read_back_exactly(tmp_path, monkey
     ed.mnist1d_arrays.cache_clear()
     assert np.array_equal(ed.mnist1d_arrays()["y_test"], made["y_test"]) and calls == [1]
     ed.mnist1d_arrays.cache_clear()
+
+
+@pytest.mark.parametrize("name, trained", [("mnist1d", 4000), ("digits", 1437)])
+def test_val_fraction_zero_trains_on_the_whole_training_set(registry, name, trained):
+    """The MNIST-1D paper trains on all 4,000 signals: no validation split at all."""
+    splits = load(registry, name, val_fraction="0")
+    assert splits.sizes() == {**splits.sizes(), "train": trained, "val": 0}
+    spec = registry.datasets.get(name)
+    assert spec.describe(spec.resolve({"val_fraction": 0}))["sizes"] == splits.sizes()
+    whole = load(registry, name, val_fraction="0.1")
+    assert len(whole.train) + len(whole.val) == trained

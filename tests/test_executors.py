@@ -15,6 +15,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
+import torch
 from bench_processes import (
     FAULTS,
     TINY,
@@ -27,13 +28,20 @@ from bench_processes import (
 )
 
 from harness.errors import BenchError
-from harness.execution.executor import ExecutorRequest, share_of_cores
+from harness.execution import executor as executor_module
+from harness.execution.executor import (
+    ExecutorRequest,
+    default_threads,
+    sequential_threads,
+    share_of_cores,
+)
 from harness.execution.forkserver import _uses_worker_processes
 from harness.execution.jobs import Job, Outcome, relocate
 from harness.execution.outcome import make_record
 from harness.execution.rerun import comparable, differences
+from harness.execution.runner import run_suite
 from harness.execution.scheduler import _inside, run_all
-from harness.planning.suite_files import Run
+from harness.planning.suite_files import Run, parse_suite
 from harness.reporting.run_figures import plot_runs
 from harness.results.store import ResultsStore, load_results
 
@@ -264,6 +272,24 @@ def test_threads_per_run_share_the_cores_unless_told():
     assert share_of_cores(ExecutorRequest(registry=None, suite_threads=6), 2, cores=8) == 4
     assert share_of_cores(ExecutorRequest(registry=None, threads=6), 2, cores=8) == 6
     assert share_of_cores(request, 4, cores=2) == 1
+
+
+def test_a_run_alone_leaves_a_core_free_unless_told(monkeypatch, registry, tmp_path):
+    """Default threads: torch's (a thread per core) less one core, never below one; --threads
+    and the suite's threads key win; the results record what ran."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    assert [default_threads(cores) for cores in (1, 2, 4, 8, 16)] == [1, 1, 3, 7, 8]
+    monkeypatch.setattr(executor_module, "usable_cores", lambda: 2)
+    assert sequential_threads(ExecutorRequest(registry=None)) == 1
+    assert sequential_threads(ExecutorRequest(registry=None, suite_threads=2)) == 2
+    assert sequential_threads(ExecutorRequest(registry=None, threads=3, suite_threads=2)) == 3
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # keep this process's count
+    suite = parse_suite(
+        {"models": ["mlp"], "datasets": [{"name": "digits", "options": {"size": 8}}],
+         "train": {"epochs": 1}}, registry, source="t",
+    )  # fmt: skip
+    outcome = run_suite(suite, registry, out_dir=tmp_path / "o", device="cpu", quiet=True)
+    assert outcome.store.data["execution"]["threads"] == 1
 
 
 def test_artifacts_cannot_leave_the_output_directory(tmp_path):

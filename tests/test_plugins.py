@@ -502,13 +502,15 @@ def test_hook_register_tasks(write_plugin: WritePlugin, tmp_path: Path):
     assert metrics["test_mae"] < metrics["history"][0]["val_mae"] / 3  # it learnt the line
     assert "test mae" in outcome.report.markdown
     mismatched = parse_suite({"models": ["lenet5"], "datasets": ["line"]}, registry, source="t")
-    outcome = run_suite(mismatched, registry, out_dir=tmp_path / "cnn", device="cpu", quiet=True)
-    (run,) = outcome.store.runs
-    assert run["status"] == "failed"
-    assert (
-        "model 'lenet5' supports classification; the dataset is for the absolute-error"
-        in run["error"]
+    with pytest.raises(BenchError) as refused:  # before any run, naming what would fit
+        run_suite(mismatched, registry, out_dir=tmp_path / "cnn", device="cpu", quiet=True)
+    assert str(refused.value) == (
+        "model 'lenet5' supports classification; dataset 'line' is for the absolute-error task "
+        "(models for it: affine; datasets for lenet5: "
+        + ", ".join(d.name for d in registry.datasets if d.task == "classification")
+        + ")"
     )
+    assert not (tmp_path / "cnn").exists()
 
 
 def test_every_hook_has_a_test():

@@ -3,6 +3,7 @@ regression or language model takes through bench time, run, report and compare."
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -254,3 +255,48 @@ def test_pruning_refuses_other_tasks_before_running(tmp_path):
         "the pruning procedure needs a classification dataset; 'wti' is for the regression task"
         in result.output
     )
+
+
+def test_recurrent_models_read_a_signal_as_its_length_in_steps(registry):
+    """A (channels, length) classification signal is ``length`` steps of ``channels`` features:
+    the model's output is exactly its layers applied to the transposed signal."""
+    splits = opened(registry, "mnist1d")
+    torch.manual_seed(0)
+    model = registry.models.get("gru").create(
+        splits.input_shape, splits.num_classes, data=splits.info
+    )
+    assert model.rnn.input_size == 1 and splits.input_shape == (1, 40)
+    signals = splits.test.x[:5]
+    with torch.no_grad():
+        _, state = model.rnn(signals.transpose(1, 2))  # (5, 40 steps, 1 feature)
+        torch.testing.assert_close(model(signals), model.head(state[-1]), rtol=0, atol=0)
+        assert model(signals).shape == (5, 10)
+    three = registry.models.get("lstm").create((3, 16), 4, data=replace(splits.info, num_outputs=4))
+    assert three.rnn.input_size == 3
+
+
+def test_gru_trains_on_mnist1d_from_the_command_line(tmp_path):
+    result = run(
+        "run", "--model", "gru", "--dataset", "mnist1d", "--epochs", "1", "--threads", "1",
+        "--optimizer", "adam", "--lr", "0.005", "--json", "--quiet", "--out", tmp_path / "g",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads((tmp_path / "g" / "results.json").read_text())["runs"]
+    assert record["status"] == "ok" and 0 <= record["metrics"]["test_accuracy"] <= 1
+
+
+@pytest.mark.parametrize(
+    "model, dataset, words",
+    [
+        ("gru", "digits", "it reads (channels, length) inputs or token ids; got input shape"),
+        ("lenet5", "surnames", "dataset 'surnames' is for the sequence-classification task"),
+        ("lenet5", "wti", "dataset 'wti' is for the regression task (models for it: "),
+    ],
+)
+def test_a_model_that_cannot_take_the_dataset_is_a_usage_error(tmp_path, model, dataset, words):
+    """Refused before any run starts (exit 2, nothing written), in one line naming both."""
+    result = run("run", "--model", model, "--dataset", dataset, "--out", tmp_path / "o")
+    assert result.exit_code == 2, result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert f"model '{model}'" in line and dataset in line and words in line
+    assert not (tmp_path / "o").exists()

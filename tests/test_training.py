@@ -1,12 +1,15 @@
 """Training: history, test evaluated once, reproducibility, divergence, optimizers."""
 
+import json
 import math
 
 import pytest
 import torch
 from bench_plugins.tasks.supervised import CLASSIFICATION
+from click.testing import CliRunner
 
-from harness.data import Splits, TensorSplit
+from harness.cli import cli
+from harness.data import DataContext, Splits, TensorSplit
 from harness.errors import BenchError, DivergedError
 from harness.tasks import DataInfo
 from harness.training.loop import TrainConfig, evaluate, train
@@ -113,3 +116,46 @@ def test_geometry_mismatch_is_caught_before_training(cpu_context):
                 "dataset_options": {},
             },
         )
+
+
+def test_without_a_validation_split_the_last_epoch_is_kept(registry, tmp_path):
+    """val_fraction=0: epochs record no validation metrics, the run tests its final weights."""
+    result = CliRunner().invoke(
+        cli,
+        ["run", "--model", "mlp", "--dataset", "mnist1d", "--dataset-opt", "val_fraction=0",
+         "--epochs", "2", "--threads", "1", "--quiet", "--out", str(tmp_path / "o")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads((tmp_path / "o" / "results.json").read_text())["runs"]
+    metrics = record["metrics"]
+    assert record["status"] == "ok" and metrics["split_sizes"]["val"] == 0
+    assert metrics["best_epoch"] == 2 and "test_accuracy" in metrics
+    assert not [key for epoch in metrics["history"] for key in epoch if key.startswith("val_")]
+    assert not [key for key in metrics if key.startswith("val_")]
+
+
+@pytest.mark.parametrize(
+    "args, what",
+    [
+        (
+            ["--model", "mlp", "--dataset", "mnist1d", "--patience", "3"],
+            "early stopping (patience 3)",
+        ),
+        (["--suite", "regularization", "--quick"], "the regularization procedure"),
+    ],
+)
+def test_val_fraction_zero_is_refused_where_validation_is_needed(tmp_path, args, what):
+    result = CliRunner().invoke(
+        cli, ["run", *args, "--dataset-opt", "val_fraction=0", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2, result.output
+    assert f"error: {what}" in result.output and "dataset 'mnist1d' has none" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_early_stopping_without_validation_is_refused_from_python(cpu_context, registry):
+    splits = registry.datasets.get("mnist1d").open({"val_fraction": 0}, DataContext(seed=0))
+    model = registry.models.get("mlp").create(splits.input_shape, splits.num_classes)
+    config = TrainConfig.from_options({"epochs": 1, "patience": 2})
+    with pytest.raises(BenchError, match=r"early stopping \(patience 2\) needs a validation"):
+        train(model, splits, config, task=CLASSIFICATION, device=torch.device("cpu"), seed=0)

@@ -143,7 +143,8 @@ def with_default(text: str, key: str) -> str:
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
-    help="torch CPU threads (default: the suite's threads key, else torch's default).",
+    help="torch CPU threads (default: the suite's threads key, else one per core less one "
+    "core left free, at least 1).",
 )
 @click.option(
     "--out",

@@ -7,12 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from harness.data import DataContext
+from harness.data import NO_VALIDATION, DataContext
 from harness.devices import resolve_device
 from harness.errors import BenchError
 from harness.execution.executor import executor_spec
 from harness.planning.protocol import Procedure
 from harness.planning.suite_files import Run, Suite
+from harness.registry.pairing import misfit
 from harness.registry.specs import Registry
 from harness.results.sinks import check_sinks
 from harness.training.steps import check_datasets
@@ -54,7 +55,8 @@ def plan_suite(
 ) -> SuitePlan:
     """Check the suite as a run would, without training, downloading or connecting to anything:
     its procedure and checkpoint options, the device, that each dataset can be loaded (or may be
-    downloaded), the executor and sink names; then plan its runs."""
+    downloaded), the executor and sink names; then plan its runs and check that each run's model
+    fits its dataset."""
     procedure = registry.procedures.get(suite.procedure)
     check_checkpoint_options(suite, procedure, registry)
     resolved = resolve_device(device or suite.device)
@@ -63,6 +65,8 @@ def plan_suite(
     check_sinks(registry, sinks)
     runs = procedure.plan(suite, registry)
     check_plan(runs)
+    check_pairs(runs, registry)
+    check_validation(runs, procedure, registry)
     return SuitePlan(procedure.name, runs, resolved, executor)
 
 
@@ -98,3 +102,38 @@ def check_plan(runs: list[Run]) -> None:
                 "planned before it (a procedure's plan must list what a run needs first)"
             )
         earlier.add(run.index)
+
+
+def check_pairs(runs: list[Run], registry: Registry) -> None:
+    """Refuse, before any run, a model that cannot train on its run's dataset (a task it does not
+    support, or inputs its spec says it cannot read): one line for each such pair."""
+    problems: dict[str, None] = {}
+    for run in runs:
+        model, dataset = run.config.get("model"), run.config.get("dataset")
+        if model in registry.models and dataset in registry.datasets:
+            problem = misfit(registry, model, dataset, run.config.get("dataset_options", {}))
+            if problem:
+                problems[problem] = None
+    if problems:
+        raise BenchError("\n".join(problems))
+
+
+def check_validation(runs: list[Run], procedure: Procedure, registry: Registry) -> None:
+    """Refuse a dataset without a validation split (``val_fraction=0``) where something needs
+    one: early stopping, or a procedure that selects on validation scores."""
+    for run in runs:
+        dataset, options = run.config.get("dataset"), run.config.get("dataset_options", {})
+        if dataset not in registry.datasets:
+            continue
+        spec = registry.datasets.get(dataset)
+        sizes = spec.describe(spec.resolve(options))["sizes"]
+        if not sizes or sizes["val"]:
+            continue
+        patience = run.config.get("train", {}).get("patience", 0)
+        if procedure.selects_on_validation:
+            what = f"the {procedure.name} procedure (it selects on validation scores)"
+        elif patience:
+            what = f"early stopping (patience {patience})"
+        else:
+            continue
+        raise BenchError(NO_VALIDATION.format(what, f"dataset '{dataset}'"))

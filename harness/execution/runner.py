@@ -267,8 +267,11 @@ def _run_pending(
 
 
 def _show_epoch(bar: tqdm, name: str, record: dict[str, float]) -> None:
-    """The epoch and its first validation metric beside the loss (accuracy, RMSE, ...)."""
-    metric = next((k for k in record if k.startswith("val_") and k != "val_loss"), "val_loss")
+    """The epoch and its first validation metric (accuracy, RMSE, ...), else the training loss
+    (a dataset without a validation split)."""
+    validation = [k for k in record if k.startswith("val_")]
+    metric = next((k for k in validation if k != "val_loss"), "val_loss" if validation else "")
+    metric = metric or "train_loss"
     value = record[metric]
     shown = f"{value:.1%}" if metric.endswith("accuracy") else f"{value:.4g}"
     label = "val acc" if metric == "val_accuracy" else metric.replace("_", " ")

@@ -74,6 +74,8 @@ class Procedure:
     (they train through :func:`harness.training.steps.train_and_test`). ``hyperparameters`` gives
     the values a run's configuration varies over the suite's grid (by default its
     ``grid_point``; empty for a run outside any grid): TensorBoard's HParams dashboard shows them.
+    ``selects_on_validation`` says that its report picks a configuration by validation scores,
+    so its datasets must keep a validation split (``val_fraction=0`` is refused).
     """
 
     name: str
@@ -85,6 +87,7 @@ class Procedure:
     default_models: list[str] = field(default_factory=list)
     default_datasets: list[str] = field(default_factory=lambda: ["digits"])
     checkpoints: bool = False
+    selects_on_validation: bool = False
     hyperparameters: Callable[[dict[str, Any]], dict[str, Any]] = field(
         default=lambda config: dict(config.get("grid_point") or {})
     )

@@ -78,7 +78,7 @@ class Suite:
     grid: dict[str, list[Any]]
     settings: dict[str, Any]
     source: str
-    threads: int = 0  # torch CPU threads for the runs; 0: torch's default (--threads wins)
+    threads: int = 0  # torch CPU threads for the runs; 0: bench's default (--threads wins)
 
     def error(self, key: str, message: str) -> SuiteError:
         """For procedures that check more when they plan: see :func:`suite_error`."""
@@ -202,7 +202,7 @@ def parse_suite(
     _validated(lambda: resolve_device(device), "device", fail)
     threads = _typed(data, "threads", int, 0, fail)
     if isinstance(threads, bool) or threads < 0:
-        raise fail("threads", "expected a number of torch CPU threads >= 1 (0: torch's default)")
+        raise fail("threads", "expected a number of torch CPU threads >= 1 (0: bench's default)")
     settings_table = _typed(data, procedure_name, dict, {}, fail)
     owner = f"[{procedure_name}]"
     settings = _resolved(procedure_name, fail, owner, procedure.settings, settings_table)

@@ -29,6 +29,10 @@ class ModelSpec:
     ``input_shape`` and ``num_classes`` are the geometry its parameter and FLOP counts are listed
     for (``example`` the whole :class:`DataInfo` of that listing, for models that need more);
     ``accepts`` says in words what inputs work; ``tasks`` names the tasks it supports.
+    ``misfit(data)``, if given, returns ``None`` or why the model cannot take a dataset it
+    supports the task of, from the :class:`DataInfo` a dataset's description gives (its task,
+    input shape and classes; no ``vocab_size``): a pair it refuses is a usage error before any run
+    starts, rather than a failed run.
     """
 
     name: str
@@ -40,6 +44,7 @@ class ModelSpec:
     num_classes: int = 10
     tasks: tuple[str, ...] = ("classification",)
     example: DataInfo | None = None
+    misfit: Callable[[DataInfo], str | None] | None = None
 
     def create(
         self,
@@ -76,6 +81,7 @@ class ModelSpec:
                     self.example is None or isinstance(self.example, DataInfo),
                     checks.INFO,
                 ),
+                "misfit": (self.misfit is None or callable(self.misfit), "a function or None"),
             },
         )
 

@@ -164,14 +164,16 @@ def plot_loss_curves(
     ylabel: str = "cross-entropy loss",
 ) -> Path:
     """Training (solid) and validation (dashed) loss per epoch for each labelled set of
-    histories, averaged over the histories that reached each epoch."""
+    histories, averaged over the histories that reached each epoch (no validation line for
+    histories without a validation split)."""
     figure, axis = pyplot().subplots(figsize=(7, 4.5))
     for label, histories in curves.items():
         color = None
+        records = [record for history in histories for record in history]
         for key, style in (("train_loss", "-"), ("val_loss", "--")):
-            by_epoch = group(
-                [record for history in histories for record in history], lambda r: r["epoch"]
-            )
+            by_epoch = group([r for r in records if key in r], lambda r: r["epoch"])
+            if not by_epoch:
+                continue
             epochs = sorted(by_epoch)
             mean = [mean_std(r[key] for r in by_epoch[e])[0] for e in epochs]
             name = "train (running, train mode)" if key == "train_loss" else "validation"

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.data import Split, Splits, iterate_batches
+from harness.data import NO_VALIDATION, Split, Splits, iterate_batches
 from harness.errors import BenchError, DivergedError
 from harness.planning.train_settings import TrainConfig
 from harness.tasks import DataInfo, Task
@@ -180,6 +180,10 @@ def train(
             f"augment={config.augment} would change the inputs but not the targets, which the "
             f"{task.name} task derives from the inputs"
         )
+    validated = len(splits.val) > 0
+    if config.patience and not validated:
+        what = f"early stopping (patience {config.patience})"
+        raise BenchError(NO_VALIDATION.format(what, "the dataset"))
     optimizer = make_optimizer(model, config)
     result = TrainResult()
     best_loss, best_state, done, stopped = math.inf, None, 0, False
@@ -202,26 +206,28 @@ def train(
             )  # fmt: skip
         except DivergedError as exc:
             raise DivergedError(exc.loss, exc.step, epoch, result.history) from None
-        val = evaluate(
-            model,
-            splits.val,
-            task=task,
-            info=splits.info,
-            device=device,
-            batch_size=config.eval_batch_size,
-        )
+        val = {}  # without a validation split, the last epoch is the one kept
+        if validated:
+            val = evaluate(
+                model,
+                splits.val,
+                task=task,
+                info=splits.info,
+                device=device,
+                batch_size=config.eval_batch_size,
+            )
         kept = ("loss", *task.epoch_metrics)
         record = {
             "epoch": epoch,
             **{f"train_{name}": running[name] for name in kept},
-            **{f"val_{name}": val[name] for name in kept},
+            **{f"val_{name}": val[name] for name in kept if validated},
             "seconds": time.perf_counter() - epoch_start,
         }
         result.history.append(record)
         if on_epoch:
             on_epoch(record)
-        if val["loss"] < best_loss:
-            best_loss, result.best_epoch = val["loss"], epoch
+        if not validated or val["loss"] < best_loss:
+            best_loss, result.best_epoch = val.get("loss", best_loss), epoch
             if config.patience:
                 best_state = copy.deepcopy(model.state_dict())
         elif config.patience and epoch - result.best_epoch >= config.patience:

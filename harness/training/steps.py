@@ -18,6 +18,7 @@ from harness.measuring.flops import count_params, forward_flops
 from harness.options import resolve_options
 from harness.planning.protocol import RunContext
 from harness.planning.train_settings import TrainConfig
+from harness.registry import pairing
 from harness.tasks import Task
 from harness.training.checkpoints import checkpoint_path, resume_from, save_checkpoint
 from harness.training.loop import TrainingState, TrainResult, evaluate, seed_everything, train
@@ -100,15 +101,10 @@ def run_identity(ctx: RunContext, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def task_for(ctx: RunContext, model: str, dataset_task: str) -> Task | None:
-    """The task ``model`` trains for on a dataset of ``dataset_task``: that one if the model
-    supports it, else the first task of the model that derives its targets from any dataset's
-    inputs (an autoencoder on a classification dataset), else ``None`` (``build_model`` says
-    why the pair does not fit)."""
-    spec = ctx.registry.models.get(model)
-    if dataset_task in spec.tasks:
-        return ctx.registry.tasks.get(dataset_task)
-    derived = [ctx.registry.tasks.get(t) for t in spec.tasks if t in ctx.registry.tasks]
-    return next((task for task in derived if task.derive), None)
+    """The task ``model`` trains for on a dataset of ``dataset_task``
+    (:func:`harness.registry.pairing.task_for`); ``None``: ``build_model`` says why the pair
+    does not fit."""
+    return pairing.task_for(ctx.registry, model, dataset_task)
 
 
 def task_of(ctx: RunContext, splits: Splits) -> Task:
@@ -249,7 +245,7 @@ def train_and_test(
         **model_facts(model, splits, task),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         **{f"test_{name}": value for name, value in test.items() if name != "confusion_matrix"},
-        **{f"val_{name}": final[f"val_{name}"] for name in kept},
+        **{f"val_{name}": final[f"val_{name}"] for name in kept if f"val_{name}" in final},
         **{f"train_{name}": final[f"train_{name}"] for name in kept},
         "epochs": len(result.history),
         "best_epoch": result.best_epoch,

@@ -227,5 +227,6 @@ PROCEDURE = Procedure(
     default_models=["mlp"],
     default_datasets=["mnist1d"],
     checkpoints=True,
+    selects_on_validation=True,
     hyperparameters=lambda config: dict(config["cell"]),
 )
