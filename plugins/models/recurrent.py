@@ -27,7 +27,8 @@ from harness.registry.specs import ModelSpec
 from harness.tasks import DataInfo
 
 LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-TASKS = ("regression", "classification", "sequence-classification", "language-model")
+TOKEN_TASKS = ("sequence-classification", "language-model")
+TASKS = ("regression", "classification", *TOKEN_TASKS)
 # The listing's geometry: windows of 10 daily prices, one price to predict (the course's lab)
 LISTED = DataInfo(task="regression", input_shape=(10, 1), num_outputs=1)
 
@@ -84,8 +85,10 @@ def _last_layer(state):
 
 
 def misfit(data: DataInfo) -> str | None:
-    """Why the model cannot read ``data``'s inputs, known from the dataset's description."""
-    if data.vocab_size is None and len(data.input_shape) != 2:
+    """Why the model cannot read ``data``'s real-valued inputs, known from the dataset's
+    description (which leaves out the vocabulary: token tasks are not judged here)."""
+    tokens = data.vocab_size is not None or data.task in TOKEN_TASKS
+    if not tokens and len(data.input_shape) != 2:
         layout = "(channels, length)" if data.task == "classification" else "(length, features)"
         return f"reads {layout} inputs or token ids; got input shape {tuple(data.input_shape)}"
     return None
