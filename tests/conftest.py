@@ -1,8 +1,22 @@
+import os
+
 import pytest
 import torch
 
+from harness.execution.executor import usable_cores
 from harness.planning.protocol import RunContext
 from harness.registry.loading import load_plugins
+
+
+def _share_the_cores() -> None:
+    """Under pytest-xdist, each worker's torch takes its share of the cores, so that workers
+    do not each start a thread per core and wait for one another at every operator."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        torch.set_num_threads(max(1, usable_cores() // workers))
+
+
+_share_the_cores()
 
 
 @pytest.fixture(scope="session")
