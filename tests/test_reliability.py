@@ -12,6 +12,8 @@ import ast
 import json
 import multiprocessing
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -333,6 +335,7 @@ def test_interrupted_suite_resumes_to_the_clean_result(tmp_path, clean_run, sign
 
     refused = bench(*suite(epochs=EPOCHS + 1), "--resume", out)  # not the same suite
     assert refused.exit_code == 2 and "not in this suite's plan" in refused.output
+    assert refused.output.rstrip().endswith(f"--resume {out}")  # the command it suggests works
     assert load_results(out) == data  # and left as it was
 
     result = bench(*SUITE, "--resume", out)
@@ -346,6 +349,30 @@ def test_interrupted_suite_resumes_to_the_clean_result(tmp_path, clean_run, sign
     for mine, theirs in zip(resumed["runs"], clean["runs"], strict=True):
         assert differences(comparable(mine["metrics"]), comparable(theirs["metrics"])) == []
     assert report_without_timings(out) == report_without_timings(clean_run)
+
+
+def bench_as_typed(monkeypatch, command: list[str]):
+    """``command`` (``bench run ...``) as a shell would start it: it records ``sys.argv``."""
+    monkeypatch.setattr(sys, "argv", command)
+    return bench(*command[1:])
+
+
+def test_an_out_directory_with_results_is_refused_with_commands_that_work(tmp_path, monkeypatch):
+    """The refusal names two commands, resuming the results there or writing elsewhere: each
+    works exactly as printed."""
+    out = tmp_path / "out"
+    command = ["bench", "run", "--model", "mlp", *TINY, "--quiet", "--out", str(out)]
+    assert bench_as_typed(monkeypatch, command).exit_code == 0
+    refused = bench_as_typed(monkeypatch, command)
+    assert refused.exit_code == 2 and f"{out / 'results.json'} already exists" in refused.output
+    resume, elsewhere = re.findall(r"`([^`]+)`", refused.output)
+    assert shlex.split(resume)[-2:] == ["--resume", str(out)]
+    assert shlex.split(elsewhere)[-2:] == ["--out", f"{out}-2"]
+    for suggested in (resume, elsewhere):
+        result = bench_as_typed(monkeypatch, shlex.split(suggested))
+        assert result.exit_code == 0, result.output
+    assert load_results(out)["status"] == load_results(f"{out}-2")["status"] == "complete"
+    assert len(load_results(out)["resumed"]) == 1
 
 
 def test_same_seed_gives_the_same_numbers_in_another_process(tmp_path, clean_run):
