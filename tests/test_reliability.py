@@ -30,8 +30,10 @@ from click.testing import CliRunner
 import harness.planning.overrides
 import harness.training.loop
 from harness.cli import cli
+from harness.errors import OptionError
 from harness.execution.rerun import comparable, differences
 from harness.execution.runner import RunPolicy, default_out_dir, run_suite
+from harness.options import Option, resolve_options
 from harness.planning.protocol import RunContext
 from harness.planning.suite_files import Run, parse_suite
 from harness.registry.loading import load_plugins
@@ -537,6 +539,42 @@ def test_malformed_suite_files_name_file_and_key_with_exit_2(path):
     if "key" in expected:
         assert f"key '{expected['key']}'" in result.output
     assert "Traceback" not in result.output
+
+
+SEVERAL_MISTAKES = """\
+models = ["mlp", "lenet6"]
+seeds = [0, 0]
+[model_options.lenet6]  # of the misspelt model: no second error about it
+hidden = 3
+[train]
+epochs = 0
+lr = 0
+"""
+
+
+def test_every_mistake_of_a_suite_file_is_reported_at_once(tmp_path):
+    """One error, exit 2, a line per mistake naming the file and the key, and nothing else
+    (no line about what depends on a mistake)."""
+    path = tmp_path / "mistakes.toml"
+    path.write_text(SEVERAL_MISTAKES)
+    result = bench("run", "--suite", path)
+    assert result.exit_code == 2, result.output
+    lines = result.output.removeprefix("error: ").strip().splitlines()
+    keys = [
+        re.match(rf"suite file {re.escape(str(path))}: key '([^']+)': ", line) for line in lines
+    ]
+    assert all(keys), result.output
+    assert [key[1] for key in keys] == ["models[1].name", "seeds", "train.epochs", "train.lr"]
+    assert "Did you mean 'lenet5'" in lines[0] and "epochs=0: must be >= 1" in lines[2]
+
+
+def test_resolve_options_reports_every_bad_option_of_a_table():
+    declared = {"hidden": Option(8, "width"), "dropout": Option(0.0, "p", "float", below=1.0)}
+    with pytest.raises(OptionError) as caught:
+        resolve_options("model 'm'", declared, {"dropout": 2, "hiden": 3, "hidden": 0.5})
+    assert [key for key, _ in caught.value.problems] == ["hiden", "dropout", "hidden"]
+    assert caught.value.key == "hiden" and "Did you mean 'hidden'" in str(caught.value)
+    assert "dropout=2: must be < 1" in str(caught.value)
 
 
 @pytest.mark.parametrize(
