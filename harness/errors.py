@@ -34,11 +34,18 @@ class UnknownNameError(BenchError):
 
 class OptionError(BenchError):
     """A bad option name or value; ``key`` is the option, so that a suite file's error can name
-    the exact key (``train.epochs``) rather than only its table."""
+    the exact key (``train.epochs``) rather than only its table. ``problems`` holds every bad
+    option of the table as ``(key, message)``, the first being ``key`` and ``message``."""
 
-    def __init__(self, message: str, key: str):
+    def __init__(self, message: str, key: str, problems: list[tuple[str, str]] | None = None):
         super().__init__(message)
         self.key = key
+        self.problems = problems or [(key, message)]
+
+    @classmethod
+    def of(cls, problems: list[tuple[str, str]]) -> OptionError:
+        """One error for several bad options, its message theirs joined by ``; ``."""
+        return cls("; ".join(message for _, message in problems), problems[0][0], problems)
 
 
 class DuplicateNameError(BenchError):

@@ -120,18 +120,24 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
 def resolve_options(
     owner: str, declared: Mapping[str, Option], given: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Validate ``given`` against ``declared`` and fill in defaults; errors
-    (:class:`~harness.errors.OptionError`) name owner and key."""
-    unknown = [key for key in given if key not in declared]
-    if unknown:
-        message = str(errors.UnknownNameError("option", unknown[0], declared, owner=owner))
-        raise errors.OptionError(message, unknown[0])
+    """Validate ``given`` against ``declared`` and fill in defaults. Every unknown or bad option
+    is reported, in one :class:`~harness.errors.OptionError` whose ``problems`` name owner and
+    key of each (unknown names first)."""
+    problems = [
+        (key, str(errors.UnknownNameError("option", key, declared, owner=owner)))
+        for key in given
+        if key not in declared
+    ]
     resolved = {key: option.default for key, option in declared.items()}
     for key, value in given.items():
+        if key not in declared:
+            continue
         try:
             resolved[key] = declared[key].coerce(value)
         except (ValueError, TypeError) as exc:
-            raise errors.OptionError(f"{owner} option {key}={value!r}: {exc}", key) from None
+            problems.append((key, f"{owner} option {key}={value!r}: {exc}"))
+    if problems:
+        raise errors.OptionError.of(problems)
     return resolved
 
 

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,6 +23,26 @@ _share_the_cores()
 @pytest.fixture(scope="session")
 def registry():
     return load_plugins().registry
+
+
+@pytest.fixture(scope="session")
+def runs_differing_in_lr(tmp_path_factory) -> tuple[Path, Path]:
+    """The results folders of two ``bench run``s of a tiny MLP on 8x8 digits, one epoch each,
+    that differ only in their learning rate: 0.01 and 0.05."""
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    tiny = ["--model", "mlp", "--model-opt", "hidden=8", "--dataset", "digits"]
+    tiny += ["--dataset-opt", "size=8", "--epochs", "1", "--threads", "1", "--quiet"]
+    threads, folders = torch.get_num_threads(), []
+    for lr in ("0.01", "0.05"):
+        out = tmp_path_factory.mktemp("runs") / f"lr-{lr}"
+        result = CliRunner().invoke(cli, ["run", *tiny, "--lr", lr, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        folders.append(out)
+    torch.set_num_threads(threads)
+    return folders[0], folders[1]
 
 
 @pytest.fixture

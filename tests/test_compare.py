@@ -29,6 +29,7 @@ from harness.comparing.verdicts import (
 from harness.execution.outcome import make_record
 from harness.measuring.timer import Timing
 from harness.planning.suite_files import Run
+from harness.results.run_settings import distinguishing_settings, setting_changes
 
 ENVIRONMENT = {
     "bench_version": "0.1.0",
@@ -185,8 +186,33 @@ def test_a_run_of_the_same_name_with_other_settings_is_not_matched_and_says_why(
     cand = write(tmp_path / "cand.json", [timing_run(0, {"forward": draws(2)}, amp="bf16")])
     code, output = bench_compare(base, cand)
     assert code == 3
-    assert "lenet5-synthetic-cpu-b32 (configuration differs in: amp)" in output
+    assert "lenet5-synthetic-cpu-b32 (configuration differs in: amp: unset -> bf16)" in output
     assert "nothing comparable" in output
+
+
+def test_runs_that_differ_in_lr_are_unmatched_naming_the_setting_and_both_values(
+    runs_differing_in_lr,
+):
+    code, output = bench_compare(*runs_differing_in_lr)
+    assert code == 3  # nothing comparable
+    unmatched = "mlp-digits (configuration differs in: train.lr: 0.01 -> 0.05)"
+    assert f"only in baseline (1): {unmatched}" in output
+    assert f"only in candidate (1): {unmatched}" in output
+
+
+def test_settings_a_run_leaves_unset_are_shown_with_their_default():
+    base = {"name": "a-s0", "seed": 0, "train": {"epochs": 2}, "model_options": {"hidden": 8}}
+    cand = {"name": "a-s1", "seed": 1, "train": {"epochs": 2, "lr": 0.05}, "model_options": {}}
+    assert setting_changes(base, cand) == [
+        "model_options.hidden: 8 -> unset",
+        "train.lr: 0.01 (default) -> 0.05",
+    ]
+    files = {"base": [base], "cand": [cand], "explicit": [{**base, "train": {"lr": 0.01}}]}
+    assert distinguishing_settings(files) == {
+        "model_options.hidden": {"base": 8, "cand": None, "explicit": 8},
+        "train.epochs": {"base": 2, "cand": 2, "explicit": 10},
+        "train.lr": {"base": 0.01, "cand": 0.05, "explicit": 0.01},
+    }
 
 
 def test_seeds_are_pooled_and_matched_whatever_the_seed_numbers(tmp_path):
@@ -505,7 +531,7 @@ def test_pytest_benchmark_runs_of_another_batch_size_or_machine(tmp_path):
     cand.write_text(json.dumps(document))
     code, output = bench_compare(base, cand)
     assert code == 0 and "| test_train_step[mlp] " in output
-    unmatched = "test_train_step[lenet5] (configuration differs in: batch_size)"
+    unmatched = "test_train_step[lenet5] (configuration differs in: batch_size: unset -> 16)"
     assert f"only in baseline (1): {unmatched}" in output
     assert f"only in candidate (1): {unmatched}" in output
     assert "warning: different machines or software" in output

@@ -394,6 +394,20 @@ def test_every_command_of_the_page_runs(name, tmp_path, monkeypatch, one_thread)
 # --- every command, option and hook is documented ------------------------------------------------
 
 
+CPU_TORCH = "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu"
+
+
+def test_getting_started_installs_the_cpu_torch_before_bench():
+    """pip's default torch on Linux is the CUDA build, gigabytes a machine without a GPU never
+    uses: the install page shows torch's CPU build installed first, in the block that then
+    installs bench."""
+    blocks = re.findall(r"```bash\n(.*?)```", (DOCS / "getting-started.md").read_text(), re.S)
+    installs = [block for block in blocks if CPU_TORCH in block]
+    assert installs, f"no bash block of getting-started.md runs {CPU_TORCH}"
+    after = installs[0].split(CPU_TORCH, 1)[1]
+    assert re.search(r"pip install (bench-harness|\.)", after)
+
+
 def test_every_command_appears_in_a_console_block():
     shown = {
         command_path(command.args)[:depth]

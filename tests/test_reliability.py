@@ -12,6 +12,8 @@ import ast
 import json
 import multiprocessing
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -28,8 +30,10 @@ from click.testing import CliRunner
 import harness.planning.overrides
 import harness.training.loop
 from harness.cli import cli
+from harness.errors import OptionError
 from harness.execution.rerun import comparable, differences
 from harness.execution.runner import RunPolicy, default_out_dir, run_suite
+from harness.options import Option, resolve_options
 from harness.planning.protocol import RunContext
 from harness.planning.suite_files import Run, parse_suite
 from harness.registry.loading import load_plugins
@@ -333,6 +337,7 @@ def test_interrupted_suite_resumes_to_the_clean_result(tmp_path, clean_run, sign
 
     refused = bench(*suite(epochs=EPOCHS + 1), "--resume", out)  # not the same suite
     assert refused.exit_code == 2 and "not in this suite's plan" in refused.output
+    assert refused.output.rstrip().endswith(f"--resume {out}")  # the command it suggests works
     assert load_results(out) == data  # and left as it was
 
     result = bench(*SUITE, "--resume", out)
@@ -346,6 +351,30 @@ def test_interrupted_suite_resumes_to_the_clean_result(tmp_path, clean_run, sign
     for mine, theirs in zip(resumed["runs"], clean["runs"], strict=True):
         assert differences(comparable(mine["metrics"]), comparable(theirs["metrics"])) == []
     assert report_without_timings(out) == report_without_timings(clean_run)
+
+
+def bench_as_typed(monkeypatch, command: list[str]):
+    """``command`` (``bench run ...``) as a shell would start it: it records ``sys.argv``."""
+    monkeypatch.setattr(sys, "argv", command)
+    return bench(*command[1:])
+
+
+def test_an_out_directory_with_results_is_refused_with_commands_that_work(tmp_path, monkeypatch):
+    """The refusal names two commands, resuming the results there or writing elsewhere: each
+    works exactly as printed."""
+    out = tmp_path / "out"
+    command = ["bench", "run", "--model", "mlp", *TINY, "--quiet", "--out", str(out)]
+    assert bench_as_typed(monkeypatch, command).exit_code == 0
+    refused = bench_as_typed(monkeypatch, command)
+    assert refused.exit_code == 2 and f"{out / 'results.json'} already exists" in refused.output
+    resume, elsewhere = re.findall(r"`([^`]+)`", refused.output)
+    assert shlex.split(resume)[-2:] == ["--resume", str(out)]
+    assert shlex.split(elsewhere)[-2:] == ["--out", f"{out}-2"]
+    for suggested in (resume, elsewhere):
+        result = bench_as_typed(monkeypatch, shlex.split(suggested))
+        assert result.exit_code == 0, result.output
+    assert load_results(out)["status"] == load_results(f"{out}-2")["status"] == "complete"
+    assert len(load_results(out)["resumed"]) == 1
 
 
 def test_same_seed_gives_the_same_numbers_in_another_process(tmp_path, clean_run):
@@ -510,6 +539,42 @@ def test_malformed_suite_files_name_file_and_key_with_exit_2(path):
     if "key" in expected:
         assert f"key '{expected['key']}'" in result.output
     assert "Traceback" not in result.output
+
+
+SEVERAL_MISTAKES = """\
+models = ["mlp", "lenet6"]
+seeds = [0, 0]
+[model_options.lenet6]  # of the misspelt model: no second error about it
+hidden = 3
+[train]
+epochs = 0
+lr = 0
+"""
+
+
+def test_every_mistake_of_a_suite_file_is_reported_at_once(tmp_path):
+    """One error, exit 2, a line per mistake naming the file and the key, and nothing else
+    (no line about what depends on a mistake)."""
+    path = tmp_path / "mistakes.toml"
+    path.write_text(SEVERAL_MISTAKES)
+    result = bench("run", "--suite", path)
+    assert result.exit_code == 2, result.output
+    lines = result.output.removeprefix("error: ").strip().splitlines()
+    keys = [
+        re.match(rf"suite file {re.escape(str(path))}: key '([^']+)': ", line) for line in lines
+    ]
+    assert all(keys), result.output
+    assert [key[1] for key in keys] == ["models[1].name", "seeds", "train.epochs", "train.lr"]
+    assert "Did you mean 'lenet5'" in lines[0] and "epochs=0: must be >= 1" in lines[2]
+
+
+def test_resolve_options_reports_every_bad_option_of_a_table():
+    declared = {"hidden": Option(8, "width"), "dropout": Option(0.0, "p", "float", below=1.0)}
+    with pytest.raises(OptionError) as caught:
+        resolve_options("model 'm'", declared, {"dropout": 2, "hiden": 3, "hidden": 0.5})
+    assert [key for key, _ in caught.value.problems] == ["hiden", "dropout", "hidden"]
+    assert caught.value.key == "hiden" and "Did you mean 'hidden'" in str(caught.value)
+    assert "dropout=2: must be < 1" in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -170,6 +170,21 @@ def test_two_files_side_by_side(registry, results_files, tmp_path):
     assert [f["results"] for f in document["files"]] == ["run", "other"]
 
 
+def test_side_by_side_shows_the_settings_that_tell_the_files_apart(registry, runs_differing_in_lr):
+    """Two runs of one model that differ in lr: a train.lr column holds each file's, after the
+    key columns, in every format; a single file gets no such column."""
+    first, second = runs_differing_in_lr
+    code, text = bench_report(first, second)
+    assert code == 0
+    header, _, *rows = text.split("### accuracy\n\n")[1].split("\n\n")[0].splitlines()
+    cells = [[cell.strip() for cell in row.split("|")[1:-1]] for row in [header, *rows]]
+    assert cells[0][:4] == ["results", "model", "dataset", "train.lr"]
+    assert [row[3] for row in cells[1:]] == ["0.01", "0.05"]
+    rows = list(csv.DictReader(io.StringIO(render([first, second], registry, "csv"))))
+    assert [float(row["train.lr"]) for row in rows] == [0.01, 0.05]
+    assert "train.lr" not in bench_report(first)[1]
+
+
 def test_different_suites_get_their_own_sections_and_csv_columns(registry, results_files):
     paths = [results_files["accuracy"], results_files["throughput"]]
     text = render(paths, registry)

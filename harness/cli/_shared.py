@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from harness.errors import DuplicateNameError
+from harness.errors import BenchError, DuplicateNameError
 from harness.registry.loading import Plugins, load_plugins, resolve_plugin_names
 
 if TYPE_CHECKING:  # the runner imports torch: imported when a command runs, not for --help
@@ -303,16 +303,38 @@ def _summary(data: dict[str, Any], path: Path) -> dict[str, Any]:
 
 def _resume_hint(data: dict[str, Any], path: Path) -> str:
     """How to finish the suite: the original ``bench run`` command with --resume."""
-    command = list(data["command"])
-    if "run" not in command:
+    from harness.results.store import resume_command
+
+    command = resume_command(data, path.parent)
+    if command is None:
         return "the completed runs are kept in the results file"
-    kept: list[str] = []
-    skip = False
-    for arg in command:
-        if skip:
-            skip = False
-        elif arg in ("--out", "--resume"):
-            skip = True
-        elif not arg.startswith(("--out=", "--resume=")):
-            kept.append(arg)
-    return f"finish it with: {shlex.join([*kept, '--resume', str(path.parent)])}"
+    return f"finish it with: {shlex.join(command)}"
+
+
+def refuse_written_out(out: Path, command: list[str]) -> None:
+    """Refuse, before anything runs, an --out directory that already holds a results file,
+    naming the commands that work instead: the ``bench run`` that wrote it with ``--resume``,
+    and ``command`` with an --out directory that is free."""
+    from harness.results.store import RESULTS_NAME, load_results, redirected, resume_command
+
+    path = out / RESULTS_NAME
+    if not path.exists():
+        return
+    elsewhere = redirected(command, "--out", _free_directory(out))
+    hint = f"keep it and write elsewhere with `{shlex.join(elsewhere)}`"
+    try:
+        resume = resume_command(load_results(path), out)
+    except BenchError:  # damaged or foreign: nothing to resume
+        resume = None
+    if resume:
+        hint = f"resume it with `{shlex.join(resume)}`, or {hint}"
+    raise BenchError(f"{path} already exists; {hint}")
+
+
+def _free_directory(taken: Path) -> Path:
+    """``taken`` with the first suffix ``-2``, ``-3``... that names nothing yet."""
+    taken = taken if taken.name else taken.resolve()  # "." has no name to add a suffix to
+    number = 2
+    while taken.with_name(f"{taken.name}-{number}").exists():
+        number += 1
+    return taken.with_name(f"{taken.name}-{number}")

@@ -14,6 +14,7 @@ from harness.cli._shared import (
     make_policy,
     plugin_option,
     policy_options,
+    refuse_written_out,
     run_and_show,
     sink_options,
 )
@@ -229,6 +230,9 @@ def run_command(
 
     if out and resume:
         raise BenchError("--resume continues in RESULTS_DIR; it cannot be combined with --out")
+    command = ["bench", *sys.argv[1:]]
+    if out and not dry_run:
+        refuse_written_out(out, command)
     registry = get_plugins(ctx).registry
     train = {
         "epochs": epochs,
@@ -275,7 +279,7 @@ def run_command(
         resume=resume is not None,
         device=parsed.device,
         data=DataContext(data_root=data_root, download=download),
-        command=["bench", *sys.argv[1:]],
+        command=command,
         quiet=quiet,
         threads=threads,
         policy=make_policy(ctx, **policy),

@@ -47,10 +47,10 @@ from harness.comparing.verdicts import (
     judge,
 )
 from harness.errors import BenchError
+from harness.results.run_settings import NOT_SETTINGS, setting_changes
 from harness.results.store import load_results
 
 MACHINE_FIELDS = ("hostname", "cpu", "device", "device_name", "threads", "torch", "cuda")
-NOT_CONFIGURATION = ("seed", "name")
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def _check_rounds(path: Path, run: dict[str, Any]) -> None:
 
 def match_key(run: dict[str, Any]) -> str:
     """What must be equal for two runs to be compared: procedure and configuration, no seed."""
-    config = {k: v for k, v in run["config"].items() if k not in NOT_CONFIGURATION}
+    config = {k: v for k, v in run["config"].items() if k not in NOT_SETTINGS}
     return json.dumps({"procedure": run.get("procedure"), **config}, sort_keys=True, default=str)
 
 
@@ -344,7 +344,7 @@ def compare(baseline: ResultSet, candidate: ResultSet, rules: Rules) -> Comparis
                     )
                 )
     only_candidate += [
-        _unmatched(cand, baseline)
+        _unmatched(cand, baseline, candidate=True)
         for key, cand in candidate.configs.items()
         if key not in baseline.configs
     ]
@@ -356,17 +356,15 @@ def compare_files(baseline: Path | str, candidate: Path | str, rules: Rules) -> 
     return compare(load_result_set(baseline), load_result_set(candidate), rules)
 
 
-def _unmatched(config: Config, other: ResultSet) -> str:
-    """A configuration's name and, when the other file has one of the same name, what differs."""
+def _unmatched(config: Config, other: ResultSet, *, candidate: bool = False) -> str:
+    """A configuration's name and, when the other file has one of the same name, the settings
+    that differ, baseline first (``train.lr: 0.01 -> 0.05``)."""
     twin = next((c for c in other.configs.values() if c.name == config.name), None)
     if twin is None:
         return config.name
-    keys = sorted(
-        k
-        for k in config.config.keys() | twin.config.keys()
-        if k not in NOT_CONFIGURATION and config.config.get(k) != twin.config.get(k)
-    )
-    return f"{config.name} (configuration differs in: {', '.join(keys) or 'procedure'})"
+    pair = (twin.config, config.config) if candidate else (config.config, twin.config)
+    changes = ", ".join(setting_changes(*pair)) or "procedure"
+    return f"{config.name} (configuration differs in: {changes})"
 
 
 def environment_differences(

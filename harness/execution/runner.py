@@ -42,7 +42,7 @@ from harness.registry.specs import Registry
 from harness.reporting.run_figures import RUN_PLOTS, plot_runs, run_plots_note
 from harness.results.environment import capture_environment
 from harness.results.sinks import Sinks
-from harness.results.store import RESULTS_NAME, ResultsStore, atomic_write_text
+from harness.results.store import RESULTS_NAME, ResultsStore, atomic_write_text, resume_command
 
 
 @dataclass(frozen=True)
@@ -283,7 +283,8 @@ def check_resumable(
 ) -> None:
     """Refuse to mix results: the file must hold runs of this very plan, made the same way."""
     data = store.data
-    again = f"resume with the options of the original command: {shlex.join(data['command'])}"
+    command = resume_command(data, store.path.parent) or data["command"]
+    again = f"resume with the options of the original command: {shlex.join(command)}"
     recorded = data.get("suite", {})
     if (recorded.get("name"), recorded.get("procedure")) != (suite.name, suite.procedure):
         raise BenchError(

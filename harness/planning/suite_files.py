@@ -11,16 +11,27 @@ import json
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.devices import resolve_device
-from harness.errors import BenchError, OptionError, SuiteError, UnknownNameError
+from harness.errors import SuiteError, UnknownNameError
 from harness.options import Option, resolve_options
+from harness.planning.suite_checks import (
+    Problems,
+    check_keys,
+    resolved,
+    suite_error,
+    typed,
+    validated,
+)
 from harness.planning.train_settings import TRAIN_OPTIONS
 from harness.registry.specs import Registry, SuiteSpec
+
+if TYPE_CHECKING:
+    from harness.planning.protocol import Procedure
 
 TOP_LEVEL_KEYS = {
     "name",
@@ -36,13 +47,6 @@ TOP_LEVEL_KEYS = {
     "dataset_options",
     "grid",
 }
-
-
-def suite_error(source: str, key: str, message: str) -> SuiteError:
-    """An error about ``key`` of the suite read from ``source`` (a file, or ``command line``),
-    worded the same wherever a suite is checked: ``suite file X: key 'K': message``."""
-    where = source if source == "command line" else f"suite file {source}"
-    return SuiteError(f"{where}: key '{key}': {message}")
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._,=+@-]+")
@@ -165,50 +169,33 @@ def read_toml(path: Path) -> dict[str, Any]:
 def parse_suite(
     data: Mapping[str, Any], registry: Registry, *, source: str, default_name: str = "suite"
 ) -> Suite:
-    """Validate a parsed suite document against the registry; errors name ``source`` and the key."""
-    fail = partial(suite_error, source)
-    procedure_name = _typed(data, "procedure", str, "accuracy", fail)
-    try:
-        procedure = registry.procedures.get(procedure_name)
-    except UnknownNameError as exc:
-        raise fail("procedure", str(exc)) from None
-    _check_keys(data, TOP_LEVEL_KEYS | {procedure_name}, "", fail)
-
-    models = _entries(data, "models", registry.models, fail, procedure.default_models)
-    datasets = _entries(data, "datasets", registry.datasets, fail, procedure.default_datasets)
-    _merge_options(data, "model_options", models, fail)
-    _merge_options(data, "dataset_options", datasets, fail)
-    for kind, entries, collection in (
-        ("models", models, registry.models),
-        ("datasets", datasets, registry.datasets),
-    ):
-        for i, entry in enumerate(entries):
-            owner = f"{collection.kind} '{entry.name}'"
-            declared = collection.get(entry.name).options
-            _resolved(f"{kind}[{i}].options", fail, owner, declared, entry.options)
-
-    seeds = _typed(data, "seeds", list, [0], fail)
-    if not seeds or not all(
-        isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in seeds
-    ):
-        raise fail("seeds", "expected a non-empty list of non-negative integers")
-    if len(set(seeds)) != len(seeds):
-        raise fail("seeds", "a seed is listed twice; every run must differ from the others")
-    train = _typed(data, "train", dict, {}, fail)
-    _resolved("train", fail, "training", TRAIN_OPTIONS, train)
-    grid = _parse_grid(_typed(data, "grid", dict, {}, fail), fail)
-    _check_grid_values(grid, registry, models, datasets, fail)
-    device = _typed(data, "device", str, "auto", fail)
-    _validated(lambda: resolve_device(device), "device", fail)
-    threads = _typed(data, "threads", int, 0, fail)
-    if isinstance(threads, bool) or threads < 0:
-        raise fail("threads", "expected a number of torch CPU threads >= 1 (0: bench's default)")
-    settings_table = _typed(data, procedure_name, dict, {}, fail)
-    owner = f"[{procedure_name}]"
-    settings = _resolved(procedure_name, fail, owner, procedure.settings, settings_table)
+    """Validate a parsed suite document against the registry. Every problem is reported, in
+    one :class:`SuiteError` with a line per problem naming ``source`` and the key; a check that
+    depends on a value found wrong (a model's options on its name) is left out."""
+    fail = Problems(source)
+    procedure_name = fail.attempt(lambda: typed(data, "procedure", str, "accuracy", fail))
+    procedure = fail.attempt(partial(_procedure, procedure_name, registry, fail))
+    check_keys(data, TOP_LEVEL_KEYS | ({procedure_name} if procedure_name else set()), "", fail)
+    defaults = (procedure.default_models, procedure.default_datasets) if procedure else (None,) * 2
+    models = _entries(data, "models", registry.models, fail, defaults[0])
+    datasets = _entries(data, "datasets", registry.datasets, fail, defaults[1])
+    seeds = fail.attempt(lambda: _seeds(data, fail), [0])
+    train = fail.attempt(lambda: typed(data, "train", dict, {}, fail), {})
+    fail.attempt(lambda: resolved("train", fail, "training", TRAIN_OPTIONS, train))
+    grid = fail.attempt(lambda: typed(data, "grid", dict, {}, fail), {})
+    grid = _parse_grid(grid, fail)
+    if grid is not None and models is not None and datasets is not None:
+        _check_grid_values(grid, registry, models, datasets, fail)
+    device = fail.attempt(lambda: typed(data, "device", str, "auto", fail), "auto")
+    fail.attempt(lambda: validated(lambda: resolve_device(device), "device", fail))
+    threads = fail.attempt(lambda: _threads(data, fail), 0)
+    settings = fail.attempt(partial(_settings, data, procedure, fail)) if procedure else None
+    name = fail.attempt(lambda: typed(data, "name", str, default_name, fail))
+    description = fail.attempt(lambda: typed(data, "description", str, "", fail))
+    fail.raise_found()
     return Suite(
-        name=_typed(data, "name", str, default_name, fail),
-        description=_typed(data, "description", str, "", fail),
+        name=name,
+        description=description,
         procedure=procedure_name,
         models=models,
         datasets=datasets,
@@ -222,127 +209,139 @@ def parse_suite(
     )
 
 
-# TOML's names for what tomllib returns, as a suite's author knows them
-_TOML_TYPES = {
-    str: "a string",
-    list: "an array",
-    dict: "a table",
-    int: "an integer",
-    float: "a float",
-    bool: "a boolean",
-}
-
-
-def _toml_type(kind: type) -> str:
-    return _TOML_TYPES.get(kind, f"a {kind.__name__}")
-
-
-def _typed(data: Mapping[str, Any], key: str, kind: type, default: Any, fail) -> Any:
-    value = data.get(key, default)
-    if not isinstance(value, kind):
-        raise fail(key, f"expected {_toml_type(kind)}, got {_toml_type(type(value))}")
-    return value
-
-
-def _validated(check, key: str, fail) -> Any:
+def _procedure(name: str | None, registry: Registry, fail: Problems) -> Procedure | None:
+    if name is None:  # not a string: already reported
+        return None
     try:
-        return check()
-    except BenchError as exc:
-        raise fail(key, str(exc)) from None
+        return registry.procedures.get(name)
+    except UnknownNameError as exc:
+        raise fail("procedure", str(exc)) from None
 
 
-def _resolved(
-    key: str, fail, owner: str, declared: Mapping[str, Option], given: Mapping[str, Any]
-) -> dict[str, Any]:
-    """:func:`resolve_options` for the table at ``key``; an error names ``key.OPTION``."""
-    try:
-        return resolve_options(owner, declared, given)
-    except OptionError as exc:
-        raise fail(f"{key}.{exc.key}", str(exc)) from None
+def _seeds(data: Mapping[str, Any], fail: Problems) -> list[int]:
+    seeds = typed(data, "seeds", list, [0], fail)
+    if not seeds or not all(
+        isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in seeds
+    ):
+        raise fail("seeds", "expected a non-empty list of non-negative integers")
+    if len(set(seeds)) != len(seeds):
+        raise fail("seeds", "a seed is listed twice; every run must differ from the others")
+    return seeds
 
 
-def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str, fail) -> None:
-    """Refuse a key not in ``allowed``, suggesting the closest (``where`` prefixes the key)."""
-    for key in table:
-        if key not in allowed:
-            message = str(UnknownNameError("key", key, allowed))
-            if key in TRAIN_OPTIONS:
-                message += f"; training options such as {key} go in the [train] table"
-            raise fail(f"{where}{key}", message)
+def _threads(data: Mapping[str, Any], fail: Problems) -> int:
+    threads = typed(data, "threads", int, 0, fail)
+    if isinstance(threads, bool) or threads < 0:
+        raise fail("threads", "expected a number of torch CPU threads >= 1 (0: bench's default)")
+    return threads
 
 
-def _entries(data, key: str, collection, fail, default: list[str]) -> list[Entry]:
+def _settings(data: Mapping[str, Any], procedure: Procedure, fail: Problems) -> dict[str, Any]:
+    """The procedure's own table (``[pruning]``...), checked against its declared settings."""
+    table = typed(data, procedure.name, dict, {}, fail)
+    return resolved(procedure.name, fail, f"[{procedure.name}]", procedure.settings, table)
+
+
+def _entries(data, key: str, collection, fail: Problems, default) -> list[Entry] | None:
+    """The models or datasets of a suite, each with its options (over the ``[model_options]``
+    or ``[dataset_options]`` table of its name) checked; ``None`` after a problem (recorded) and
+    when there are no entries to check (``default`` is ``None``: the procedure is unknown)."""
     raw = data.get(key, default)
     if isinstance(raw, str):
         raw = [raw]
+    if raw is None:
+        return None
     if not isinstance(raw, list) or not raw:
-        raise fail(key, "expected a non-empty list of names or tables")
+        return fail.add(key, "expected a non-empty list of names or tables")
+    before = len(fail.found)
+    names = [item.get("name") if isinstance(item, dict) else item for item in raw]
+    shared = fail.attempt(lambda: _shared_options(data, f"{key[:-1]}_options", names, fail), {})
     entries: list[Entry] = []
     for i, item in enumerate(raw):
-        where = f"{key}[{i}]"
-        if isinstance(item, str):
-            item = {"name": item}
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            raise fail(where, "expected a name or a table with a 'name' key")
-        _check_keys(item, {"name", "label", "options", "train"}, f"{where}.", fail)
-        if item["name"] not in collection:
-            raise fail(
-                f"{where}.name",
-                str(UnknownNameError(collection.kind, item["name"], collection.names())),
-            )
-        options = item.get("options", {})
-        if not isinstance(options, dict):
-            raise fail(f"{where}.options", "expected a table")
-        label = item.get("label", item["name"])
-        label_key = f"{where}.label" if "label" in item else f"{where}.name"
-        if not isinstance(label, str) or safe_name(label) != label:
-            raise fail(
-                label_key,
-                f"label {label!r} must be letters, digits and ._,=+@- (not starting with a dot): "
-                "it names runs and files",
-            )
-        if any(entry.label == label for entry in entries):
-            raise fail(label_key, f"label '{label}' is used twice; give each entry its own label")
-        train = item.get("train", {})
-        if not isinstance(train, dict):
-            raise fail(f"{where}.train", "expected a table of training options")
-        _resolved(f"{where}.train", fail, "training", TRAIN_OPTIONS, train)
-        entries.append(Entry(item["name"], label, dict(options), dict(train)))
-    return entries
+        entry = _entry(item, f"{key}[{i}]", collection, shared, entries, fail)
+        if entry is not None:
+            entries.append(entry)
+    return entries if len(fail.found) == before else None
 
 
-def _merge_options(data, key: str, entries: list[Entry], fail) -> None:
-    """``[model_options.NAME]`` tables apply to every entry of that name (entry options win)."""
-    table = _typed(data, key, dict, {}, fail)
-    names = {e.name for e in entries}
+def _entry(item, where: str, collection, shared, entries: list[Entry], fail: Problems):
+    """One entry of a suite's models or datasets; ``None`` if it cannot be one (recorded)."""
+    if isinstance(item, str):
+        item = {"name": item}
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+        return fail.add(where, "expected a name or a table with a 'name' key")
+    check_keys(item, {"name", "label", "options", "train"}, f"{where}.", fail)
+    if item["name"] not in collection:
+        known = collection.names()
+        return fail.add(
+            f"{where}.name", str(UnknownNameError(collection.kind, item["name"], known))
+        )
+    label = item.get("label", item["name"])
+    label_key = f"{where}.label" if "label" in item else f"{where}.name"
+    if not isinstance(label, str) or safe_name(label) != label:
+        fail.add(
+            label_key,
+            f"label {label!r} must be letters, digits and ._,=+@- (not starting with a dot): "
+            "it names runs and files",
+        )
+    elif any(entry.label == label for entry in entries):
+        fail.add(label_key, f"label '{label}' is used twice; give each entry its own label")
+    options = _entry_table(item, "options", f"{where}.options", "expected a table", fail)
+    train = _entry_table(
+        item, "train", f"{where}.train", "expected a table of training options", fail
+    )
+    if options is not None:
+        options = {**shared.get(item["name"], {}), **options}
+        owner = f"{collection.kind} '{item['name']}'"
+        declared = collection.get(item["name"]).options
+        fail.attempt(partial(resolved, f"{where}.options", fail, owner, declared, options))
+    if train is not None:
+        fail.attempt(partial(resolved, f"{where}.train", fail, "training", TRAIN_OPTIONS, train))
+    return Entry(item["name"], str(label), dict(options or {}), dict(train or {}))
+
+
+def _entry_table(item: dict, key: str, where: str, expected: str, fail: Problems) -> dict | None:
+    """An entry's ``options`` or ``train`` table; ``None`` if it is not a table (recorded)."""
+    table = item.get(key, {})
+    return table if isinstance(table, dict) else fail.add(where, expected)
+
+
+def _shared_options(data, key: str, names: list[Any], fail: Problems) -> dict[str, Any]:
+    """``[model_options.NAME]`` tables: they apply to every entry of that name (entry options
+    win)."""
+    table = typed(data, key, dict, {}, fail)
     for name, options in table.items():
         if name not in names:
-            raise fail(
-                f"{key}.{name}", f"not one of this suite's entries: {', '.join(sorted(names))}"
-            )
-        if not isinstance(options, dict):
-            raise fail(f"{key}.{name}", "expected a table")
-    for i, entry in enumerate(entries):
-        entries[i] = replace(entry, options={**table.get(entry.name, {}), **entry.options})
+            known = ", ".join(sorted(str(n) for n in names if isinstance(n, str)))
+            fail.add(f"{key}.{name}", f"not one of this suite's entries: {known}")
+        elif not isinstance(options, dict):
+            fail.add(f"{key}.{name}", "expected a table")
+    return {name: options for name, options in table.items() if isinstance(options, dict)}
 
 
-def _parse_grid(grid: dict[str, Any], fail) -> dict[str, list[Any]]:
+def _parse_grid(grid: dict[str, Any], fail: Problems) -> dict[str, list[Any]] | None:
+    """The grid, every key checked; ``None`` after a problem (recorded)."""
+    before = len(fail.found)
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
-            raise fail(f"grid.{key}", "expected a non-empty list of values")
-        if key not in TRAIN_OPTIONS and not key.startswith(("model.", "dataset.")):
-            raise fail(
+            fail.add(f"grid.{key}", "expected a non-empty list of values")
+        elif key not in TRAIN_OPTIONS and not key.startswith(("model.", "dataset.")):
+            fail.add(
                 f"grid.{key}",
                 "expected a training option "
                 f"({', '.join(TRAIN_OPTIONS)}) or model.OPTION / dataset.OPTION",
             )
-        if len({json.dumps(v, sort_keys=True, default=str) for v in values}) != len(values):
-            raise fail(f"grid.{key}", "a value is listed twice; every run must differ")
-    return grid
+        elif len({json.dumps(v, sort_keys=True, default=str) for v in values}) != len(values):
+            fail.add(f"grid.{key}", "a value is listed twice; every run must differ")
+    return grid if len(fail.found) == before else None
 
 
 def _check_grid_values(
-    grid: dict[str, list[Any]], registry: Registry, models: list[Entry], datasets: list[Entry], fail
+    grid: dict[str, list[Any]],
+    registry: Registry,
+    models: list[Entry],
+    datasets: list[Entry],
+    fail: Problems,
 ) -> None:
     """Every grid value must be valid for every entry it applies to, before anything runs."""
     owners: dict[str, list[tuple[str, Mapping[str, Option], dict[str, Any]]]] = {
@@ -360,4 +359,4 @@ def _check_grid_values(
         for owner, declared, given in targets:
             for value in values:
                 check = partial(resolve_options, owner, declared, {**given, option or key: value})
-                _validated(check, f"grid.{key}", fail)
+                fail.attempt(partial(validated, check, f"grid.{key}", fail))

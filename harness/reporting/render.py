@@ -36,6 +36,7 @@ from harness.registry.specs import Registry
 from harness.reporting.cells import numeric_rows
 from harness.reporting.run_figures import RUN_PLOTS, plot_runs
 from harness.reporting.tables import failure_rows, markdown_table
+from harness.results.run_settings import distinguishing_settings
 from harness.results.store import RESULTS_NAME, load_results
 
 ENVIRONMENT_FIELDS = (
@@ -152,8 +153,14 @@ def _section(
 ) -> Section:
     per_source = {s.label: reports[s.label].tables or [run_table(s.results)] for s in members}
     names = list(dict.fromkeys(t.name for tables in per_source.values() for t in tables))
+    settings = distinguishing_settings(
+        {s.label: [run["config"] for run in s.results["runs"]] for s in members}
+    )
     tables = [
-        merge([(label, t) for label, ts in per_source.items() for t in ts if t.name == table])
+        with_settings(
+            merge([(label, t) for label, ts in per_source.items() for t in ts if t.name == table]),
+            settings,
+        )
         for table in names
     ]
     failures = failures_table(members)
@@ -182,6 +189,19 @@ def merge(tables: Sequence[tuple[str, Table]]) -> Table:
             lined_up.setdefault(key, []).append({"results": label, **row})
     rows = [row for group in lined_up.values() for row in group]
     return Table(first.name, rows, key=first.key, note=first.note)
+
+
+def with_settings(table: Table, settings: dict[str, dict[str, Any]]) -> Table:
+    """A merged table with a column per setting that tells its files apart (``train.lr``: see
+    :func:`harness.results.run_settings.distinguishing_settings`), after its key columns."""
+    if not settings:
+        return table
+    rows = []
+    for row in table.rows:
+        head = {c: row[c] for c in row if c == "results" or c in table.key}
+        cells = {key: values.get(row["results"]) for key, values in settings.items()}
+        rows.append({**head, **cells, **row})
+    return replace(table, rows=rows)
 
 
 def run_table(results: dict[str, Any]) -> Table:

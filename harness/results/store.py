@@ -30,7 +30,7 @@ import os
 import signal
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,9 +154,7 @@ class ResultsStore:
         execution: dict[str, Any] | None = None,
     ) -> ResultsStore:
         if path.exists():
-            raise BenchError(
-                f"{path} already exists; choose another --out directory (or --resume it)"
-            )
+            raise BenchError(f"{path} already exists; choose another --out directory")
         stamp = now()
         store = cls(
             path,
@@ -221,6 +219,31 @@ def results_path(path: Path | str) -> Path:
     """The results file itself, given the file or the directory holding it."""
     path = Path(path)
     return path / RESULTS_NAME if path.is_dir() else path
+
+
+def redirected(command: Sequence[str], option: str, directory: Path) -> list[str]:
+    """``command`` (a recorded ``bench`` command line) writing to ``directory`` through ``option``
+    (``--out`` or ``--resume``) in place of its own ``--out`` or ``--resume``, which cannot be
+    combined."""
+    kept: list[str] = []
+    skip = False
+    for arg in command:
+        if skip:
+            skip = False
+        elif arg in ("--out", "--resume"):
+            skip = True
+        elif not arg.startswith(("--out=", "--resume=")):
+            kept.append(arg)
+    return [*kept, option, str(directory)]
+
+
+def resume_command(data: dict[str, Any], directory: Path) -> list[str] | None:
+    """The command that finishes the suite of ``data`` in ``directory``: the ``bench run`` that
+    wrote it, with ``--resume`` (``None`` for results no ``bench run`` wrote)."""
+    command = list(data.get("command") or [])
+    if command[:1] != ["bench"] or "run" not in command:
+        return None
+    return redirected(command, "--resume", directory)
 
 
 def load_results(path: Path | str) -> dict[str, Any]:
