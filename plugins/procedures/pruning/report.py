@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from bench_plugins.procedures.pruning.methods import PRUNABLE_WEIGHTS
+from bench_plugins.procedures.pruning.pruning_figure import plot_pruning
 
 from harness.planning.protocol import Report, Table
 from harness.reporting.cells import Cell
-from harness.reporting.plots import plot_pruning
 from harness.reporting.tables import (
     contended,
     contention_section,
