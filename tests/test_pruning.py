@@ -100,10 +100,36 @@ def test_structured_searches_its_ratio_once_per_architecture_and_target(registry
         assert torch.equal(remembered.state_dict()[key], value)
 
 
-def test_unreachable_target_is_an_error(registry):
-    tiny = nn.Sequential(nn.Flatten(), nn.Linear(4, 2), nn.ReLU(), nn.Linear(2, 100))
-    with pytest.raises(BenchError, match="unreachable"):
-        prune_with(registry, tiny, "layer-magnitude", 0.9)
+def big_head():
+    """8 prunable weights, then a classifier of 200 weights and 100 biases (310 parameters)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(4, 2), nn.ReLU(), nn.Linear(2, 100))
+
+
+@pytest.mark.parametrize("method", UNSTRUCTURED)
+def test_a_target_the_model_cannot_reach_is_a_share_of_the_prunable_weights(registry, method):
+    """90% of 310 parameters is more than the 8 weights outside the classifier: 90% of those 8
+    go instead, the classifier keeps all of its, and the method says what it measured against."""
+    model, context = big_head(), PruningContext((4,))
+    pruned = make_permanent(registry.pruning_methods.get(method).prune(model, 0.9, context))
+    assert (pruned[1].weight == 0).sum() == round(0.9 * 8)
+    assert torch.count_nonzero(pruned[3].weight) == 200
+    assert context.notes == {"target_of": "prunable weights", "prunable_weights": 8}
+
+
+@pytest.mark.parametrize("method", UNSTRUCTURED)
+def test_prune_classifier_lets_unstructured_methods_prune_the_classifier(registry, method):
+    model, context = big_head(), PruningContext((4,), prune_classifier=True)
+    pruned = make_permanent(registry.pruning_methods.get(method).prune(model, 0.5, context))
+    assert count_params(pruned) - count_nonzero_params(pruned) == 155  # 50% of all 310
+    assert torch.count_nonzero(pruned[3].weight) < 200
+    assert context.notes == {}  # the whole model reached the target
+
+
+def test_a_model_whose_classifier_holds_every_weight_says_how_to_prune_it(registry):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 10))
+    with pytest.raises(BenchError, match="no prunable weights.*prune_classifier = true"):
+        prune_with(registry, model, "global-magnitude", 0.5)
 
 
 @pytest.mark.parametrize("target", [0.5, 0.75, 0.875, 0.9375, 0.96875])
@@ -170,6 +196,34 @@ def test_plan_has_dense_control_then_every_method_and_target(registry):
     assert latency.exclusive and not any(r.exclusive for r in runs[:-1])
 
 
+def test_scratch_without_a_width_option_is_planned_not_applicable(registry, cpu_context):
+    """Not a failure: the run records why, and the latency run does not try to make it."""
+    data = {
+        "procedure": "pruning",
+        "models": ["resnet18", "lenet5"],
+        "pruning": {"methods": ["global-magnitude", "scratch"], "targets": [50]},
+    }
+    procedure = registry.procedures.get("pruning")
+    runs = procedure.plan(parse_suite(data, registry, source="test"), registry)
+    scratch = {r.config["model"]: r for r in runs if r.config["kind"] == "scratch"}
+    reason = "model 'resnet18' has no 'width' option, which scratch variants need"
+    assert scratch["resnet18"].config["not_applicable"] == reason
+    assert "not_applicable" not in scratch["lenet5"].config
+    assert procedure.execute(scratch["resnet18"], cpu_context) == {"not_applicable": reason}
+    latency = {r.config["model"]: r.config for r in runs if r.config["kind"] == "latency"}
+    assert latency["resnet18"]["methods"] == ["global-magnitude"]
+    assert latency["lenet5"]["methods"] == ["global-magnitude", "scratch"]
+    assert not any("prune_classifier" in r.config for r in runs)  # the default: hashes as before
+
+
+def test_prune_classifier_reaches_the_runs_that_prune(registry):
+    runs = registry.procedures.get("pruning").plan(
+        tiny_suite(registry, prune_classifier=True), registry
+    )
+    flagged = {r.config["kind"] for r in runs if r.config.get("prune_classifier")}
+    assert flagged == {"prune", "latency"}
+
+
 def test_pruned_variants_need_their_dense_run_and_scratch_needs_none(registry):
     runs = registry.procedures.get("pruning").plan(tiny_suite(registry), registry)
     dense = {r.config["seed"]: r.index for r in runs if r.config["kind"] == "dense"}
@@ -188,7 +242,7 @@ def test_a_failed_dense_run_skips_its_pruned_variants_with_the_reason(registry, 
         "pruning": {"methods": ["random", "scratch"], "targets": [50], "finetune_epochs": 0},
     }
     suite = parse_suite(data, registry, source="test")
-    run_suite(suite, registry, out_dir=tmp_path, device="cpu", quiet=True)
+    outcome = run_suite(suite, registry, out_dir=tmp_path, device="cpu", quiet=True)
     records = load_results(tmp_path)["runs"]
     runs = {r["config"].get("method", r["config"]["kind"]): r for r in records}
     assert runs["dense"]["status"] == "diverged"
@@ -198,12 +252,30 @@ def test_a_failed_dense_run_skips_its_pruned_variants_with_the_reason(registry, 
         f"not run: it needs run {runs['dense']['id']}, which is diverged"
     )
     assert runs["scratch"]["status"] == "ok"  # it ran (and survived): it needs no dense run
+    # the rows without numbers say why, and no cell of theirs is missing
+    table = {row["method"]: row for row in markdown_rows(outcome.report.markdown)}
+    assert table["random"]["acc after FT %"] == "skipped (1 runs)"
+    assert table["random"]["achieved %"] == table["random"]["structure"] == "—"
+    assert table["dense"]["acc after FT %"] == "diverged (1 runs)"
+    assert (table["dense"]["seeds"], table["random"]["seeds"], table["scratch"]["seeds"]) == (
+        "0",
+        "0",
+        "1",
+    )
+    assert "nan" not in {cell for row in table.values() for cell in row.values()}
     from click.testing import CliRunner
 
     from harness.cli import cli
 
     rerun = CliRunner().invoke(cli, ["rerun", str(tmp_path), runs["random"]["id"]])
     assert rerun.exit_code == 2 and "was not run (not run: it needs run" in rerun.output
+
+
+def markdown_rows(text: str) -> list[dict[str, str]]:
+    """The rows of the first markdown table in ``text``, by column name."""
+    lines = text.split("\n|", 1)[1].split("\n\n", 1)[0].split("\n")
+    header, _, *rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+    return [dict(zip(header, row, strict=True)) for row in rows]
 
 
 def test_quick_uses_one_seed_and_fewer_targets(registry):

@@ -100,7 +100,10 @@ def register_pruning_methods(register):
 
     ``PruningMethod.prune(model, target, context)`` receives a trained model and a target fraction
     of parameters to remove and returns the pruned model (masks made permanent or layers
-    physically shrunk). Suite files name methods in ``[pruning] methods``.
+    physically shrunk). ``context.prune_classifier`` is the suite's setting (whether the final
+    classifier may be pruned); a method that measured the target against only the weights it may
+    prune says so in ``context.notes`` (``target_of``), which the run's metrics keep. Suite files
+    name methods in ``[pruning] methods``.
 
     Built in: ``random``, ``layer-magnitude``, ``global-magnitude`` and ``structured``.
     """

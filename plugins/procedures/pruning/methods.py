@@ -1,9 +1,14 @@
 """Pruning a trained model to a target fraction of its parameters.
 
 Targets are fractions of *all* the model's parameters (biases and the classifier included), so
-an "87.5% drop" means 1/8 of the parameters remain, whatever the method. The classifier (the
-last Conv/Linear layer, whose outputs are the logits) is never pruned, and biases are kept, so
-unstructured methods prune the remaining weights at a correspondingly higher rate.
+an "87.5% drop" means 1/8 of the parameters remain, whatever the method. Biases are kept, and so,
+unless the suite sets ``prune_classifier``, is the classifier (the last Conv/Linear layer, whose
+outputs are the logits), as in ShrinkBench; unstructured methods prune the remaining weights at a
+correspondingly higher rate. Where those weights are fewer than the target asks (a model whose
+classifier holds most of its parameters), an unstructured method removes the target's share of
+the weights it may prune instead, and notes so (``target_of``). Structured pruning never removes
+the classifier's outputs, but shrinks its inputs with the layer before it, so it aims at the
+whole model's target in any case.
 
 Unstructured methods attach ``torch.nn.utils.prune`` masks, which keep pruned weights at zero
 while the model is fine-tuned; :func:`make_permanent` folds them into the weights afterwards.
@@ -15,7 +20,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch_pruning as tp
@@ -26,13 +32,23 @@ from harness.errors import BenchError
 from harness.measuring.flops import count_nonzero_params, count_params
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+PRUNABLE_WEIGHTS = "prunable weights"  # what a target is a share of when the model cannot reach it
 
 
 @dataclass(frozen=True)
 class PruningContext:
-    """What a pruning method may need besides the model: an input example for graph tracing."""
+    """What a pruning method may need besides the model, and where it says how it read the target.
+
+    ``input_shape`` is an input example's, for graph tracing; ``prune_classifier`` is the suite's
+    setting: whether the final classifier's weights may be pruned too (a method that cannot prune
+    them ignores it). A method may record facts about what it did in ``notes``, which the run's
+    metrics keep: the built-in unstructured methods set ``target_of`` to ``"prunable weights"``
+    (and ``prunable_weights`` to their count) when they measured the target against those.
+    """
 
     input_shape: tuple[int, ...]
+    prune_classifier: bool = False
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -57,21 +73,30 @@ def classifier(model: nn.Module) -> nn.Module:
     return layers[-1]
 
 
-def prunable_layers(model: nn.Module) -> list[nn.Module]:
+def prunable_layers(model: nn.Module, with_classifier: bool = False) -> list[nn.Module]:
+    """The Conv/Linear layers whose weights may be pruned: all but the classifier, unless
+    ``with_classifier``."""
     head = classifier(model)
-    return [m for m in model.modules() if isinstance(m, PRUNABLE) and m is not head]
+    return [
+        m for m in model.modules() if isinstance(m, PRUNABLE) and (with_classifier or m is not head)
+    ]
 
 
-def weights_to_remove(model: nn.Module, target: float) -> int:
-    """How many weights must be zeroed so that ``target`` of all parameters are removed."""
-    needed = round(target * count_params(model))
-    available = sum(m.weight.numel() for m in prunable_layers(model))
-    if needed > available:
+def weights_to_remove(model: nn.Module, target: float, context: PruningContext) -> int:
+    """How many weights of the prunable layers to zero: so that ``target`` of all parameters are
+    removed, or, where those weights are fewer, ``target`` of them (noted in ``context``)."""
+    total = count_params(model)
+    needed = round(target * total)
+    available = sum(m.weight.numel() for m in prunable_layers(model, context.prune_classifier))
+    if needed <= available:
+        return needed
+    if not available:
         raise BenchError(
-            f"target {100 * target:g}% is unreachable: only {available} of "
-            f"{count_params(model)} parameters are prunable weights"
+            f"model has no prunable weights: its classifier holds all {total} of its weights "
+            "(set prune_classifier = true to prune it)"
         )
-    return needed
+    context.notes.update(target_of=PRUNABLE_WEIGHTS, prunable_weights=available)
+    return round(target * available)
 
 
 def _layerwise(
@@ -80,8 +105,8 @@ def _layerwise(
     """Prune every layer at the same rate, chosen so the whole model meets the target."""
 
     def apply(model: nn.Module, target: float, context: PruningContext) -> nn.Module:
-        layers = prunable_layers(model)
-        rate = weights_to_remove(model, target) / sum(m.weight.numel() for m in layers)
+        layers = prunable_layers(model, context.prune_classifier)
+        rate = weights_to_remove(model, target, context) / sum(m.weight.numel() for m in layers)
         for layer in layers:
             method(layer, name="weight", amount=rate)
         return model
@@ -91,11 +116,11 @@ def _layerwise(
 
 def global_magnitude(model: nn.Module, target: float, context: PruningContext) -> nn.Module:
     """Remove the smallest-magnitude weights across all layers together (L1, unstructured)."""
-    layers = prunable_layers(model)
+    layers = prunable_layers(model, context.prune_classifier)
     prune.global_unstructured(
         [(m, "weight") for m in layers],
         pruning_method=prune.L1Unstructured,
-        amount=weights_to_remove(model, target),
+        amount=weights_to_remove(model, target, context),
     )
     return model
 

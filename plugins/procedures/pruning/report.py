@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench_plugins.procedures.pruning.methods import PRUNABLE_WEIGHTS
+from bench_plugins.procedures.pruning.pruning_figure import plot_pruning
+
 from harness.planning.protocol import Report, Table
 from harness.reporting.cells import Cell
-from harness.reporting.plots import plot_pruning
 from harness.reporting.tables import (
     contended,
     contention_section,
@@ -57,97 +59,105 @@ def with_latency(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One record per model x dataset x method x target, seeds aggregated (numbers, not text)."""
+    """One record per model x dataset x method x target, seeds aggregated (numbers, not text); a
+    configuration without numbers (its runs failed, or were not applicable) has ``seeds`` 0."""
     rows = []
     for (model, dataset, method, target), members in group(
         with_latency(results["runs"]), _key
     ).items():
+        subject = {"model": model, "dataset": dataset, "method": method, "target": target}
         ok = [r["metrics"] for r in members if r["status"] == "ok"]
-        if not ok:
-            rows.append(
-                {
-                    "model": model,
-                    "dataset": dataset,
-                    "method": method,
-                    "target": target,
-                    "seeds": 0,
-                    "runs": len(members),
-                    "statuses": sorted({r["status"] for r in members}),
-                }
-            )
+        measured = [m for m in ok if "not_applicable" not in m]
+        if not measured:
+            rows.append({**subject, **_without_numbers(members), "seeds": 0, "runs": len(members)})
             continue
-        first = ok[0]
-        latencies = [m["latency"] for m in ok if "latency" in m]
-        after = [m["accuracy_after"] for m in ok]
-        before = [m["accuracy_before"] for m in ok if m["accuracy_before"] is not None]
+        first = measured[0]
+        latencies = [m["latency"] for m in measured if "latency" in m]
         rows.append(
             {
-                "model": model,
-                "dataset": dataset,
-                "method": method,
-                "target": target,
+                **subject,
                 "structure": first.get("structure", "dense (control)"),
-                "achieved": mean_std(m["achieved_drop"] for m in ok)[0],
+                "target_of": first.get("target_of"),
+                "prunable_weights": first.get("prunable_weights"),
+                "dense_params": first.get("dense_params"),
+                "achieved": mean_std(m["achieved_drop"] for m in measured)[0],
                 "params_total": first["params_total"],
                 "params_nonzero": first["params_nonzero"],
-                "compression": mean_std(m["compression"] for m in ok)[0],
+                "compression": mean_std(m["compression"] for m in measured)[0],
                 "flops": first["flops"],
                 "flops_effective": first["flops_effective"],
-                "speedup": mean_std(m["speedup"] for m in ok)[0],
+                "speedup": mean_std(m["speedup"] for m in measured)[0],
                 "latency_ms": mean_std(m["median_ms"] for m in latencies)[0] if latencies else None,
                 "latency_contended": any(contended(m) for m in latencies),
                 "latency_batch": latencies[0]["batch_size"] if latencies else None,
                 "device": results["environment"].get("device"),
-                "before": before,
-                "after": after,
-                "seeds": len(ok),
+                "before": [
+                    m["accuracy_before"] for m in measured if m["accuracy_before"] is not None
+                ],
+                "after": [m["accuracy_after"] for m in measured],
+                "seeds": len(measured),
                 "runs": len(members),
             }
         )
     return rows
 
 
+def _without_numbers(members: list[dict[str, Any]]) -> dict[str, Any]:
+    """Why a configuration has no numbers: its runs' statuses, or the reason it does not apply."""
+    reasons = {r["metrics"]["not_applicable"] for r in members if r["status"] == "ok"}
+    if reasons:
+        return {"statuses": [NOT_APPLICABLE], "reason": "; ".join(sorted(reasons))}
+    return {"statuses": sorted({r["status"] for r in members})}
+
+
+NOT_APPLICABLE = "n/a"
+
+
 def _table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The table's rows, every one with every column: a configuration without numbers shows
+    why in its accuracy column and "—" in the others, never a missing cell."""
     control = {(r["model"], r["dataset"]): r for r in rows if r["method"] == "dense" and r["seeds"]}
-    lines = []
-    for r in rows:
-        if not r["seeds"]:
-            lines.append(
-                {
-                    "model": r["model"],
-                    "method": r["method"],
-                    "target %": f"{r['target']:g}",
-                    "acc after FT %": f"{'/'.join(r['statuses'])} ({r['runs']} runs)",
-                }
-            )
-            continue
-        base = control.get((r["model"], r["dataset"]))
-        delta = (100 * (mean_std(r["after"])[0] - mean_std(base["after"])[0])) if base else None
-        lines.append(
-            {
-                "model": r["model"],
-                "method": r["method"],
-                "structure": r["structure"],
-                "target %": f"{r['target']:g}",
-                "achieved %": f"{100 * r['achieved']:.1f}",
-                "params (total / nonzero)": Cell(
-                    f"{r['params_total']:,} / {r['params_nonzero']:,}",
-                    {"params total": r["params_total"], "params nonzero": r["params_nonzero"]},
-                ),
-                "compression": f"{r['compression']:.1f}x",
-                "FLOPs dense": human(r["flops"]),
-                "FLOPs effective": human(r["flops_effective"]),
-                "speed-up": f"{r['speedup']:.1f}x",
-                f"latency ms (b{r['latency_batch']}, {r['device']})": _latency(r),
-                "acc before FT %": pct(r["before"]),
-                "acc after FT %": pct(r["after"]),
-                "Δ vs dense pp": "—"
-                if delta is None or r["method"] == "dense"
-                else f"{delta:+.1f}",
-                "seeds": r["seeds"],
-            }
-        )
-    return lines
+    share = any(r.get("target_of") for r in rows)  # a target column's meaning varies
+    lines = [_line(r, control.get((r["model"], r["dataset"])), share) for r in rows]
+    columns = list(dict.fromkeys(k for line in sorted(lines, key=len, reverse=True) for k in line))
+    return [{c: line.get(c, Cell("—")) for c in columns} for line in lines]
+
+
+def _line(r: dict[str, Any], base: dict[str, Any] | None, share: bool) -> dict[str, Any]:
+    target = {"target %": f"{r['target']:g}"}
+    if share:
+        known = r["seeds"] and r["method"] != "dense"
+        target["target of"] = r.get("target_of") or (ALL if known else "—")
+    if not r["seeds"]:
+        accuracy = "/".join(r["statuses"])
+        if NOT_APPLICABLE not in r["statuses"]:
+            accuracy += f" ({r['runs']} runs)"
+        return {"model": r["model"], "method": r["method"], **target, "acc after FT %": accuracy,
+                "seeds": 0}  # fmt: skip
+    delta = (100 * (mean_std(r["after"])[0] - mean_std(base["after"])[0])) if base else None
+    return {
+        "model": r["model"],
+        "method": r["method"],
+        "structure": r["structure"],
+        **target,
+        "achieved %": f"{100 * r['achieved']:.1f}",
+        "params (total / nonzero)": Cell(
+            f"{r['params_total']:,} / {r['params_nonzero']:,}",
+            {"params total": r["params_total"], "params nonzero": r["params_nonzero"]},
+        ),
+        "compression": f"{r['compression']:.1f}x",
+        "FLOPs dense": human(r["flops"]),
+        "FLOPs effective": human(r["flops_effective"]),
+        "speed-up": f"{r['speedup']:.1f}x",
+        f"latency ms (b{r['latency_batch']}, {r['device']})": _latency(r),
+        "acc before FT %": pct(r["before"]),
+        "acc after FT %": pct(r["after"]),
+        "Δ vs dense pp": "—" if delta is None or r["method"] == "dense" else f"{delta:+.1f}",
+        "seeds": r["seeds"],
+    }
+
+
+ALL = "all parameters"
 
 
 def _latency(row: dict[str, Any]) -> Cell:
@@ -166,6 +176,28 @@ NOTE = (
 )
 
 
+def footnotes(rows: list[dict[str, Any]]) -> str:
+    """What the table's "prunable weights" targets and "n/a" rows mean, for the models they
+    concern."""
+    notes = []
+    partial = {r["model"]: r for r in rows if r.get("target_of") == PRUNABLE_WEIGHTS}
+    if partial:
+        counts = "; ".join(
+            f"{model}: {r['prunable_weights']:,} of {r['dense_params']:,}"
+            for model, r in partial.items()
+        )
+        notes.append(
+            f"**Targets of {PRUNABLE_WEIGHTS}**: where the weights a method may prune ({counts} "
+            "parameters) are fewer than the target asks of the whole model, it removes the "
+            "target's share of those weights instead; achieved % is always of all parameters. "
+            "Set `prune_classifier = true` under `[pruning]` to let the unstructured methods "
+            "prune the final classifier too."
+        )
+    for reason in sorted({r["reason"] for r in rows if "reason" in r}):
+        notes.append(f"**{NOT_APPLICABLE}**: not applicable, {reason}.")
+    return "".join(f"\n\n{note}" for note in notes)
+
+
 def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:
     rows = summarize(results)
     runs = results["runs"]
@@ -174,6 +206,7 @@ def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:
         f"## {results['suite']['name']}: accuracy against parameters removed\n\n"
         f"{context_line(results)}\n\n{NOTE}\n\n"
         + markdown_table(table.rows)
+        + footnotes(rows)
         + contention_section(runs)
         + failures_section(runs)
         + "\n"

@@ -4,8 +4,9 @@ For each model, dataset and seed a dense model is trained and checkpointed (a st
 pruning method then prunes that checkpoint to each target, is tested before fine-tuning,
 fine-tuned with the same budget as every other variant, and tested again. ``scratch`` variants
 are the same architecture made narrower (its ``width`` option) to the same parameter counts and
-trained from scratch with the dense training plus fine-tuning budget. The dense control is
-fine-tuned with that budget too, so every row has had the same amount of training.
+trained from scratch with the dense training plus fine-tuning budget (a model without a
+``width`` option cannot be made narrower: its scratch runs record ``not_applicable`` instead).
+The dense control is fine-tuned with that budget too, so every row has had the same training.
 
 Forward latency is timed apart from all that: one ``latency`` run per model and dataset, after
 the others, re-makes each seed's variant structures from its dense checkpoint (pruning is
@@ -57,6 +58,9 @@ SETTINGS = {
     ),
     "finetune_epochs": Option(3, "fine-tuning epochs for every variant", "int", minimum=0),
     "latency_batch": Option(64, "batch size of the forward latency measurement", "int", minimum=1),
+    "prune_classifier": Option(
+        False, "unstructured methods may prune the final classifier's weights too", "bool"
+    ),
     "quick": Option(
         False, f"one seed, targets {', '.join(map(str, QUICK_TARGETS))}%, fewer epochs", "bool"
     ),
@@ -103,10 +107,14 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
         )
         return len(runs) - 1
 
-    denses = []  # (model, dataset, its dense runs)
+    # set only where not the default, so that runs planned before these keys keep their hashes
+    pruned = {"prune_classifier": True} if settings["prune_classifier"] else {}
+    denses = []  # (model, dataset, its dense runs, the methods its latency run re-makes)
     for model in suite.models:
+        scratch = _scratch_applicability(model.name, registry)
+        timed = [m for m in settings["methods"] if not (m == SCRATCH and scratch)]
         for dataset in suite.datasets:
-            denses.append((model, dataset, []))
+            denses.append((model, dataset, [], timed))
             for seed in seeds:
                 dense = add("dense", model, dataset, seed)
                 denses[-1][2].append(dense)
@@ -114,15 +122,32 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
                     for target in targets:
                         kind = SCRATCH if method == SCRATCH else "prune"
                         needs = () if kind == SCRATCH else (dense,)  # scratch trains anew
-                        add(kind, model, dataset, seed, needs, method=method, target=target)
-    for model, dataset, needs in denses:  # timed alone, after everything else
+                        extra = scratch if kind == SCRATCH else pruned
+                        add(kind, model, dataset, seed, needs, method=method, target=target,
+                            **extra)  # fmt: skip
+    for model, dataset, needs, timed in denses:  # timed alone, after everything else
         add("latency", model, dataset, seeds[0], tuple(needs), True, seeds=list(seeds),
-            methods=settings["methods"], targets=targets)  # fmt: skip
+            methods=timed, targets=targets, **pruned)  # fmt: skip
     return runs
+
+
+def _scratch_applicability(model: str, registry: Registry) -> dict[str, str]:
+    """Nothing for a model with a ``width`` option; otherwise the ``not_applicable`` reason its
+    scratch runs record instead of training (they are not failures: the model cannot be made
+    narrower)."""
+    if "width" in registry.models.get(model).options:
+        return {}
+    return {"not_applicable": _no_width(model)}
+
+
+def _no_width(model: str) -> str:
+    return f"model '{model}' has no 'width' option, which scratch variants need"
 
 
 def execute(run: Run, ctx: RunContext) -> dict[str, Any]:
     config = run.config
+    if "not_applicable" in config:
+        return {"not_applicable": config["not_applicable"]}
     splits = open_splits(ctx, config["dataset"], config["dataset_options"], config["seed"])
     if config["kind"] == "dense":
         return _dense(config, ctx, splits)
@@ -179,7 +204,7 @@ def _check_classification(suite: Suite, registry: Registry) -> None:
 
 def _prune(config, ctx: RunContext, splits) -> dict[str, Any]:
     dense = _load_dense(config, ctx, splits)
-    model = _pruned(dense, config["method"], config["target"], config["seed"], ctx, splits)
+    model, notes = _pruned(dense, config["method"], config["target"], config, ctx, splits)
     method = ctx.registry.pruning_methods.get(config["method"])
     train_config = TrainConfig.from_options(config["train"])
     before = _test(model, splits, ctx, train_config)
@@ -191,14 +216,19 @@ def _prune(config, ctx: RunContext, splits) -> dict[str, Any]:
         "accuracy_after": _test(model, splits, ctx, train_config),
         "structure": method.structure,
         "finetune_history": finetune,
+        **notes,
     }
 
 
-def _pruned(dense: nn.Module, method_name: str, target: float, seed: int, ctx, splits):
-    """A pruned copy of ``dense``, exactly as a pruning run of that method and target makes it."""
+def _pruned(
+    dense: nn.Module, method_name: str, target: float, config, ctx, splits
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A pruned copy of ``dense``, exactly as a pruning run of that method and target makes it
+    (``config`` gives the seed and ``prune_classifier``), and what the method noted."""
     method = ctx.registry.pruning_methods.get(method_name)
-    seed_everything(seed)  # random pruning draws from the seeded generator
-    return method.prune(copy.deepcopy(dense), target / 100, PruningContext(splits.input_shape))
+    seed_everything(config["seed"])  # random pruning draws from the seeded generator
+    context = PruningContext(splits.input_shape, config.get("prune_classifier", False))
+    return method.prune(copy.deepcopy(dense), target / 100, context), context.notes
 
 
 def _narrower(config, target: float, ctx: RunContext, splits) -> tuple[nn.Module, float]:
@@ -255,7 +285,7 @@ def _structure(dense: nn.Module, method: str, target: float, config, ctx, splits
     """The model a variant's run made, with its masks made permanent: only its shapes matter."""
     if method == SCRATCH:
         return _narrower(config, target, ctx, splits)[0]
-    model = _pruned(dense, method, target, config["seed"], ctx, splits)
+    model = _pruned(dense, method, target, config, ctx, splits)[0]
     make_permanent(model)
     return model
 
@@ -285,7 +315,7 @@ def width_for_target(
     The bisection builds some 30 models, so its answer is kept for the process: every seed's
     scratch variant (and the latency run, which rebuilds them all) has the same width."""
     if "width" not in spec.options:
-        raise BenchError(f"model '{spec.name}' has no 'width' option, which scratch variants need")
+        raise BenchError(_no_width(spec.name))
     key = (spec.name, spec.build, tuple(input_shape), num_classes, _frozen(options), target)
     if key not in _WIDTHS:
         _WIDTHS[key] = _search_width(spec, input_shape, num_classes, options, target)
