@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from bench_plugins.procedures.throughput.study import summary_row
 from click.testing import CliRunner
 from torch import nn
 
@@ -11,6 +12,7 @@ from harness.cli import cli
 from harness.devices import available_devices
 from harness.errors import BenchError, SuiteError
 from harness.execution.runner import run_suite
+from harness.measuring.timer import Cap, Timing
 from harness.planning.overrides import Overrides, load_suite_with
 from harness.planning.suite_files import find_suite, parse_suite
 from harness.registry.loading import load_plugins
@@ -177,6 +179,7 @@ def bench(*args):
 def test_bench_time_json_writes_a_results_file(tmp_path):
     args = "--model lenet5 --dataset digits --device cpu --threads 1 --batch-size 2 --batch-size 8"
     loop = "--mode forward --mode epoch --warmup 0 --repeats 2 --min-time 0 --max-time 1"
+    loop += " --min-repeats 1 --time-limit 3"
     result = bench("time", *args.split(), *loop.split(), "--json", "--out", str(tmp_path / "t"))
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -185,6 +188,8 @@ def test_bench_time_json_writes_a_results_file(tmp_path):
     assert [m["batch_size"] for m in metrics] == [2, 8] and metrics[0]["threads"] == 1
     assert set(metrics[0]) >= {"forward", "epoch"} and "train_step" not in metrics[0]
     assert (metrics[0]["forward"]["n"], metrics[0]["forward"]["warmup_iterations"]) == (2, 0)
+    loop_settings = data["runs"][0]["config"]["loop"]
+    assert (loop_settings["min_repeats"], loop_settings["time_limit"]) == (1, 3.0)
     assert load_results(data["results"])["suite"]["procedure"] == "throughput"
 
 
@@ -225,3 +230,24 @@ def test_bench_profile_prints_top_operators_and_the_trace_location(tmp_path):
     assert "### Top operators" in result.stdout and "| aten::" in result.stdout
     assert f"traces:  {out / 'traces'}" in result.stdout
     assert list((out / "traces" / "mlp-digits-cpu-b4").glob("*.pt.trace.json"))
+
+
+def timed_run(**records):
+    """A stored throughput run whose modes hold ``records`` (timing records)."""
+    config = {"model_label": "big", "device": "cpu", "batch_size": 128}
+    metrics = {"params": 11_689_512, "input_shape": [3, 224, 224], **records}
+    return {"status": "ok", "config": config, "metrics": metrics}
+
+
+def test_the_table_says_which_cap_cut_a_measurement_short():
+    capped = Timing([4.0, 4.5], 1, 4.0, Cap("time_limit", 8.0, 5, 1.0)).to_dict()
+    full = Timing([0.01] * 5, 1, 0.01).to_dict()
+    row = summary_row(timed_run(forward=full, train_step=capped), ["forward", "train_step"])
+    assert row["train step (IQR) ms"].endswith("†") and not row["forward (IQR) ms"].endswith("†")
+    assert row["flags"] == "train_step capped by time_limit=8: 2 of 5 samples"
+
+
+def test_a_cap_with_every_sample_says_how_many_seconds_it_took_of_those_wanted():
+    capped = Timing([0.001] * 20, 0, 0.0, Cap("max_repeats", 20, 5, 1.0)).to_dict()
+    row = summary_row(timed_run(forward=capped), ["forward"])
+    assert row["flags"] == "forward capped by max_repeats=20: 0.02 of 1 s"

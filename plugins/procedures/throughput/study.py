@@ -39,7 +39,7 @@ from harness.reporting.tables import (
     point_label,
 )
 
-QUICK_LOOP = LoopSettings(warmup=1, repeats=3, min_time=0.0, max_time=1.0)
+QUICK_LOOP = LoopSettings(warmup=1, repeats=3, min_time=0.0, max_time=1.0, min_repeats=1)
 
 SETTINGS = {
     "batch_sizes": Option((1, 32, 128), "batch sizes, one run each", "ints", minimum=1),
@@ -56,8 +56,18 @@ SETTINGS = {
     "min_time": Option(1.0, "seconds of recorded samples, at least", "float", minimum=0.0),
     "max_time": Option(
         10.0,
-        "stop recording after this many seconds of samples even when "
-        "repeats/min_time are not met (the result says 'capped')",
+        "stop recording after this many seconds of samples even when repeats/min_time are "
+        "not met, once there are min_repeats samples (the result says 'capped')",
+        "float",
+        minimum=0.0,
+    ),
+    "min_repeats": Option(
+        5, "samples that max_time does not cut below (repeats, if fewer)", "int", minimum=1
+    ),
+    "time_limit": Option(
+        60.0,
+        "hard ceiling: stop after this many seconds of samples (or max_time, if longer) even "
+        "below min_repeats",
         "float",
         minimum=0.0,
     ),
@@ -127,7 +137,7 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
 def _loop_settings(settings: dict[str, Any]) -> LoopSettings:
     if settings["quick"]:
         return QUICK_LOOP
-    keys = ("warmup", "warmup_time", "repeats", "min_time", "max_time")
+    keys = ("warmup", "warmup_time", "repeats", "min_time", "max_time", "min_repeats", "time_limit")
     return LoopSettings(**{k: settings[k] for k in keys})
 
 
@@ -186,9 +196,11 @@ NOTE = (
     "train samples/s: batch / train-step median; epoch samples/s: one training epoch "
     "through the harness's data path. Peak memory: CUDA peak allocated; on CPU the rise of "
     "resident memory during the measurement. flags: contended (the machine was busy: the "
-    "figure is not to be trusted, see below), noisy (IQR/median > 10%), capped (stopped at "
-    "max_time before repeats and min_time were met)."
+    "figure is not to be trusted, see below), noisy (IQR/median > 10%), capped (a cap stopped "
+    "the measurement before repeats and min_time were met: which cap, and the samples or "
+    "seconds taken of those wanted; its latency is marked †)."
 )
+CAPPED_MARK = "†"
 
 
 def summary_row(run: dict[str, Any], modes: list[str]) -> dict[str, Any]:
@@ -229,7 +241,8 @@ def _latency(record: dict[str, Any] | None, label: str) -> Cell:
         return Cell("—")
     median, iqr = record["median"] * 1e3, record["iqr"] * 1e3
     numbers = {f"{label} median ms": median, f"{label} IQR ms": iqr}
-    return Cell(f"{_digits(median)} ({_digits(iqr)})", numbers)
+    mark = CAPPED_MARK if record.get("capped") else ""
+    return Cell(f"{_digits(median)} ({_digits(iqr)}){mark}", numbers)
 
 
 def _digits(value: float) -> str:
@@ -264,12 +277,25 @@ def _flags(metrics: dict[str, Any], modes: list[str]) -> str:
         record = metrics.get(mode, {})
         marks = [
             *(["contended"] if contended(record) else []),
-            *([f"capped (n={record['n']})"] if record.get("capped") else []),
+            *([_cap_text(record)] if record.get("capped") else []),
             *(["noisy"] if record.get("noisy") and not record.get("capped") else []),
         ]
         if marks:
             flags.append(f"{mode} {' '.join(marks)}")
     return ", ".join(flags) or "—"
+
+
+def _cap_text(record: dict[str, Any]) -> str:
+    """Which cap stopped a measurement, and the samples (or, when those were there, the
+    seconds) it took of those wanted: 'capped by max_time=10: 2 of 5 samples'."""
+    cap = record.get("cap")
+    if not cap:  # recorded before bench said which cap
+        return f"capped (n={record['n']})"
+    if cap["taken_samples"] < cap["wanted_samples"]:
+        short = f"{cap['taken_samples']} of {cap['wanted_samples']} samples"
+    else:
+        short = f"{cap['taken_s']:.2g} of {cap['wanted_s']:g} s"
+    return f"capped by {cap['by']}={cap['limit']:g}: {short}"
 
 
 def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:
