@@ -13,6 +13,7 @@ from harness.devices import available_devices
 from harness.errors import BenchError, SuiteError
 from harness.execution.runner import run_suite
 from harness.measuring.timer import Cap, Timing
+from harness.measuring.workload import timing_suite
 from harness.planning.overrides import Overrides, load_suite_with
 from harness.planning.suite_files import find_suite, parse_suite
 from harness.registry.loading import load_plugins
@@ -251,3 +252,69 @@ def test_a_cap_with_every_sample_says_how_many_seconds_it_took_of_those_wanted()
     capped = Timing([0.001] * 20, 0, 0.0, Cap("max_repeats", 20, 5, 1.0)).to_dict()
     row = summary_row(timed_run(forward=capped), ["forward"])
     assert row["flags"] == "forward capped by max_repeats=20: 0.02 of 1 s"
+
+
+WIDE_HEAD = """
+from torch import nn
+
+from harness import ModelSpec, hookimpl
+
+
+def wide_head(input_shape, num_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, num_classes))
+
+
+@hookimpl
+def register_models(register):
+    register(ModelSpec("wide-head", "a linear layer to 1000 classes", wide_head,
+                       input_shape=(3, 2, 2), num_classes=1000))
+"""
+
+
+def test_bench_time_times_the_model_bench_list_models_lists(tmp_path):
+    plugin = tmp_path / "wide_head.py"
+    plugin.write_text(WIDE_HEAD)
+    listed = bench("list", "models", "--json", "--plugin", str(plugin))
+    (row,) = [r for r in json.loads(listed.stdout) if r["name"] == "wide-head"]
+    args = "--batch-size 2 --mode forward --quick --threads 1 --json"
+    timed = bench("time", "--model", "wide-head", "--plugin", str(plugin), *args.split(),
+                  "--out", str(tmp_path / "t"))  # fmt: skip
+    assert timed.exit_code == 0, timed.output
+    (run,) = json.loads(timed.stdout)["runs"]
+    assert run["metrics"]["params"] == row["params"] == 12 * 1000 + 1000
+    assert run["config"]["dataset_options"] == {"shape": "3x2x2", "classes": 1000}
+
+
+def plan_synthetic(registry, models, **options):
+    overrides = Overrides(
+        models=models,
+        dataset_options=options,
+        settings={"devices": ("cpu",), "batch_sizes": (1,)},
+    )
+    suite = timing_suite(None, overrides, registry, "t")
+    runs = registry.procedures.get("throughput").plan(suite, registry)
+    return {r.config["model"]: r.config["dataset_options"] for r in runs}
+
+
+def test_synthetic_takes_classes_only_for_models_listed_for_classification(registry):
+    options = plan_synthetic(registry, ["mlp", "gru", "autoencoder"])
+    assert options["mlp"] == {"shape": "1x28x28", "classes": 10}
+    assert options["gru"] == {"shape": "10x1"}  # listed for regression, with one output
+    assert options["autoencoder"] == {"shape": "1x28x28"}  # listed for reconstruction
+
+
+def test_the_users_classes_and_shape_win_over_the_models(registry):
+    """Dataset options without a dataset (bench time --dataset-opt) reach the default one."""
+    options = plan_synthetic(registry, ["resnet18"], classes="7", shape="3x32x32")
+    assert options["resnet18"] == {"shape": "3x32x32", "classes": "7"}
+
+
+def test_a_classifier_listed_with_one_class_is_refused_with_the_way_out():
+    registry = load_plugins().registry
+    one = ModelSpec(
+        "one", "one class", lambda s, n: nn.Linear(2, n), input_shape=(2,), num_classes=1
+    )
+    registry.models.add(one, "test")
+    with pytest.raises(BenchError, match="listed with 1 class.*classes=N"):
+        plan_synthetic(registry, ["one"])
+    assert plan_synthetic(registry, ["one"], classes="3")["one"]["classes"] == "3"

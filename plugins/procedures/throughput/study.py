@@ -3,8 +3,9 @@ sizes on every device asked for; optionally a ``torch.profiler`` trace of one st
 
 One run per model x dataset x grid point x device x batch size, so a CUDA out-of-memory error is
 recorded as status ``oom`` for that batch size alone; no batch size is ever changed. On the
-``synthetic`` dataset each model gets inputs of its own geometry (``ModelSpec.input_shape``) unless
-the suite gives a ``shape``. Only the suite's first seed is used: it fixes the data and weights.
+``synthetic`` dataset each model gets the geometry ``bench list models`` lists it with (its
+``input_shape`` and, for a classification model, its ``num_classes``) unless the suite gives a
+``shape`` or ``classes``. Only the suite's first seed is used: it fixes the data and weights.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from harness.options import Option
 from harness.planning.protocol import Procedure, Report, RunContext, Table
 from harness.planning.run_configs import apply_point, grid_points, subject
 from harness.planning.suite_files import Entry, Run, Suite
-from harness.registry.specs import Registry
+from harness.registry.specs import ModelSpec, Registry
 from harness.reporting.cells import Cell
 from harness.reporting.tables import (
     contended,
@@ -108,9 +109,9 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
     }
     runs = []
     for model in suite.models:
-        shape = registry.models.get(model.name).input_shape
+        spec = registry.models.get(model.name)
         for dataset, point in itertools.product(suite.datasets, grid_points(suite.grid)):
-            dataset = _own_geometry(dataset, shape)
+            dataset = _own_geometry(dataset, spec, registry)
             model_options, dataset_options, train = apply_point(point, model, dataset, suite.train)
             _check_fits(registry, dataset.name, dataset_options, settings["batch_sizes"])
             for device, batch in itertools.product(devices, settings["batch_sizes"]):
@@ -157,11 +158,22 @@ def _check_fits(
         raise BenchError(too_small(max(batch_sizes), train))
 
 
-def _own_geometry(dataset: Entry, input_shape: tuple[int, ...]) -> Entry:
-    """Synthetic data takes the model's own input shape unless the suite sets one."""
-    if dataset.name != "synthetic" or "shape" in dataset.options:
+def _own_geometry(dataset: Entry, model: ModelSpec, registry: Registry) -> Entry:
+    """Synthetic data takes the geometry ``bench list models`` lists the model with, so that the
+    model timed is the one listed: its input shape and, when the model is listed for the data's
+    own task (classification), its classes. Options the suite or the user set win; a model listed
+    for another task keeps the data's classes (the dataset's task decides whether it fits)."""
+    if dataset.name != "synthetic":
         return dataset
-    return replace(dataset, options={**dataset.options, "shape": "x".join(map(str, input_shape))})
+    listed = {"shape": "x".join(map(str, model.input_shape))}
+    if model.listing_info().task == registry.datasets.get(dataset.name).task:
+        if model.num_classes < 2 and "classes" not in dataset.options:
+            raise BenchError(
+                f"model '{model.name}' is listed with {model.num_classes} class; synthetic data "
+                "needs at least 2: give it classes=N (bench time: --dataset-opt classes=N)"
+            )
+        listed["classes"] = model.num_classes
+    return replace(dataset, options={**listed, **dataset.options})
 
 
 def execute(run: Run, ctx: RunContext) -> dict[str, Any]:
