@@ -58,7 +58,8 @@ def test_suite_runs_on_cpu_and_renders_its_table(registry, tmp_path):
     metrics = runs[3]["metrics"]
     assert metrics["input_shape"] == [1, 28, 28] and metrics["batch_size"] == 4
     assert metrics["params"] == 61_706 and metrics["flops_per_sample"]["forward"] == 833_040
-    assert metrics["threads"] == 1 and metrics["dtype"] == "float32"
+    assert metrics["threads"] == runs[3]["config"]["threads"] == 1  # the suite's threads setting
+    assert metrics["dtype"] == "float32"
     for mode in ("forward", "forward_backward", "train_step", "epoch"):
         assert metrics[mode]["samples"] and metrics[mode]["samples_per_s"] > 0
     header, rule, *rows = outcome.report.markdown.split("\n\n")[2].splitlines()
@@ -318,3 +319,21 @@ def test_a_classifier_listed_with_one_class_is_refused_with_the_way_out():
     with pytest.raises(BenchError, match="listed with 1 class.*classes=N"):
         plan_synthetic(registry, ["one"])
     assert plan_synthetic(registry, ["one"], classes="3")["one"]["classes"] == "3"
+
+
+def test_every_thread_count_in_the_results_is_the_one_the_run_used(tmp_path):
+    """threads 0 ('leave it as it is') is no count: the config does not show it beside the
+    count the run used."""
+    args = "--model mlp --batch-size 1 --mode forward --quick --threads 1 --json"
+    result = bench("time", *args.split(), "--out", str(tmp_path / "t"))
+    assert result.exit_code == 0, result.output
+    data = load_results(json.loads(result.stdout)["results"])
+    (run,) = data["runs"]
+    assert "threads" not in run["config"]
+    recorded = (
+        run["metrics"]["threads"],
+        run["placement"]["threads"],
+        data["execution"]["threads"],
+        data["environment"]["threads"],
+    )
+    assert recorded == (1, 1, 1, 1)

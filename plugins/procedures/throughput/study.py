@@ -104,7 +104,10 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
         "seed": suite.seeds[0],
         "modes": list(settings["modes"]),
         "loop": asdict(_loop_settings(settings)),
-        **{k: settings[k] for k in ("amp", "channels_last", "compile", "threads")},
+        **{k: settings[k] for k in ("amp", "channels_last", "compile")},
+        # only a thread count asked for: 0 ("leave it as it is") would read as a count beside
+        # the one the run used, which its metrics and placement record
+        **({"threads": settings["threads"]} if settings["threads"] else {}),
         "profile": settings["profile_mode"] if settings["profile"] else None,
     }
     runs = []
@@ -177,7 +180,7 @@ def _own_geometry(dataset: Entry, model: ModelSpec, registry: Registry) -> Entry
 
 
 def execute(run: Run, ctx: RunContext) -> dict[str, Any]:
-    with threads_set(run.config["threads"]):
+    with threads_set(run.config.get("threads", 0)):
         prepared = prepare(run, ctx)
         config = run.config
         metrics = {
