@@ -77,7 +77,7 @@ def test_suite_runs_on_cpu_and_renders_its_table(registry, tmp_path):
         "flags",
     ):
         assert column in header
-    assert len(rows) == 4 and "| lenet5" in rows[3] and "61.71K" in rows[3]
+    assert len(rows) == 4 and "| lenet5" in rows[3] and "| 61,706 " in rows[3]
     stored = load_results(outcome.store.path)
     assert stored["suite"]["procedure"] == "throughput" and len(stored["runs"]) == 4
 
@@ -247,6 +247,28 @@ def test_the_table_says_which_cap_cut_a_measurement_short():
     row = summary_row(timed_run(forward=full, train_step=capped), ["forward", "train_step"])
     assert row["train step (IQR) ms"].endswith("†") and not row["forward (IQR) ms"].endswith("†")
     assert row["flags"] == "train_step capped by time_limit=8: 2 of 5 samples"
+
+
+@pytest.mark.parametrize(
+    ("median", "iqr", "text"),
+    [
+        (0.000543, 0.0000688, "0.543 (0.069)"),
+        (0.0123, 0.00041, "12.3 (0.4)"),
+        (1.3, 0.052, "1,300 (52)"),
+    ],
+)
+def test_latency_and_its_iqr_read_to_the_same_precision(median, iqr, text):
+    record = {"median": median, "iqr": iqr}
+    row = summary_row(timed_run(forward=record), ["forward"])
+    assert row["forward (IQR) ms"] == text
+    assert row["forward (IQR) ms"].numbers == {
+        "forward median ms": median * 1e3,
+        "forward IQR ms": iqr * 1e3,
+    }
+
+
+def test_parameters_read_as_bench_run_and_bench_list_print_them():
+    assert summary_row(timed_run(), [])["params"] == "11,689,512"
 
 
 def test_a_cap_with_every_sample_says_how_many_seconds_it_took_of_those_wanted():

@@ -195,7 +195,7 @@ def test_contended_rounds_are_dropped_in_pairs_and_the_rest_decide():
     cand_rounds[7] = [5 * x for x in cand_rounds[7]]  # and on the candidate's
     base, cand = measurement(base_rounds, {2}), measurement(cand_rounds, {7})
     row = judge("run", "forward", base, cand, Rules(), interleaved=True)
-    assert row.verdict == REGRESSION and "2 contended round(s) dropped" in row.test
+    assert row.verdict == REGRESSION and "2 contended rounds dropped" in row.test
     assert "10 interleaved rounds" in row.test
 
 

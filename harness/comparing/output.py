@@ -23,7 +23,7 @@ from harness.comparing.verdicts import (
     Rules,
     default_threshold,
 )
-from harness.reporting.tables import markdown_table
+from harness.reporting.tables import markdown_table, plural
 
 
 def _seconds(value: float) -> str:
@@ -84,7 +84,7 @@ def _describe(result_set: ResultSet) -> str:
         f"host {env.get('hostname')}",
         f"{env.get('device') or 'device ?'} ({env.get('device_name') or env.get('cpu')})",
         f"torch {env.get('torch')}",
-        f"{env.get('threads')} threads",
+        plural(env.get("threads"), "thread"),
     ]
     return ", ".join(parts)
 
@@ -223,7 +223,7 @@ def to_markdown(comparison: Comparison) -> str:
         else "No metric changed beyond its threshold."
     )
     parts.append(
-        f"<details><summary>All {len(comparison.rows)} comparisons</summary>\n\n"
+        f"<details><summary>All {plural(len(comparison.rows), 'comparison')}</summary>\n\n"
         f"{markdown_table(table_rows(comparison.rows))}\n\n</details>"
     )
     parts += _listing("Only in baseline", comparison.only_baseline)

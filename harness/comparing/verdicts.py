@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 from harness.errors import BenchError
 from harness.measuring.summary import summarize
+from harness.reporting.tables import plural
 
 TIME, ACCURACY, SCORE = "time", "accuracy", "score"  # timings; fractions; other task metrics
 DEFAULT_THRESHOLDS = {TIME: 0.10, ACCURACY: 1.0, SCORE: 0.05}  # relative; points; relative
@@ -308,7 +309,7 @@ def paired_time_evidence(base: Measurement, cand: Measurement, threshold: float)
     flags = list(zip(_flags(base), _flags(cand), strict=True))
     clean = [i for i, (b, c) in enumerate(flags) if not (b or c)]
     dropped = len(flags) - len(clean)
-    note = f", {dropped} contended round(s) dropped" if dropped else ""
+    note = f", {plural(dropped, 'contended round')} dropped" if dropped else ""
     if len(clean) < MIN_ROUNDS:
         test = f"{len(clean)} clean of {len(flags)} interleaved rounds, {MIN_ROUNDS} needed{note}"
         change, contended = _pooled_change(base, cand), dropped > 0

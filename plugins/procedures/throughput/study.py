@@ -34,6 +34,7 @@ from harness.reporting.tables import (
     contended,
     contention_section,
     context_line,
+    count,
     failures_section,
     human,
     markdown_table,
@@ -207,13 +208,13 @@ def execute(run: Run, ctx: RunContext) -> dict[str, Any]:
 
 LATENCY_COLUMNS = {"forward": "forward", "forward_backward": "fwd+bwd", "train_step": "train step"}
 NOTE = (
-    "Latency: median (IQR) of one batch. FLOP/s: achieved, from the forward FLOPs. "
-    "train samples/s: batch / train-step median; epoch samples/s: one training epoch "
-    "through the harness's data path. Peak memory: CUDA peak allocated; on CPU the rise of "
-    "resident memory during the measurement. flags: contended (the machine was busy: the "
-    "figure is not to be trusted, see below), noisy (IQR/median > 10%), capped (a cap stopped "
-    "the measurement before repeats and min_time were met: which cap, and the samples or "
-    "seconds taken of those wanted; its latency is marked †)."
+    "Latency: median (IQR) of one batch, both to the median's precision. FLOP/s: achieved, from "
+    "the forward FLOPs. train samples/s: batch / train-step median; epoch samples/s: one training"
+    " epoch through the harness's data path. Peak memory: CUDA peak allocated; on CPU the rise of"
+    " resident memory during the measurement. flags: contended (the machine was busy: the figure "
+    "is not to be trusted, see below), noisy (IQR/median > 10%), capped (a cap stopped the "
+    "measurement before repeats and min_time were met: which cap, and the samples or seconds "
+    "taken of those wanted; its latency is marked †)."
 )
 CAPPED_MARK = "†"
 
@@ -228,7 +229,7 @@ def summary_row(run: dict[str, Any], modes: list[str]) -> dict[str, Any]:
             "input": "x".join(map(str, metrics.get("input_shape", []))) or "—",
             "device": config["device"],
             "batch": config["batch_size"],
-            "params": human(metrics.get("params")),
+            "params": count(metrics.get("params")),
             "FLOPs/sample": human(metrics.get("flops_per_sample", {}).get("forward")),
         }
     )
@@ -257,16 +258,14 @@ def _latency(record: dict[str, Any] | None, label: str) -> Cell:
     median, iqr = record["median"] * 1e3, record["iqr"] * 1e3
     numbers = {f"{label} median ms": median, f"{label} IQR ms": iqr}
     mark = CAPPED_MARK if record.get("capped") else ""
-    return Cell(f"{_digits(median)} ({_digits(iqr)}){mark}", numbers)
+    places = _decimals(median)
+    return Cell(f"{median:,.{places}f} ({iqr:,.{places}f}){mark}", numbers)
 
 
-def _digits(value: float) -> str:
-    """Three significant digits, never in exponent notation."""
-    if value >= 100:
-        return f"{value:,.0f}"
-    if value <= 0:
-        return "0"
-    return f"{value:.{2 - math.floor(math.log10(value))}f}"
+def _decimals(value: float) -> int:
+    """The decimal places that show three significant digits of ``value`` (none from 100 up):
+    the median's, which its IQR shares, so both read to the same precision."""
+    return 0 if value >= 100 or value <= 0 else 2 - math.floor(math.log10(value))
 
 
 def _rate(record: dict[str, Any] | None) -> str:
