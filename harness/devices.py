@@ -30,7 +30,8 @@ def resolve_device(name: str = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise BenchError(f"device '{name}' was asked for but CUDA is not available here")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise BenchError(f"device '{name}' does not exist: {torch.cuda.device_count()} GPU(s)")
+            here = ", ".join(f"cuda:{i}" for i in range(torch.cuda.device_count()))
+            raise BenchError(f"device '{name}' does not exist; the CUDA devices here: {here}")
     elif device.type != "cpu":
         raise BenchError(f"unsupported device '{name}'; use auto, cpu or cuda[:N]")
     return device

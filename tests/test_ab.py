@@ -24,6 +24,7 @@ from harness.comparing.ab.sides import pinned_cpus, resolve_side
 from harness.comparing.matching import compare_files
 from harness.comparing.verdicts import REGRESSION, Rules
 from harness.errors import BenchError
+from harness.reporting.tables import plural
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -74,7 +75,7 @@ def assert_no_verdict_for_contention(result, out):
     clean, rounds = clean_rounds(out)
     assert result.exit_code == 3, result.output
     assert CONTENDED in result.output
-    dropped = f"{rounds - clean} contended round(s) dropped"
+    dropped = plural(rounds - clean, "contended round") + " dropped"
     assert f"{clean} clean of {rounds} interleaved rounds, {MIN_ROUNDS} needed, {dropped}" in (
         result.output
     )

@@ -70,7 +70,7 @@ def timing_run(index: int, samples: dict[str, list[float]], *, batch: int = 32, 
         "modes": list(samples),
         **config,
     }
-    metrics = {mode: Timing(list(s), 1, 0.0, False).to_dict() for mode, s in samples.items()}
+    metrics = {mode: Timing(list(s), 1, 0.0).to_dict() for mode, s in samples.items()}
     return record(Run(index, "throughput", config), metrics)
 
 
@@ -233,7 +233,7 @@ def test_seeds_are_pooled_and_matched_whatever_the_seed_numbers(tmp_path):
 
 
 def test_each_metric_knows_its_kind_and_the_rest_is_not_compared():
-    timing = Timing([0.01, 0.02], 1, 0.0, False).to_dict()
+    timing = Timing([0.01, 0.02], 1, 0.0).to_dict()
     assert metric_kind("train_step", timing) == (TIME, False)
     assert metric_kind("latency", {**timing, "median_ms": 10.0}) == (TIME, False)
     assert metric_kind("test_accuracy", 0.97) == (ACCURACY, True)

@@ -86,7 +86,7 @@ def test_threads_waiting_for_a_cpu_mark_the_measurement(tmp_path):
     assert record["run_queue_wait"] == pytest.approx(0.5)
     assert record["other_cores"] == pytest.approx(1.0)
     assert "waited for a CPU 50%" in record["evidence"]
-    assert "other processes kept 1.0 of the 2 CPU(s) it may use busy" in record["evidence"]
+    assert "other processes kept 1.0 of the 2 CPUs it may use busy" in record["evidence"]
 
 
 def test_a_busy_neighbour_on_the_free_core_is_no_contention_for_one_thread(tmp_path):
@@ -98,7 +98,7 @@ def test_a_busy_neighbour_on_the_free_core_is_no_contention_for_one_thread(tmp_p
     assert assess(before, after, threads=1, cpus=BOTH)["contended"] is False
     # the same neighbour beside two threads leaves them no free core
     record = assess(before, after, threads=2, cpus=BOTH)
-    assert record["contended"] is True and "beside the 2 thread(s)" in record["evidence"]
+    assert record["contended"] is True and "beside the 2 threads" in record["evidence"]
 
 
 def test_pinned_to_one_cpu_only_that_cpu_counts(tmp_path):
@@ -118,7 +118,7 @@ def test_pinned_to_one_cpu_only_that_cpu_counts(tmp_path):
     )
     record = assess(*shared, threads=1, cpus=(1,))
     assert record["contended"] is True and record["other_cores"] == pytest.approx(0.5)
-    assert "of the 1 CPU(s) it may use" in record["evidence"]
+    assert "of the 1 CPU it may use" in record["evidence"]
 
 
 def test_stolen_time_and_a_moving_clock_are_reported(tmp_path):

@@ -30,7 +30,8 @@ from click.testing import CliRunner
 import harness.planning.overrides
 import harness.training.loop
 from harness.cli import cli
-from harness.errors import OptionError
+from harness.devices import resolve_device
+from harness.errors import BenchError, OptionError
 from harness.execution.rerun import comparable, differences
 from harness.execution.runner import RunPolicy, default_out_dir, run_suite
 from harness.options import Option, resolve_options
@@ -90,7 +91,7 @@ def test_broken_plugins_are_recorded_and_the_suite_goes_on(tmp_path):
     assert "(3,)" in shape_error and "(10,)" in shape_error and "(1, 8, 8)" in shape_error
     assert "No module named 'bench_module_that_does_not_exist'" in runs["missing-import"]["error"]
     assert "CUDA out of memory" in runs["cuda-oom"]["error"]
-    assert "5 of 6 run(s) did not succeed" in result.stderr
+    assert "5 of 6 runs did not succeed" in result.stderr
     for model in models[:5]:
         assert runs[model]["id"] in result.stderr
 
@@ -617,6 +618,14 @@ def test_out_of_range_and_unknown_options_are_refused(args, message):
 def test_devices_and_amp_that_do_not_exist_here_are_errors(args, message):
     result = bench(*args)
     assert result.exit_code == 2 and message in result.output
+
+
+def test_a_gpu_that_does_not_exist_is_refused_naming_those_that_do(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    here = r"'cuda:1' does not exist; the CUDA devices here: cuda:0$"
+    with pytest.raises(BenchError, match=here):
+        resolve_device("cuda:1")
 
 
 # --- security ------------------------------------------------------------------------------------

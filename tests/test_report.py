@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import statistics
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,10 +14,13 @@ from test_compare import assert_valid_tables
 
 from harness.cli import cli
 from harness.execution.runner import run_suite
-from harness.planning.protocol import Procedure, Report
+from harness.planning.protocol import Procedure, Report, Table
 from harness.planning.suite_files import parse_suite
 from harness.registry.loading import load_plugins
-from harness.reporting.render import render
+from harness.reporting.cells import Cell
+from harness.reporting.render import Section, render, to_csv
+from harness.reporting.run_figures import run_plots_note
+from harness.reporting.tables import context_line, plural
 from harness.results.store import load_results
 
 DIGITS_8X8 = [{"name": "digits", "options": {"size": 8}}]
@@ -280,3 +284,37 @@ def test_unreadable_files_are_usage_errors(tmp_path, content, message):
         path.write_text(content)
     code, output = bench_report(path)
     assert code == 2 and message in output and "Traceback" not in output
+
+
+def test_csv_numbers_are_the_shortest_text_of_the_number_without_float_noise():
+    """A cell's arithmetic (a fraction times 100, seconds times 1000) leaves noise in a double's
+    last digits; CSV and JSON write the number it stands for, every measured digit kept."""
+    rows = [
+        {
+            "model": "a",
+            "acc %": Cell("30.0", {"": (0.1 + 0.2) * 100}),
+            "forward median ms": 0.000123456789012 * 1e3,
+            "params": 16_460,
+            "tiny": 1.2345678901e-9,
+        }
+    ]
+    section = Section("s", "p", "", [Table("t", rows)])
+    (row,) = csv.DictReader(io.StringIO(to_csv([section])))
+    assert row["acc %"] == "30.0" and row["forward median ms"] == "0.123456789012"
+    assert row["params"] == "16460" and row["tiny"] == "1.2345678901e-09"
+
+
+def test_a_count_of_one_is_singular_in_every_line_that_counts():
+    assert [plural(n, "thread") for n in (0, 1, 2, 1200, None)] == [
+        "0 threads",
+        "1 thread",
+        "2 threads",
+        "1,200 threads",
+        "? threads",
+    ]
+    assert plural(1, "series", "series") == "1 series" == plural(1, "series")
+    assert plural(3, "series", "series") == "3 series"
+    assert "torch 2.4, 1 thread, commit" in context_line(
+        {"environment": {"torch": "2.4", "threads": 1}}
+    )
+    assert "): 1 PNG in `runs/`" in run_plots_note([Path("runs/loss-mlp.png")])

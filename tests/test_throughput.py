@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from bench_plugins.procedures.throughput.study import summary_row
 from click.testing import CliRunner
 from torch import nn
 
@@ -11,6 +12,8 @@ from harness.cli import cli
 from harness.devices import available_devices
 from harness.errors import BenchError, SuiteError
 from harness.execution.runner import run_suite
+from harness.measuring.timer import Cap, Timing
+from harness.measuring.workload import timing_suite
 from harness.planning.overrides import Overrides, load_suite_with
 from harness.planning.suite_files import find_suite, parse_suite
 from harness.registry.loading import load_plugins
@@ -55,7 +58,8 @@ def test_suite_runs_on_cpu_and_renders_its_table(registry, tmp_path):
     metrics = runs[3]["metrics"]
     assert metrics["input_shape"] == [1, 28, 28] and metrics["batch_size"] == 4
     assert metrics["params"] == 61_706 and metrics["flops_per_sample"]["forward"] == 833_040
-    assert metrics["threads"] == 1 and metrics["dtype"] == "float32"
+    assert metrics["threads"] == runs[3]["config"]["threads"] == 1  # the suite's threads setting
+    assert metrics["dtype"] == "float32"
     for mode in ("forward", "forward_backward", "train_step", "epoch"):
         assert metrics[mode]["samples"] and metrics[mode]["samples_per_s"] > 0
     header, rule, *rows = outcome.report.markdown.split("\n\n")[2].splitlines()
@@ -73,7 +77,7 @@ def test_suite_runs_on_cpu_and_renders_its_table(registry, tmp_path):
         "flags",
     ):
         assert column in header
-    assert len(rows) == 4 and "| lenet5" in rows[3] and "61.71K" in rows[3]
+    assert len(rows) == 4 and "| lenet5" in rows[3] and "| 61,706 " in rows[3]
     stored = load_results(outcome.store.path)
     assert stored["suite"]["procedure"] == "throughput" and len(stored["runs"]) == 4
 
@@ -177,6 +181,7 @@ def bench(*args):
 def test_bench_time_json_writes_a_results_file(tmp_path):
     args = "--model lenet5 --dataset digits --device cpu --threads 1 --batch-size 2 --batch-size 8"
     loop = "--mode forward --mode epoch --warmup 0 --repeats 2 --min-time 0 --max-time 1"
+    loop += " --min-repeats 1 --time-limit 3"
     result = bench("time", *args.split(), *loop.split(), "--json", "--out", str(tmp_path / "t"))
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -185,6 +190,8 @@ def test_bench_time_json_writes_a_results_file(tmp_path):
     assert [m["batch_size"] for m in metrics] == [2, 8] and metrics[0]["threads"] == 1
     assert set(metrics[0]) >= {"forward", "epoch"} and "train_step" not in metrics[0]
     assert (metrics[0]["forward"]["n"], metrics[0]["forward"]["warmup_iterations"]) == (2, 0)
+    loop_settings = data["runs"][0]["config"]["loop"]
+    assert (loop_settings["min_repeats"], loop_settings["time_limit"]) == (1, 3.0)
     assert load_results(data["results"])["suite"]["procedure"] == "throughput"
 
 
@@ -225,3 +232,130 @@ def test_bench_profile_prints_top_operators_and_the_trace_location(tmp_path):
     assert "### Top operators" in result.stdout and "| aten::" in result.stdout
     assert f"traces:  {out / 'traces'}" in result.stdout
     assert list((out / "traces" / "mlp-digits-cpu-b4").glob("*.pt.trace.json"))
+
+
+def timed_run(**records):
+    """A stored throughput run whose modes hold ``records`` (timing records)."""
+    config = {"model_label": "big", "device": "cpu", "batch_size": 128}
+    metrics = {"params": 11_689_512, "input_shape": [3, 224, 224], **records}
+    return {"status": "ok", "config": config, "metrics": metrics}
+
+
+def test_the_table_says_which_cap_cut_a_measurement_short():
+    capped = Timing([4.0, 4.5], 1, 4.0, Cap("time_limit", 8.0, 5, 1.0)).to_dict()
+    full = Timing([0.01] * 5, 1, 0.01).to_dict()
+    row = summary_row(timed_run(forward=full, train_step=capped), ["forward", "train_step"])
+    assert row["train step (IQR) ms"].endswith("†") and not row["forward (IQR) ms"].endswith("†")
+    assert row["flags"] == "train_step capped by time_limit=8: 2 of 5 samples"
+
+
+@pytest.mark.parametrize(
+    ("median", "iqr", "text"),
+    [
+        (0.000543, 0.0000688, "0.543 (0.069)"),
+        (0.0123, 0.00041, "12.3 (0.4)"),
+        (1.3, 0.052, "1,300 (52)"),
+    ],
+)
+def test_latency_and_its_iqr_read_to_the_same_precision(median, iqr, text):
+    record = {"median": median, "iqr": iqr}
+    row = summary_row(timed_run(forward=record), ["forward"])
+    assert row["forward (IQR) ms"] == text
+    assert row["forward (IQR) ms"].numbers == {
+        "forward median ms": median * 1e3,
+        "forward IQR ms": iqr * 1e3,
+    }
+
+
+def test_parameters_read_as_bench_run_and_bench_list_print_them():
+    assert summary_row(timed_run(), [])["params"] == "11,689,512"
+
+
+def test_a_cap_with_every_sample_says_how_many_seconds_it_took_of_those_wanted():
+    capped = Timing([0.001] * 20, 0, 0.0, Cap("max_repeats", 20, 5, 1.0)).to_dict()
+    row = summary_row(timed_run(forward=capped), ["forward"])
+    assert row["flags"] == "forward capped by max_repeats=20: 0.02 of 1 s"
+
+
+WIDE_HEAD = """
+from torch import nn
+
+from harness import ModelSpec, hookimpl
+
+
+def wide_head(input_shape, num_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, num_classes))
+
+
+@hookimpl
+def register_models(register):
+    register(ModelSpec("wide-head", "a linear layer to 1000 classes", wide_head,
+                       input_shape=(3, 2, 2), num_classes=1000))
+"""
+
+
+def test_bench_time_times_the_model_bench_list_models_lists(tmp_path):
+    plugin = tmp_path / "wide_head.py"
+    plugin.write_text(WIDE_HEAD)
+    listed = bench("list", "models", "--json", "--plugin", str(plugin))
+    (row,) = [r for r in json.loads(listed.stdout) if r["name"] == "wide-head"]
+    args = "--batch-size 2 --mode forward --quick --threads 1 --json"
+    timed = bench("time", "--model", "wide-head", "--plugin", str(plugin), *args.split(),
+                  "--out", str(tmp_path / "t"))  # fmt: skip
+    assert timed.exit_code == 0, timed.output
+    (run,) = json.loads(timed.stdout)["runs"]
+    assert run["metrics"]["params"] == row["params"] == 12 * 1000 + 1000
+    assert run["config"]["dataset_options"] == {"shape": "3x2x2", "classes": 1000}
+
+
+def plan_synthetic(registry, models, **options):
+    overrides = Overrides(
+        models=models,
+        dataset_options=options,
+        settings={"devices": ("cpu",), "batch_sizes": (1,)},
+    )
+    suite = timing_suite(None, overrides, registry, "t")
+    runs = registry.procedures.get("throughput").plan(suite, registry)
+    return {r.config["model"]: r.config["dataset_options"] for r in runs}
+
+
+def test_synthetic_takes_classes_only_for_models_listed_for_classification(registry):
+    options = plan_synthetic(registry, ["mlp", "gru", "autoencoder"])
+    assert options["mlp"] == {"shape": "1x28x28", "classes": 10}
+    assert options["gru"] == {"shape": "10x1"}  # listed for regression, with one output
+    assert options["autoencoder"] == {"shape": "1x28x28"}  # listed for reconstruction
+
+
+def test_the_users_classes_and_shape_win_over_the_models(registry):
+    """Dataset options without a dataset (bench time --dataset-opt) reach the default one."""
+    options = plan_synthetic(registry, ["resnet18"], classes="7", shape="3x32x32")
+    assert options["resnet18"] == {"shape": "3x32x32", "classes": "7"}
+
+
+def test_a_classifier_listed_with_one_class_is_refused_with_the_way_out():
+    registry = load_plugins().registry
+    one = ModelSpec(
+        "one", "one class", lambda s, n: nn.Linear(2, n), input_shape=(2,), num_classes=1
+    )
+    registry.models.add(one, "test")
+    with pytest.raises(BenchError, match="listed with 1 class.*classes=N"):
+        plan_synthetic(registry, ["one"])
+    assert plan_synthetic(registry, ["one"], classes="3")["one"]["classes"] == "3"
+
+
+def test_every_thread_count_in_the_results_is_the_one_the_run_used(tmp_path):
+    """threads 0 ('leave it as it is') is no count: the config does not show it beside the
+    count the run used."""
+    args = "--model mlp --batch-size 1 --mode forward --quick --threads 1 --json"
+    result = bench("time", *args.split(), "--out", str(tmp_path / "t"))
+    assert result.exit_code == 0, result.output
+    data = load_results(json.loads(result.stdout)["results"])
+    (run,) = data["runs"]
+    assert "threads" not in run["config"]
+    recorded = (
+        run["metrics"]["threads"],
+        run["placement"]["threads"],
+        data["execution"]["threads"],
+        data["environment"]["threads"],
+    )
+    assert recorded == (1, 1, 1, 1)

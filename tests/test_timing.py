@@ -13,6 +13,7 @@ from harness.errors import BenchError
 from harness.measuring import MODES
 from harness.measuring.flops import step_flops
 from harness.measuring.timer import (
+    Cap,
     CompileError,
     LoopSettings,
     Workload,
@@ -78,18 +79,61 @@ def test_min_time_is_honoured_when_repeats_are_met_first():
 
 
 def test_max_time_caps_a_slow_measurement_and_says_so():
-    timing, _ = loop([1.0], warmup=0, repeats=100, min_time=0.0, max_time=3.0)
+    timing, _ = loop([1.0], warmup=0, repeats=100, min_time=0.0, max_time=3.0, min_repeats=1)
     assert timing.summary.n == 3 and timing.capped
+    assert timing.cap == Cap("max_time", 3.0, wanted_samples=100, wanted_s=0.0)
+
+
+def test_max_time_does_not_cut_below_min_repeats():
+    timing, _ = loop([2.0], warmup=0, repeats=8, min_time=0.0, max_time=3.0, min_repeats=4)
+    assert timing.summary.n == 4 and timing.cap.by == "max_time"
+
+
+def test_min_repeats_asks_no_more_than_repeats():
+    timing, _ = loop([2.0], warmup=0, repeats=3, min_time=100.0, max_time=1.0, min_repeats=10)
+    assert timing.summary.n == 3 and timing.cap.by == "max_time"
+
+
+def test_time_limit_cuts_even_below_min_repeats():
+    timing, _ = loop([10.0], warmup=0, repeats=5, max_time=3.0, min_repeats=5, time_limit=25.0)
+    assert timing.summary.n == 3 and timing.cap == Cap("time_limit", 25.0, 5, 1.0)
+
+
+def test_time_limit_never_cuts_before_max_time():
+    timing, _ = loop([2.0], warmup=0, repeats=5, max_time=7.0, min_repeats=9, time_limit=1.0)
+    assert timing.summary.n == 4 and timing.cap == Cap("time_limit", 7.0, 5, 1.0)
+
+
+def test_the_defaults_give_a_step_of_seconds_a_median_of_five():
+    """A ResNet-18 training step at batch 128 on a CPU takes seconds: max_time (10 s) alone
+    would leave it two samples."""
+    timing, _ = loop([4.0])
+    assert timing.summary.n == 5 and not timing.capped
 
 
 def test_max_repeats_caps_a_measurement_and_says_so():
     timing, _ = loop([0.001], warmup=0, repeats=5, min_time=10.0, max_repeats=20)
-    assert timing.summary.n == 20 and timing.capped
+    assert timing.summary.n == 20 and timing.cap == Cap("max_repeats", 20, 5, 10.0)
 
 
 def test_there_is_always_one_sample():
-    timing, _ = loop([2.0], warmup=0, repeats=5, max_time=0.0)
+    timing, _ = loop([2.0], warmup=0, repeats=5, max_time=0.0, time_limit=0.0)
     assert timing.samples == [2.0] and timing.capped
+
+
+def test_a_capped_record_says_what_was_wanted_and_taken():
+    timing, _ = loop([1.5], warmup=0, repeats=5, max_time=2.0, min_repeats=2)
+    assert timing.to_dict()["capped"] is True
+    assert timing.to_dict()["cap"] == {
+        "by": "max_time",
+        "limit": 2.0,
+        "wanted_samples": 5,
+        "wanted_s": 1.0,
+        "taken_samples": 2,
+        "taken_s": 3.0,
+    }
+    full, _ = loop([1.5], warmup=0, repeats=2)
+    assert full.to_dict()["capped"] is False and full.to_dict()["cap"] is None
 
 
 def test_record_keeps_raw_samples_and_statistics():

@@ -101,7 +101,7 @@ def test_report_has_a_row_per_count_a_column_per_strategy_and_a_plot(transferred
     text = outcome.report.markdown
     assert "| model     | labelled/class   | fine-tune %" in text
     assert "| cnn-small | 3 " in text and "| cnn-small | all (129)" in text
-    assert "pretrained on synthetic for 1 epochs" in text
+    assert "pretrained on synthetic for 1 epoch:" in text
     assert (out / "transfer-cnn-small.png").stat().st_size > 10_000
     (table,) = outcome.report.tables
     assert [row["labelled/class"] for row in table.rows] == ["3", "all (129)"]

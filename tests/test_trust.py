@@ -21,7 +21,8 @@ from click.testing import CliRunner
 from test_compare import bench_compare, draws, timing_run, write
 
 from harness.cli import cli
-from harness.comparing.matching import compare_files
+from harness.comparing.matching import Comparison, ResultSet, compare_files
+from harness.comparing.output import PAIRED_NOTE, table_rows, to_json, to_markdown, to_text
 from harness.comparing.verdicts import (
     CONTENDED,
     MIN_ROUNDS,
@@ -195,7 +196,7 @@ def test_contended_rounds_are_dropped_in_pairs_and_the_rest_decide():
     cand_rounds[7] = [5 * x for x in cand_rounds[7]]  # and on the candidate's
     base, cand = measurement(base_rounds, {2}), measurement(cand_rounds, {7})
     row = judge("run", "forward", base, cand, Rules(), interleaved=True)
-    assert row.verdict == REGRESSION and "2 contended round(s) dropped" in row.test
+    assert row.verdict == REGRESSION and "2 contended rounds dropped" in row.test
     assert "10 interleaved rounds" in row.test
 
 
@@ -207,6 +208,25 @@ def test_too_few_clean_rounds_leave_no_verdict():
     cand = measurement(rounds(rng, [2 * m for m in machine]))
     row = judge("run", "forward", base, cand, Rules(), interleaved=True)
     assert row.verdict == CONTENDED and f"{MIN_ROUNDS} needed" in row.test
+
+
+def test_a_paired_change_the_medians_contradict_shows_both_and_says_why(tmp_path):
+    """Five of nine rounds 5% faster, but the slow stretch of the machine holds most of the
+    candidate's samples and few of the baseline's: the pooled medians rise while the rounds say
+    faster. The table shows the change the test judged, the medians' own, and a note on why."""
+    quiet, busy = [[1.0]] * 5, [[10.0]] * 4
+    base = measurement(quiet + busy)
+    cand = measurement([[0.95]] * 4 + [[9.5]] + [[9.5]] * 4)
+    row = judge("run", "epoch", base, cand, Rules(), interleaved=True)
+    assert row.change == pytest.approx(-0.05) and base.median == 1.0 and cand.median == 9.5
+    (shown,) = table_rows([row])
+    assert shown["change"] == "-5.0% (medians +850.0%)"
+    sides = [ResultSet(tmp_path / side, "bench", {}, {}, session="s1") for side in ("b", "c")]
+    comparison = Comparison(*sides, Rules(), [row], [], [], [])
+    assert f"note: {PAIRED_NOTE}" in to_text(comparison)
+    assert PAIRED_NOTE in to_markdown(comparison)
+    (data,) = json.loads(to_json(comparison))["rows"]
+    assert data["paired"] and data["medians_change"] == pytest.approx(8.5)
 
 
 def test_independent_files_are_never_paired(tmp_path):

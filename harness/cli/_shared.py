@@ -13,6 +13,7 @@ import click
 
 from harness.errors import BenchError, DuplicateNameError
 from harness.registry.loading import Plugins, load_plugins, resolve_plugin_names
+from harness.reporting.tables import plural
 
 if TYPE_CHECKING:  # the runner imports torch: imported when a command runs, not for --help
     from harness.execution.runner import RunPolicy, SuiteInterrupted, SuiteOutcome
@@ -262,12 +263,13 @@ def show_outcome(
         for path in outcome.report.files:
             click.echo(f"plot:    {path}")
         if outcome.run_plots:
-            click.echo(f"plots:   {outcome.run_plots[0].parent}/ ({len(outcome.run_plots)} PNGs)")
+            plots = plural(len(outcome.run_plots), "PNG")
+            click.echo(f"plots:   {outcome.run_plots[0].parent}/ ({plots})")
         for note in notes:
             click.echo(note)
     if outcome.failures:
         click.echo(
-            f"{len(outcome.failures)} of {len(outcome.store.runs)} run(s) did not succeed:",
+            f"{len(outcome.failures)} of {plural(len(outcome.store.runs), 'run')} did not succeed:",
             err=True,
         )
         for run in outcome.failures:

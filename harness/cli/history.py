@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 from tabulate import tabulate
 
 from harness.errors import BenchError
+from harness.reporting.tables import plural
 from harness.results.store import results_path
 
 
@@ -119,7 +120,7 @@ def html_command(ctx, out_dir, metric, q, min_effect, min_effect_pp) -> None:
 def rebuild_command(ctx) -> None:
     """Make the index again from the stored files alone."""
     count = _store(ctx).rebuild()
-    click.echo(f"index rebuilt: {count} result sets")
+    click.echo(f"index rebuilt: {plural(count, 'result set')}")
 
 
 def _since(store: HistoryStore, ref: str) -> set[str]:
@@ -143,8 +144,8 @@ def _text(detection: Detection) -> str:
     from harness.history.detect import MIN_COMMITS
 
     head = (
-        f"{detection.series_tested} series tested ({detection.tests} splits, "
-        f"{detection.permutations} permutations each at most); q = {detection.q}, "
+        f"{detection.series_tested} series tested ({plural(detection.tests, 'split')}, "
+        f"{plural(detection.permutations, 'permutation')} each at most); q = {detection.q}, "
         f"effect >= max({detection.min_effect:g}% or {detection.min_effect_pp:g} pp, the "
         "series' noise)"
     )

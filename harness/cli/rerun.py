@@ -19,6 +19,7 @@ from harness.cli._shared import (
     plugin_option,
     run_timeout_option,
 )
+from harness.reporting.tables import plural
 
 
 @click.command("rerun")
@@ -113,11 +114,15 @@ def _show(outcome: Rerun) -> None:
     for key, (then, now) in outcome.context_changes.items():
         click.echo(f"note: {key} differs from the original's: {then} -> {now}")
     if outcome.differences:
-        click.echo(f"{len(outcome.differences)} metric(s) differ by more than {TOLERANCE:g}:")
+        differ = "differs" if len(outcome.differences) == 1 else "differ"
+        click.echo(
+            f"{plural(len(outcome.differences), 'metric')} {differ} by more than {TOLERANCE:g}:"
+        )
         for key, value, new in outcome.differences:
             click.echo(f"  {key}: {value} -> {new}")
     click.echo(
-        f"{'reproduced' if outcome.reproduced else 'NOT reproduced'}: {len(before)} metrics "
+        f"{'reproduced' if outcome.reproduced else 'NOT reproduced'}: "
+        f"{plural(len(before), 'metric')} "
         f"compared (history included, timings not) within {TOLERANCE:g}"
     )
     click.echo(f"results: {outcome.store.path}")

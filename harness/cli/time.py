@@ -109,7 +109,18 @@ def shared_options(command: Callable) -> Callable:
     "--max-time",
     type=click.FloatRange(min=0),
     help="Stop after this many seconds of samples even if --repeats/--min-time are not "
-    "met (reported as capped).",
+    "met, once there are --min-repeats samples (reported as capped; default 10).",
+)
+@click.option(
+    "--min-repeats",
+    type=click.IntRange(min=1),
+    help="Samples that --max-time does not cut below (--repeats, if fewer; default 5).",
+)
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(min=0),
+    help="Hard ceiling: stop after this many seconds of samples even below --min-repeats "
+    "(default 60; never below --max-time).",
 )
 @click.option("--profile", is_flag=True, help="Also write a torch.profiler trace of one step.")
 @click.option("--quick", is_flag=True, help="Smoke test: 1 warm-up, 3 repeats, capped at 1 s.")
@@ -123,6 +134,8 @@ def time_command(
     repeats,
     min_time,
     max_time,
+    min_repeats,
+    time_limit,
     profile,
     quick,
     **shared,
@@ -145,6 +158,8 @@ def time_command(
         "repeats": repeats,
         "min_time": min_time,
         "max_time": max_time,
+        "min_repeats": min_repeats,
+        "time_limit": time_limit,
         "profile": profile,
         "quick": quick,
     }

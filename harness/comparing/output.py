@@ -22,8 +22,9 @@ from harness.comparing.verdicts import (
     Row,
     Rules,
     default_threshold,
+    pooled_change,
 )
-from harness.reporting.tables import markdown_table
+from harness.reporting.tables import markdown_table, plural
 
 
 def _seconds(value: float) -> str:
@@ -47,10 +48,26 @@ def _value(m: Measurement, paired: bool = False) -> str:
     return f"{100 * m.mean:.2f}{spread} %"
 
 
+PAIRED_NOTE = (
+    "change of interleaved rounds (given enough clean ones): the median over the clean rounds "
+    "of each round's candidate median / baseline median, which the paired test judges; the "
+    "baseline and candidate columns are medians of every round's samples pooled, so when the "
+    "machine's speed drifted between rounds (or contended rounds were dropped) they can say "
+    "otherwise, even in sign: the change of those medians then follows in parentheses"
+)
+
+
 def _change(row: Row) -> str:
+    """The change the verdict judged; for interleaved rounds, whenever the medians shown beside
+    it say otherwise, theirs too (:data:`PAIRED_NOTE`)."""
     if row.kind == ACCURACY:
         return f"{row.change:+.2f} pp"
-    return f"{100 * row.change:+.1f}%"
+    text = f"{100 * row.change:+.1f}%"
+    if row.paired:
+        medians = f"{100 * pooled_change(row.baseline, row.candidate):+.1f}%"
+        if medians != text:
+            return f"{text} (medians {medians})"
+    return text
 
 
 def _verdict_text(row: Row) -> str:
@@ -84,7 +101,7 @@ def _describe(result_set: ResultSet) -> str:
         f"host {env.get('hostname')}",
         f"{env.get('device') or 'device ?'} ({env.get('device_name') or env.get('cpu')})",
         f"torch {env.get('torch')}",
-        f"{env.get('threads')} threads",
+        plural(env.get("threads"), "thread"),
     ]
     return ", ".join(parts)
 
@@ -177,6 +194,7 @@ def to_text(comparison: Comparison) -> str:
     lines += _listing("only in baseline", comparison.only_baseline)
     lines += _listing("only in candidate", comparison.only_candidate)
     lines += [f"problem: {problem}" for problem in comparison.problems]
+    lines += [f"note: {PAIRED_NOTE}"] if any(row.paired for row in comparison.rows) else []
     lines += [
         f"rules: {rules_text(comparison.rules, comparison.interleaved)}",
         f"verdict: {summary(comparison)}",
@@ -223,11 +241,13 @@ def to_markdown(comparison: Comparison) -> str:
         else "No metric changed beyond its threshold."
     )
     parts.append(
-        f"<details><summary>All {len(comparison.rows)} comparisons</summary>\n\n"
+        f"<details><summary>All {plural(len(comparison.rows), 'comparison')}</summary>\n\n"
         f"{markdown_table(table_rows(comparison.rows))}\n\n</details>"
     )
     parts += _listing("Only in baseline", comparison.only_baseline)
     parts += _listing("Only in candidate", comparison.only_candidate)
+    if any(row.paired for row in comparison.rows):
+        parts.append(f"_Note: {PAIRED_NOTE}._")
     parts.append(f"_Rules: {rules_text(comparison.rules, comparison.interleaved)}._")
     return "\n\n".join(parts) + "\n"
 
@@ -270,6 +290,10 @@ def to_json(comparison: Comparison) -> str:
                 "baseline": _measurement_dict(row.baseline),
                 "candidate": _measurement_dict(row.candidate),
                 "change": row.change,
+                "paired": row.paired,
+                "medians_change": (
+                    pooled_change(row.baseline, row.candidate) if row.kind == TIME else None
+                ),
                 "threshold": row.threshold,
                 "test": row.test,
                 "p_value": row.p_value,

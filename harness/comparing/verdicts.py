@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 from harness.errors import BenchError
 from harness.measuring.summary import summarize
+from harness.reporting.tables import plural
 
 TIME, ACCURACY, SCORE = "time", "accuracy", "score"  # timings; fractions; other task metrics
 DEFAULT_THRESHOLDS = {TIME: 0.10, ACCURACY: 1.0, SCORE: 0.05}  # relative; points; relative
@@ -265,7 +266,7 @@ def judge(
 
 def time_evidence(base: Measurement, cand: Measurement) -> Evidence:
     """Two independent measurements: relative change of the median, and the test of it."""
-    change = _pooled_change(base, cand)
+    change = pooled_change(base, cand)
     slower = change > 0
     clear, test, p = time_test(base, cand, slower)
     separated = cand.p25 > base.p75 if slower else cand.p75 < base.p25
@@ -308,10 +309,10 @@ def paired_time_evidence(base: Measurement, cand: Measurement, threshold: float)
     flags = list(zip(_flags(base), _flags(cand), strict=True))
     clean = [i for i, (b, c) in enumerate(flags) if not (b or c)]
     dropped = len(flags) - len(clean)
-    note = f", {dropped} contended round(s) dropped" if dropped else ""
+    note = f", {plural(dropped, 'contended round')} dropped" if dropped else ""
     if len(clean) < MIN_ROUNDS:
         test = f"{len(clean)} clean of {len(flags)} interleaved rounds, {MIN_ROUNDS} needed{note}"
-        change, contended = _pooled_change(base, cand), dropped > 0
+        change, contended = pooled_change(base, cand), dropped > 0
         return Evidence(change, change, False, False, test, None, contended, contended)
     import numpy as np
 
@@ -337,7 +338,9 @@ def _flags(m: Measurement) -> tuple[bool, ...]:
     return m.round_contended or (False,) * len(m.rounds)
 
 
-def _pooled_change(base: Measurement, cand: Measurement) -> float:
+def pooled_change(base: Measurement, cand: Measurement) -> float:
+    """The relative change of the median of all samples: the change of two independent
+    measurements, and what the medians a table shows say of interleaved ones."""
     return cand.median / base.median - 1 if base.median > 0 else math.inf
 
 

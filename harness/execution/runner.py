@@ -40,6 +40,7 @@ from harness.planning.protocol import Report, RunContext
 from harness.planning.suite_files import Run, Suite, safe_name
 from harness.registry.specs import Registry
 from harness.reporting.run_figures import RUN_PLOTS, plot_runs, run_plots_note
+from harness.reporting.tables import plural
 from harness.results.environment import capture_environment
 from harness.results.sinks import Sinks
 from harness.results.store import RESULTS_NAME, ResultsStore, atomic_write_text, resume_command
@@ -248,7 +249,7 @@ def _run_pending(
         done = sum(r["status"] == "ok" for r in store.runs)
         store.finish(
             "interrupted",
-            f"interrupted by {exc.signal_name}: {len(store.runs)} of {len(runs)} runs "
+            f"interrupted by {exc.signal_name}: {len(store.runs)} of {plural(len(runs), 'run')} "
             f"recorded ({done} ok)",
         )
         executor.close()  # what is in flight goes now; the file already says what finished
@@ -260,7 +261,7 @@ def _run_pending(
         left = len(runs) - len(store.runs)
         store.finish(
             "stopped",
-            f"stopped by --fail-fast: {stopped}; {left} of {len(runs)} runs not started",
+            f"stopped by --fail-fast: {stopped}; {left} of {plural(len(runs), 'run')} not started",
         )
     else:
         store.finish("complete")

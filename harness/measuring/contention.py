@@ -47,6 +47,8 @@ from typing import Any
 
 import torch
 
+from harness.reporting.tables import plural
+
 PROC = Path("/proc")
 WAIT_LIMIT = 0.05  # of the threads' runnable time spent waiting for a CPU
 SLACK_CORES = 0.25  # background daemons and our own bookkeeping use a little
@@ -155,8 +157,8 @@ def _reasons(r: dict[str, Any]) -> list[str]:
     free = r["cpus"] - min(r["threads"], r["cpus"])
     if r["other_cores"] is not None and r["other_cores"] > free + SLACK_CORES:
         reasons.append(
-            f"other processes kept {r['other_cores']:.1f} of the {r['cpus']} CPU(s) it may use "
-            f"busy beside the {r['threads']} thread(s) asked for"
+            f"other processes kept {r['other_cores']:.1f} of the {plural(r['cpus'], 'CPU')} it "
+            f"may use busy beside the {plural(r['threads'], 'thread')} asked for"
         )
     if r["steal"] is not None and r["steal"] > STEAL_LIMIT:
         reasons.append(f"the hypervisor stole {100 * r['steal']:.0f}% of the CPU time")

@@ -7,8 +7,7 @@ Modes:
   before each iteration so every iteration does the same work).
 - ``train_step``: forward, loss, backward, ``optimizer.step()``, ``zero_grad(set_to_none=True)``.
 - ``epoch``: one real training epoch through :func:`harness.training.loop.train_epoch`, the loop
-  that
-  training itself runs, over the dataset's training split.
+  that training itself runs, over the dataset's training split.
 
 Every iteration is timed on its own and the raw samples are kept. On CPU a sample is the
 ``time.perf_counter_ns`` difference around one call (the clock can be injected, so tests can use
@@ -25,7 +24,7 @@ import contextlib
 import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -58,8 +57,16 @@ class LoopSettings:
 
     Warm-up runs at least ``warmup`` iterations and ``warmup_time`` seconds; none is recorded.
     Then samples are recorded until there are ``repeats`` of them *and* they add up to
-    ``min_time`` seconds, unless the cap comes first: ``max_time`` seconds of samples or
-    ``max_repeats`` samples (there is always at least one sample). A capped measurement says so.
+    ``min_time`` seconds, unless a cap comes first:
+
+    - ``max_time`` seconds of samples, but never before ``min_repeats`` samples (or ``repeats``,
+      if fewer): a model whose step takes seconds still gets a median of several samples;
+    - ``time_limit`` seconds of samples (or ``max_time``, if longer), the hard ceiling, which
+      cuts even below ``min_repeats``;
+    - ``max_repeats`` samples.
+
+    There is always at least one sample. A capped measurement records which cap stopped it and
+    what was wanted (:class:`Cap`).
     """
 
     warmup: int = 1
@@ -67,7 +74,34 @@ class LoopSettings:
     repeats: int = 5
     min_time: float = 1.0
     max_time: float = 10.0
+    min_repeats: int = 5
+    time_limit: float = 60.0
     max_repeats: int = 10_000
+
+    def cap(self, samples: int, seconds: float) -> Cap | None:
+        """The cap that stops recording after ``samples`` samples adding up to ``seconds``, if
+        one does (asked only while ``repeats`` or ``min_time`` is still unmet)."""
+        if not samples:
+            return None
+        if samples >= self.max_repeats:
+            return Cap("max_repeats", self.max_repeats, self.repeats, self.min_time)
+        ceiling = max(self.time_limit, self.max_time)
+        if seconds >= ceiling:
+            return Cap("time_limit", ceiling, self.repeats, self.min_time)
+        if seconds >= self.max_time and samples >= min(self.min_repeats, self.repeats):
+            return Cap("max_time", self.max_time, self.repeats, self.min_time)
+        return None
+
+
+@dataclass(frozen=True)
+class Cap:
+    """What stopped a measurement short: the cap (``by``: ``max_time``, ``time_limit`` or
+    ``max_repeats``) and its value, and the samples and seconds that were wanted."""
+
+    by: str
+    limit: float
+    wanted_samples: int
+    wanted_s: float
 
 
 @dataclass(frozen=True)
@@ -77,17 +111,29 @@ class Timing:
     samples: list[float]
     warmup_iterations: int
     warmup_seconds: float
-    capped: bool
+    cap: Cap | None = None
+
+    @property
+    def capped(self) -> bool:
+        return self.cap is not None
 
     @property
     def summary(self) -> Summary:
         return summarize(self.samples)
 
     def to_dict(self) -> dict[str, Any]:
+        """The record: statistics, ``capped`` and, when capped, ``cap`` (:class:`Cap` with the
+        samples and seconds taken), warm-up and the raw samples."""
+        cap = self.cap and {
+            **asdict(self.cap),
+            "taken_samples": len(self.samples),
+            "taken_s": sum(self.samples),
+        }
         return {
             "unit": "s",
             **self.summary.to_dict(),
             "capped": self.capped,
+            "cap": cap,
             "warmup_iterations": self.warmup_iterations,
             "warmup_s": self.warmup_seconds,
             "samples": list(self.samples),
@@ -101,14 +147,14 @@ def run_loop(step: Step, settings: LoopSettings, timer: StepTimer) -> Timing:
         warm_s += timer(step)
         warm_n += 1
     samples: list[float] = []
-    total, capped = 0.0, False
+    total, cap = 0.0, None
     while len(samples) < settings.repeats or total < settings.min_time:
-        if samples and (len(samples) >= settings.max_repeats or total >= settings.max_time):
-            capped = True
+        cap = settings.cap(len(samples), total)
+        if cap:
             break
         samples.append(timer(step))
         total += samples[-1]
-    return Timing(samples, warm_n, warm_s, capped)
+    return Timing(samples, warm_n, warm_s, cap)
 
 
 def cpu_timer(clock: Clock = time.perf_counter_ns) -> StepTimer:
@@ -332,7 +378,9 @@ def forward_latency(
     input_shape: Sequence[int],
     batch_size: int,
     device: torch.device,
-    loop: LoopSettings = LoopSettings(warmup=2, repeats=10, min_time=0.2, max_time=2.0),
+    loop: LoopSettings = LoopSettings(
+        warmup=2, repeats=10, min_time=0.2, max_time=2.0, min_repeats=1
+    ),
 ) -> dict[str, Any]:
     """The ``forward`` measurement of ``model`` on one random batch, for procedures that report a
     latency beside other results; adds ``batch_size`` and ``median_ms``. The model's train/eval

@@ -122,7 +122,9 @@ def timing_suite(
     if name_or_path:
         suite = load_suite_with(name_or_path, registry, overrides)
     else:
-        document = overrides.apply({"procedure": "throughput"})
+        # the default datasets named, so that dataset options without --dataset reach them
+        defaults = registry.procedures.get("throughput").default_datasets
+        document = overrides.apply({"procedure": "throughput", "datasets": list(defaults)})
         suite = parse_suite(document, registry, source="command line", default_name=default_name)
     if suite.procedure != "throughput":
         raise BenchError(

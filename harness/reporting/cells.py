@@ -11,6 +11,11 @@ compute with those, so ``bench report --format csv|json`` turns every cell into 
 - any other text that is a number as bench prints numbers is parsed (at the precision shown);
 - everything else (names, notes) stays text.
 
+Floats are written to :data:`SIGNIFICANT` significant digits: the arithmetic behind a cell
+(a fraction times 100, seconds times 1000) leaves noise in a double's last digits
+(``94.60000000000001``), and 12 digits drop it while keeping every digit a measurement has, so a
+CSV or JSON cell reads as the shortest text of that number (``94.6``).
+
 A number's key is the suffix its column gains: ``""`` keeps the column's name, ``" std"`` makes
 ``"test acc % std"``, ``" (x)"`` makes ``"speed-up (x)"``; a key without a leading space is a
 column name of its own. So units stay in the column names, and a column holds one kind of value.
@@ -18,6 +23,7 @@ column name of its own. So units stay in the column names, and a column holds on
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,6 +31,7 @@ from typing import Any
 Number = float | int | bool | None
 
 MISSING = {"", "—", "-", "n/a"}
+SIGNIFICANT = 12
 SCALES = {"K": 1e3, "M": 1e6, "G": 1e9}
 _NUMBER = r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:e[-+]?\d+)?"
 _PLAIN = re.compile(rf"^{_NUMBER}$")
@@ -87,9 +94,17 @@ def numeric_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         for column, keys in names.items():
             numbers = row.get(column, {})
             for key in keys or [""]:
-                out[_name(column, key)] = numbers.get(key)
+                out[_name(column, key)] = tidy(numbers.get(key))
         result.append(out)
     return result
+
+
+def tidy(value: Any) -> Any:
+    """A finite float to :data:`SIGNIFICANT` significant digits (``94.60000000000001`` ->
+    ``94.6``); anything else as it is."""
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.{SIGNIFICANT}g}")
+    return value
 
 
 def _name(column: str, key: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from harness.planning.suite_files import safe_name
 from harness.reporting.plots import plot_confusion, plot_loss_curves
-from harness.reporting.tables import group
+from harness.reporting.tables import group, plural
 
 RUN_PLOTS = "runs"  # the folder of a bench run's output that holds them
 
@@ -68,7 +68,7 @@ def _plot_configuration(name: str, runs: list[dict[str, Any]], out_dir: Path) ->
         paths.append(
             plot_loss_curves(
                 {name: histories},
-                title=f"{name}: loss per epoch (mean over {len(histories)} seed(s))",
+                title=f"{name}: loss per epoch (mean over {plural(len(histories), 'seed')})",
                 path=out_dir / f"loss-{safe_name(name)}.png",
                 ylabel=f"loss ({unit or 'nats'})",
             )
@@ -80,5 +80,6 @@ def run_plots_note(paths: list[Path]) -> str:
     """One line for a report: how many run plots there are and where, rather than one each."""
     kinds = sorted({path.name.split("-")[0] for path in paths})
     return (
-        f"_Plots of each configuration ({', '.join(kinds)}): {len(paths)} PNGs in `{RUN_PLOTS}/`._"
+        f"_Plots of each configuration ({', '.join(kinds)}): {plural(len(paths), 'PNG')} in "
+        f"`{RUN_PLOTS}/`._"
     )

@@ -58,6 +58,15 @@ def count(n: int | None) -> Cell:
     return Cell("—") if n is None else Cell(f"{n:,}", {"": n})
 
 
+def plural(count: int | None, noun: str, plural_noun: str | None = None) -> str:
+    """``count`` and ``noun``, in the plural unless the count is one: ``plural(1, "run")`` is
+    "1 run", ``plural(1200, "run")`` "1,200 runs", ``plural(2, "series", "series")`` "2 series";
+    an unknown count (``None``, e.g. a field an older results file lacks) is "? runs". Every
+    count in bench's messages and reports goes through it: never "1 threads" or "run(s)"."""
+    word = noun if count == 1 else plural_noun or f"{noun}s"
+    return f"{'?' if count is None else f'{count:,}'} {word}"
+
+
 def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     """A GitHub-flavoured markdown table; a cell's pipes are escaped and its line breaks become
     spaces, so that no value (an error message, a name) can break a row. The columns are
@@ -91,7 +100,7 @@ def context_line(results: dict[str, Any]) -> str:
     parts = [
         f"device {env.get('device')} ({env.get('device_name')})",
         f"torch {env.get('torch')}",
-        f"{env.get('threads')} threads",
+        plural(env.get("threads"), "thread"),
         f"commit {(env.get('git_commit') or 'unknown')[:12]}",
         f"created {results.get('created_at')}",
     ]
@@ -111,7 +120,7 @@ def failures_section(runs: Iterable[dict[str, Any]]) -> str:
     rows = failure_rows(runs)
     if not rows:
         return ""
-    return f"\n\n**{len(rows)} run(s) did not finish:**\n\n" + markdown_table(rows)
+    return f"\n\n**{plural(len(rows), 'run')} did not finish:**\n\n" + markdown_table(rows)
 
 
 def contended(record: dict[str, Any] | None) -> bool:
@@ -132,8 +141,9 @@ def contention_section(runs: Iterable[dict[str, Any]]) -> str:
     if not lines:
         return ""
     return (
-        f"\n\n**{len(lines)} measurement(s) taken under contention** (the machine was busy; "
-        "their timings are not to be trusted, however small their spread):\n\n" + "\n".join(lines)
+        f"\n\n**{plural(len(lines), 'measurement')} taken under contention** (the machine was "
+        "busy; their timings are not to be trusted, however small their spread):\n\n"
+        + "\n".join(lines)
     )
 
 

@@ -99,7 +99,6 @@ def merge_blocks(mode: str, blocks: list[dict[str, Any]], facts: dict[str, Any])
         samples,
         warmup_iterations=sum(b["warmup_iterations"] for b in blocks),
         warmup_seconds=sum(b["warmup_s"] for b in blocks),
-        capped=any(b["capped"] for b in blocks),
     )
     first = blocks[0]
     if mode == "epoch":
@@ -111,6 +110,9 @@ def merge_blocks(mode: str, blocks: list[dict[str, Any]], facts: dict[str, Any])
         speed = rates(timing, batch, flops * batch if flops is not None else None)
     return {
         **timing.to_dict(),
+        # a round's cap, as that side's worker recorded it (a worker of an older bench: none)
+        "capped": any(b["capped"] for b in blocks),
+        "cap": next((b.get("cap") for b in blocks if b["capped"]), None),
         **speed,
         **extra,
         "memory": _peak([b["memory"] for b in blocks]),

@@ -41,6 +41,7 @@ from harness.errors import BenchError
 from harness.execution.interrupts import Terminated, sigterm_as_interrupt
 from harness.planning.overrides import Overrides
 from harness.planning.suite_files import Run
+from harness.reporting.tables import plural
 from harness.results.store import RESULTS_NAME, ResultsStore
 
 
@@ -129,7 +130,9 @@ def run_session(
     except KeyboardInterrupt as exc:
         signal_name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
         for store in stores.values():
-            store.finish("interrupted", f"interrupted by {signal_name}: {len(store.runs)} runs")
+            store.finish(
+                "interrupted", f"interrupted by {signal_name}: {plural(len(store.runs), 'run')}"
+            )
         raise SessionInterrupted(signal_name, out_dir) from None
     finally:
         close_workers(workers.values())

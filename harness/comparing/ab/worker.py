@@ -108,7 +108,7 @@ class Worker:
         ctx = RunContext(
             registry=self.registry, device=torch.device("cpu"), data=self.data, out_dir=self.out_dir
         )
-        with threads_set(self.run.config["threads"]):
+        with threads_set(self.run.config.get("threads", 0)):
             self.prepared = prepare(self.run, ctx, count_flops=request.get("flops", True))
         return {"facts": self.prepared.facts}
 
@@ -121,7 +121,7 @@ class Worker:
         self.warmed.add(mode)
         if first:
             loop = replace(loop, warmup_time=max(loop.warmup_time, FIRST_WARMUP_S))
-        with threads_set(self.run.config["threads"]):
+        with threads_set(self.run.config.get("threads", 0)):
             if first and mode == "epoch":  # an epoch has no warm-up of its own: run one first
                 self._measure(mode, loop)
             return {"record": self._measure(mode, loop)}

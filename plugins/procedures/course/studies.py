@@ -20,7 +20,7 @@ from harness.execution.outcome import execute_run
 from harness.planning.protocol import RunContext
 from harness.planning.run_configs import subject
 from harness.planning.suite_files import Entry, parse_suite
-from harness.reporting.tables import mean_std, metric_text, pct
+from harness.reporting.tables import mean_std, metric_text, pct, plural
 from harness.training.checkpoints import checkpoint_path, read_checkpoint
 from harness.training.steps import train_and_test
 
@@ -35,7 +35,7 @@ def run_study(ctx: RunContext, lab: str, document: dict[str, Any]) -> list[dict[
     if failed:
         first = (failed[0].get("error") or "").strip().splitlines()
         raise BenchError(
-            f"{len(failed)} of {len(records)} runs of lab '{lab}' did not succeed; "
+            f"{len(failed)} of {plural(len(records), 'run')} of lab '{lab}' did not succeed; "
             f"{failed[0]['id']}: {first[-1] if first else failed[0]['status']}"
         )
     return records

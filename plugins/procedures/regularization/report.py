@@ -26,6 +26,7 @@ from harness.reporting.tables import (
     mean_std_text,
     metric_text,
     pct,
+    plural,
 )
 
 
@@ -158,10 +159,10 @@ def augmentation_cost(cells: list[dict[str, Any]]) -> str:
         f"**Augmentation cost**: a training pass over {size:,} samples took "
         f"{augmented * 1000:.1f} ms with augmentation and {plain * 1000:.1f} ms without: "
         f"{statistics.median(ratios) - 1:+.0%} time, {size / augmented:,.0f} vs "
-        f"{size / plain:,.0f} samples/s (median of {len(records)} runs, each "
+        f"{size / plain:,.0f} samples/s (median of {plural(len(records), 'run')}, each "
         f"{records[0]['rounds']} interleaved pairs of passes on a copy of its trained model; "
         f"per-run cost {min(ratios) - 1:+.0%} to {max(ratios) - 1:+.0%}"
-        + (f"; {contended} of {len(records)} measurements contended" if contended else "")
+        + (f"; {contended} of {plural(len(records), 'measurement')} contended" if contended else "")
         + ").\n\n"
     )
 
@@ -323,7 +324,7 @@ def decay_caption(train: dict[str, Any]) -> str:
         optimizer += f", momentum {config.momentum:g}"
     return (
         f"Weight decay is {how}; it acts on Linear/Conv weights, not biases. Every cell: "
-        f"{optimizer}, {config.epochs} epochs, batch {config.batch_size}."
+        f"{optimizer}, {plural(config.epochs, 'epoch')}, batch {config.batch_size}."
     )
 
 

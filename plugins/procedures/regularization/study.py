@@ -28,7 +28,7 @@ from harness.planning.run_configs import entry_train, subject
 from harness.planning.suite_files import Run, Suite
 from harness.planning.train_settings import AUGMENTATIONS
 from harness.registry.specs import Registry
-from harness.reporting.tables import context_line, failures_section, group
+from harness.reporting.tables import context_line, failures_section, group, plural
 from harness.tasks import HIGHER
 from harness.training.loop import TrainConfig, penalized_weights
 from harness.training.steps import run_splits, split_metrics, task_of, train_and_test
@@ -200,9 +200,9 @@ def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:
     text = (
         f"## {results['suite']['name']}: regularization trade-offs\n\n"
         f"{context_line(results)}\n\n"
-        f"Mean ± std over {seeds} seed(s). Every cell had the same training budget; the test split "
-        "was evaluated once per trained model; the best cell (★) is chosen among the grid's cells "
-        f"on validation {h.title}.\n\n"
+        f"Mean ± std over {plural(seeds, 'seed')}. Every cell had the same training budget; the "
+        "test split was evaluated once per trained model; the best cell (★) is chosen among the "
+        f"grid's cells on validation {h.title}.\n\n"
     )
     tables, files = [], []
     for (model, dataset), members in group(cells, lambda c: (c["model"], c["dataset"])).items():

@@ -3,8 +3,9 @@ sizes on every device asked for; optionally a ``torch.profiler`` trace of one st
 
 One run per model x dataset x grid point x device x batch size, so a CUDA out-of-memory error is
 recorded as status ``oom`` for that batch size alone; no batch size is ever changed. On the
-``synthetic`` dataset each model gets inputs of its own geometry (``ModelSpec.input_shape``) unless
-the suite gives a ``shape``. Only the suite's first seed is used: it fixes the data and weights.
+``synthetic`` dataset each model gets the geometry ``bench list models`` lists it with (its
+``input_shape`` and, for a classification model, its ``num_classes``) unless the suite gives a
+``shape`` or ``classes``. Only the suite's first seed is used: it fixes the data and weights.
 """
 
 from __future__ import annotations
@@ -27,19 +28,20 @@ from harness.options import Option
 from harness.planning.protocol import Procedure, Report, RunContext, Table
 from harness.planning.run_configs import apply_point, grid_points, subject
 from harness.planning.suite_files import Entry, Run, Suite
-from harness.registry.specs import Registry
+from harness.registry.specs import ModelSpec, Registry
 from harness.reporting.cells import Cell
 from harness.reporting.tables import (
     contended,
     contention_section,
     context_line,
+    count,
     failures_section,
     human,
     markdown_table,
     point_label,
 )
 
-QUICK_LOOP = LoopSettings(warmup=1, repeats=3, min_time=0.0, max_time=1.0)
+QUICK_LOOP = LoopSettings(warmup=1, repeats=3, min_time=0.0, max_time=1.0, min_repeats=1)
 
 SETTINGS = {
     "batch_sizes": Option((1, 32, 128), "batch sizes, one run each", "ints", minimum=1),
@@ -56,8 +58,18 @@ SETTINGS = {
     "min_time": Option(1.0, "seconds of recorded samples, at least", "float", minimum=0.0),
     "max_time": Option(
         10.0,
-        "stop recording after this many seconds of samples even when "
-        "repeats/min_time are not met (the result says 'capped')",
+        "stop recording after this many seconds of samples even when repeats/min_time are "
+        "not met, once there are min_repeats samples (the result says 'capped')",
+        "float",
+        minimum=0.0,
+    ),
+    "min_repeats": Option(
+        5, "samples that max_time does not cut below (repeats, if fewer)", "int", minimum=1
+    ),
+    "time_limit": Option(
+        60.0,
+        "hard ceiling: stop after this many seconds of samples (or max_time, if longer) even "
+        "below min_repeats",
         "float",
         minimum=0.0,
     ),
@@ -93,14 +105,17 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
         "seed": suite.seeds[0],
         "modes": list(settings["modes"]),
         "loop": asdict(_loop_settings(settings)),
-        **{k: settings[k] for k in ("amp", "channels_last", "compile", "threads")},
+        **{k: settings[k] for k in ("amp", "channels_last", "compile")},
+        # only a thread count asked for: 0 ("leave it as it is") would read as a count beside
+        # the one the run used, which its metrics and placement record
+        **({"threads": settings["threads"]} if settings["threads"] else {}),
         "profile": settings["profile_mode"] if settings["profile"] else None,
     }
     runs = []
     for model in suite.models:
-        shape = registry.models.get(model.name).input_shape
+        spec = registry.models.get(model.name)
         for dataset, point in itertools.product(suite.datasets, grid_points(suite.grid)):
-            dataset = _own_geometry(dataset, shape)
+            dataset = _own_geometry(dataset, spec, registry)
             model_options, dataset_options, train = apply_point(point, model, dataset, suite.train)
             _check_fits(registry, dataset.name, dataset_options, settings["batch_sizes"])
             for device, batch in itertools.product(devices, settings["batch_sizes"]):
@@ -127,7 +142,7 @@ def plan(suite: Suite, registry: Registry) -> list[Run]:
 def _loop_settings(settings: dict[str, Any]) -> LoopSettings:
     if settings["quick"]:
         return QUICK_LOOP
-    keys = ("warmup", "warmup_time", "repeats", "min_time", "max_time")
+    keys = ("warmup", "warmup_time", "repeats", "min_time", "max_time", "min_repeats", "time_limit")
     return LoopSettings(**{k: settings[k] for k in keys})
 
 
@@ -147,15 +162,26 @@ def _check_fits(
         raise BenchError(too_small(max(batch_sizes), train))
 
 
-def _own_geometry(dataset: Entry, input_shape: tuple[int, ...]) -> Entry:
-    """Synthetic data takes the model's own input shape unless the suite sets one."""
-    if dataset.name != "synthetic" or "shape" in dataset.options:
+def _own_geometry(dataset: Entry, model: ModelSpec, registry: Registry) -> Entry:
+    """Synthetic data takes the geometry ``bench list models`` lists the model with, so that the
+    model timed is the one listed: its input shape and, when the model is listed for the data's
+    own task (classification), its classes. Options the suite or the user set win; a model listed
+    for another task keeps the data's classes (the dataset's task decides whether it fits)."""
+    if dataset.name != "synthetic":
         return dataset
-    return replace(dataset, options={**dataset.options, "shape": "x".join(map(str, input_shape))})
+    listed = {"shape": "x".join(map(str, model.input_shape))}
+    if model.listing_info().task == registry.datasets.get(dataset.name).task:
+        if model.num_classes < 2 and "classes" not in dataset.options:
+            raise BenchError(
+                f"model '{model.name}' is listed with {model.num_classes} class; synthetic data "
+                "needs at least 2: give it classes=N (bench time: --dataset-opt classes=N)"
+            )
+        listed["classes"] = model.num_classes
+    return replace(dataset, options={**listed, **dataset.options})
 
 
 def execute(run: Run, ctx: RunContext) -> dict[str, Any]:
-    with threads_set(run.config["threads"]):
+    with threads_set(run.config.get("threads", 0)):
         prepared = prepare(run, ctx)
         config = run.config
         metrics = {
@@ -182,13 +208,15 @@ def execute(run: Run, ctx: RunContext) -> dict[str, Any]:
 
 LATENCY_COLUMNS = {"forward": "forward", "forward_backward": "fwd+bwd", "train_step": "train step"}
 NOTE = (
-    "Latency: median (IQR) of one batch. FLOP/s: achieved, from the forward FLOPs. "
-    "train samples/s: batch / train-step median; epoch samples/s: one training epoch "
-    "through the harness's data path. Peak memory: CUDA peak allocated; on CPU the rise of "
-    "resident memory during the measurement. flags: contended (the machine was busy: the "
-    "figure is not to be trusted, see below), noisy (IQR/median > 10%), capped (stopped at "
-    "max_time before repeats and min_time were met)."
+    "Latency: median (IQR) of one batch, both to the median's precision. FLOP/s: achieved, from "
+    "the forward FLOPs. train samples/s: batch / train-step median; epoch samples/s: one training"
+    " epoch through the harness's data path. Peak memory: CUDA peak allocated; on CPU the rise of"
+    " resident memory during the measurement. flags: contended (the machine was busy: the figure "
+    "is not to be trusted, see below), noisy (IQR/median > 10%), capped (a cap stopped the "
+    "measurement before repeats and min_time were met: which cap, and the samples or seconds "
+    "taken of those wanted; its latency is marked †)."
 )
+CAPPED_MARK = "†"
 
 
 def summary_row(run: dict[str, Any], modes: list[str]) -> dict[str, Any]:
@@ -201,7 +229,7 @@ def summary_row(run: dict[str, Any], modes: list[str]) -> dict[str, Any]:
             "input": "x".join(map(str, metrics.get("input_shape", []))) or "—",
             "device": config["device"],
             "batch": config["batch_size"],
-            "params": human(metrics.get("params")),
+            "params": count(metrics.get("params")),
             "FLOPs/sample": human(metrics.get("flops_per_sample", {}).get("forward")),
         }
     )
@@ -229,16 +257,15 @@ def _latency(record: dict[str, Any] | None, label: str) -> Cell:
         return Cell("—")
     median, iqr = record["median"] * 1e3, record["iqr"] * 1e3
     numbers = {f"{label} median ms": median, f"{label} IQR ms": iqr}
-    return Cell(f"{_digits(median)} ({_digits(iqr)})", numbers)
+    mark = CAPPED_MARK if record.get("capped") else ""
+    places = _decimals(median)
+    return Cell(f"{median:,.{places}f} ({iqr:,.{places}f}){mark}", numbers)
 
 
-def _digits(value: float) -> str:
-    """Three significant digits, never in exponent notation."""
-    if value >= 100:
-        return f"{value:,.0f}"
-    if value <= 0:
-        return "0"
-    return f"{value:.{2 - math.floor(math.log10(value))}f}"
+def _decimals(value: float) -> int:
+    """The decimal places that show three significant digits of ``value`` (none from 100 up):
+    the median's, which its IQR shares, so both read to the same precision."""
+    return 0 if value >= 100 or value <= 0 else 2 - math.floor(math.log10(value))
 
 
 def _rate(record: dict[str, Any] | None) -> str:
@@ -264,12 +291,25 @@ def _flags(metrics: dict[str, Any], modes: list[str]) -> str:
         record = metrics.get(mode, {})
         marks = [
             *(["contended"] if contended(record) else []),
-            *([f"capped (n={record['n']})"] if record.get("capped") else []),
+            *([_cap_text(record)] if record.get("capped") else []),
             *(["noisy"] if record.get("noisy") and not record.get("capped") else []),
         ]
         if marks:
             flags.append(f"{mode} {' '.join(marks)}")
     return ", ".join(flags) or "—"
+
+
+def _cap_text(record: dict[str, Any]) -> str:
+    """Which cap stopped a measurement, and the samples (or, when those were there, the
+    seconds) it took of those wanted: 'capped by max_time=10: 2 of 5 samples'."""
+    cap = record.get("cap")
+    if not cap:  # recorded before bench said which cap
+        return f"capped (n={record['n']})"
+    if cap["taken_samples"] < cap["wanted_samples"]:
+        short = f"{cap['taken_samples']} of {cap['wanted_samples']} samples"
+    else:
+        short = f"{cap['taken_s']:.2g} of {cap['wanted_s']:g} s"
+    return f"capped by {cap['by']}={cap['limit']:g}: {short}"
 
 
 def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:

@@ -15,6 +15,7 @@ from harness.reporting.tables import (
     markdown_table,
     mean_std,
     pct,
+    plural,
 )
 
 
@@ -41,7 +42,7 @@ def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:
         f"## {results['suite']['name']}: transfer from {settings['source']} to "
         f"{settings['target']}",
         context_line(results),
-        f"Target test accuracy (%), mean ± std over {seeds} seed(s), against the labelled "
+        f"Target test accuracy (%), mean ± std over {plural(seeds, 'seed')}, against the labelled "
         "target samples per class trained on. Every strategy had the same training budget on "
         "the target; the test split is the whole target test split, evaluated once per run. "
         "fine-tune: pretrained weights, new head, every layer trained; feature-extraction: "
@@ -56,8 +57,9 @@ def report(results: dict[str, Any], plots_dir: Path | None = None) -> Report:
             accuracy = pct(m["test_accuracy"] for m in _ok(pretrain))
             epochs = pretrain[0]["config"]["train"].get("epochs")
             parts.append(
-                f"**{model}** pretrained on {settings['source']} for {epochs} epochs: source "
-                f"test accuracy {accuracy}% ({len(_ok(pretrain))}/{len(pretrain)} seeds)."
+                f"**{model}** pretrained on {settings['source']} for "
+                f"{plural(epochs, 'epoch')}: source test accuracy {accuracy}% "
+                f"({len(_ok(pretrain))}/{len(pretrain)} seeds)."
             )
         rows, lines = [], {s: [] for s in strategies}
         by_count = group(transfer, lambda r: r["config"]["train_per_class"])
