@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import bench_plugins.executors.processes
@@ -648,3 +649,21 @@ def test_names_from_suites_cannot_escape_the_output_directory(registry, tmp_path
     assert default_out_dir("../../../x", tmp_path).parent == tmp_path
     run = Run(0, "throughput", {"name": "mlp-path=../../../etc/passwd"})
     assert (tmp_path / "traces" / run.name).parent == tmp_path / "traces"
+
+
+def test_two_commands_in_the_same_second_get_their_own_output_folders(tmp_path, monkeypatch):
+    """The default folder is named by the second a command starts; a second command started
+    within it gets a suffix rather than a refusal."""
+    import harness.execution.runner as runner
+
+    class Frozen:
+        @staticmethod
+        def now():
+            return datetime(2026, 12, 7, 3, 0, 0)
+
+    monkeypatch.setattr(runner, "datetime", Frozen)
+    first = default_out_dir("quickstart", tmp_path)
+    (first / "results.json").parent.mkdir(parents=True)
+    (first / "results.json").write_text("{}")
+    second = default_out_dir("quickstart", tmp_path)
+    assert first.name == "20261207-030000-quickstart" and second.name == f"{first.name}-2"

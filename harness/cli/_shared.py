@@ -317,12 +317,18 @@ def refuse_written_out(out: Path, command: list[str]) -> None:
     """Refuse, before anything runs, an --out directory that already holds a results file,
     naming the commands that work instead: the ``bench run`` that wrote it with ``--resume``,
     and ``command`` with an --out directory that is free."""
-    from harness.results.store import RESULTS_NAME, load_results, redirected, resume_command
+    from harness.results.store import (
+        RESULTS_NAME,
+        free_directory,
+        load_results,
+        redirected,
+        resume_command,
+    )
 
     path = out / RESULTS_NAME
     if not path.exists():
         return
-    elsewhere = redirected(command, "--out", _free_directory(out))
+    elsewhere = redirected(command, "--out", free_directory(out))
     hint = f"keep it and write elsewhere with `{shlex.join(elsewhere)}`"
     try:
         resume = resume_command(load_results(path), out)
@@ -331,12 +337,3 @@ def refuse_written_out(out: Path, command: list[str]) -> None:
     if resume:
         hint = f"resume it with `{shlex.join(resume)}`, or {hint}"
     raise BenchError(f"{path} already exists; {hint}")
-
-
-def _free_directory(taken: Path) -> Path:
-    """``taken`` with the first suffix ``-2``, ``-3``... that names nothing yet."""
-    taken = taken if taken.name else taken.resolve()  # "." has no name to add a suffix to
-    number = 2
-    while taken.with_name(f"{taken.name}-{number}").exists():
-        number += 1
-    return taken.with_name(f"{taken.name}-{number}")

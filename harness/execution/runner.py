@@ -43,7 +43,13 @@ from harness.reporting.run_figures import RUN_PLOTS, plot_runs, run_plots_note
 from harness.reporting.tables import plural
 from harness.results.environment import capture_environment
 from harness.results.sinks import Sinks
-from harness.results.store import RESULTS_NAME, ResultsStore, atomic_write_text, resume_command
+from harness.results.store import (
+    RESULTS_NAME,
+    ResultsStore,
+    atomic_write_text,
+    free_directory,
+    resume_command,
+)
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,10 @@ class SuiteInterrupted(KeyboardInterrupt):
 
 
 def default_out_dir(label: str, root: Path = Path("results")) -> Path:
-    return root / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{safe_name(label)}"
+    """``results/<timestamp>-<label>``, with a suffix when a command started in the same second
+    already took that name."""
+    path = root / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{safe_name(label)}"
+    return free_directory(path) if path.exists() else path
 
 
 def run_suite(

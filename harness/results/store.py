@@ -237,6 +237,15 @@ def redirected(command: Sequence[str], option: str, directory: Path) -> list[str
     return [*kept, option, str(directory)]
 
 
+def free_directory(taken: Path) -> Path:
+    """``taken`` with the first suffix ``-2``, ``-3``... that names nothing yet."""
+    taken = taken if taken.name else taken.resolve()  # "." has no name to add a suffix to
+    number = 2
+    while taken.with_name(f"{taken.name}-{number}").exists():
+        number += 1
+    return taken.with_name(f"{taken.name}-{number}")
+
+
 def resume_command(data: dict[str, Any], directory: Path) -> list[str] | None:
     """The command that finishes the suite of ``data`` in ``directory``: the ``bench run`` that
     wrote it, with ``--resume`` (``None`` for results no ``bench run`` wrote)."""
