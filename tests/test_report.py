@@ -4,6 +4,7 @@ CSV and JSON, one file or several side by side, plots on request, and any other 
 import csv
 import io
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from harness.registry.loading import load_plugins
 from harness.reporting.cells import Cell
 from harness.reporting.render import Section, render, to_csv
 from harness.reporting.run_figures import run_plots_note
-from harness.reporting.tables import context_line, plural
+from harness.reporting.tables import context_line, markdown_table, plural
 from harness.results.store import load_results
 
 DIGITS_8X8 = [{"name": "digits", "options": {"size": 8}}]
@@ -318,3 +319,9 @@ def test_a_count_of_one_is_singular_in_every_line_that_counts():
         {"environment": {"torch": "2.4", "threads": 1}}
     )
     assert "): 1 PNG in `runs/`" in run_plots_note([Path("runs/loss-mlp.png")])
+
+
+def test_no_table_reads_nan():
+    """A row without a column, or with a value that is not a number, shows a dash."""
+    table = markdown_table([{"model": "a", "acc": 0.9}, {"model": "b", "loss": math.nan}])
+    assert "nan" not in table.lower() and table.count("—") == 3

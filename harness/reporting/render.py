@@ -35,7 +35,7 @@ from harness.planning.protocol import Report, Table
 from harness.registry.specs import Registry
 from harness.reporting.cells import numeric_rows
 from harness.reporting.run_figures import RUN_PLOTS, plot_runs
-from harness.reporting.tables import failure_rows, markdown_table
+from harness.reporting.tables import MISSING, failure_rows, markdown_table
 from harness.results.run_settings import distinguishing_settings
 from harness.results.store import RESULTS_NAME, load_results
 
@@ -52,7 +52,6 @@ ENVIRONMENT_FIELDS = (
     "git_commit",
     "bench_version",
 )
-MISSING = "—"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from tabulate import tabulate
 
 from harness.reporting.cells import Cell
 
+MISSING = "—"  # a cell with nothing to show
+
 
 def mean_std(values: Iterable[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value); NaN for none."""
@@ -29,7 +31,7 @@ def mean_std_text(values: Iterable[float], digits: int = 2, scale: float = 1.0) 
     values = [v for v in values if v is not None and not math.isnan(v)]
     mean, std = mean_std(values)
     if math.isnan(mean):
-        return Cell("—")
+        return Cell(MISSING)
     if len(values) < 2:
         return Cell(f"{scale * mean:.{digits}f}", {"": scale * mean})
     return Cell(
@@ -46,7 +48,7 @@ def pct(values: Iterable[float], digits: int = 1) -> Cell:
 def human(n: float | None) -> Cell:
     """Large counts as 1.2K / 3.4M / 5.6G (the exact count behind it)."""
     if n is None or (isinstance(n, float) and math.isnan(n)):
-        return Cell("—")
+        return Cell(MISSING)
     for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(n) >= size:
             return Cell(f"{n / size:.2f}{unit}", {"": n})
@@ -55,7 +57,7 @@ def human(n: float | None) -> Cell:
 
 def count(n: int | None) -> Cell:
     """A count with thousands separators ('16,962'); None is '—'."""
-    return Cell("—") if n is None else Cell(f"{n:,}", {"": n})
+    return Cell(MISSING) if n is None else Cell(f"{n:,}", {"": n})
 
 
 def plural(count: int | None, noun: str, plural_noun: str | None = None) -> str:
@@ -70,16 +72,19 @@ def plural(count: int | None, noun: str, plural_noun: str | None = None) -> str:
 def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     """A GitHub-flavoured markdown table; a cell's pipes are escaped and its line breaks become
     spaces, so that no value (an error message, a name) can break a row. The columns are
-    ``columns``, or every key in the order first seen; a row without one shows ``nan``."""
+    ``columns``, or every key in the order first seen; a row without one, or whose value is
+    not a number (NaN), shows a dash: no table reads ``nan``."""
     if not rows:
         return "_no rows_"
     keys = columns if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
-    body = [[_cell(row.get(key, math.nan)) for key in keys] for row in rows]
+    body = [[_cell(row.get(key, MISSING)) for key in keys] for row in rows]
     headers = [_cell(key) for key in keys]
     return tabulate(body, headers, tablefmt="pipe", disable_numparse=True)
 
 
 def _cell(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return MISSING
     if isinstance(value, str):
         return " ".join(value.splitlines()).replace("|", "\\|")
     return value
@@ -175,7 +180,7 @@ def metric_text(values: Iterable[float | None], metric: dict[str, Any]) -> Cell:
         return pct(values)
     mean, std = mean_std(values)
     if math.isnan(mean):
-        return Cell("—")
+        return Cell(MISSING)
     numbers = {"": mean, " std": std} if len(values) > 1 else {"": mean}
     if len(values) < 2 or std <= 1e-9 * abs(mean):
         return Cell(f"{mean:.4g}", numbers)
