@@ -1,3 +1,4 @@
+import multiprocessing.util
 import os
 from pathlib import Path
 
@@ -18,6 +19,11 @@ def _share_the_cores() -> None:
 
 
 _share_the_cores()
+# multiprocessing keeps the sockets of its forkserver in one directory per process, made on first
+# use under the temporary directory of that moment: make it now, under the system's, so that a
+# test that points tempfile at its own (long) tmp_path does not push every later socket path in
+# this worker past the 108 bytes AF_UNIX allows.
+multiprocessing.util.get_temp_dir()
 
 
 @pytest.fixture(scope="session")

@@ -320,10 +320,17 @@ def plan_synthetic(registry, models, **options):
 
 
 def test_synthetic_takes_classes_only_for_models_listed_for_classification(registry):
-    options = plan_synthetic(registry, ["mlp", "gru", "autoencoder"])
+    options = plan_synthetic(registry, ["mlp", "autoencoder"])
     assert options["mlp"] == {"shape": "1x28x28", "classes": 10}
-    assert options["gru"] == {"shape": "10x1"}  # listed for regression, with one output
-    assert options["autoencoder"] == {"shape": "1x28x28"}  # listed for reconstruction
+    assert options["autoencoder"] == {"shape": "1x28x28"}  # reconstruction: targets are inputs
+
+
+def test_a_model_listed_for_a_task_synthetic_data_cannot_give_is_refused(registry):
+    """gru is listed for regression (10 steps, one output): synthetic classification data would
+    time another model, so it is refused naming a dataset of its task, unless a shape is set."""
+    with pytest.raises(BenchError, match=r"'gru' is listed for the regression task.*--dataset wti"):
+        plan_synthetic(registry, ["gru"])
+    assert plan_synthetic(registry, ["gru"], shape="1x40")["gru"] == {"shape": "1x40"}
 
 
 def test_the_users_classes_and_shape_win_over_the_models(registry):

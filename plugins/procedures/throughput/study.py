@@ -165,18 +165,28 @@ def _check_fits(
 def _own_geometry(dataset: Entry, model: ModelSpec, registry: Registry) -> Entry:
     """Synthetic data takes the geometry ``bench list models`` lists the model with, so that the
     model timed is the one listed: its input shape and, when the model is listed for the data's
-    own task (classification), its classes. Options the suite or the user set win; a model listed
-    for another task keeps the data's classes (the dataset's task decides whether it fits)."""
+    own task (classification), its classes. Options the suite or the user set win. A model
+    listed for a task whose targets synthetic data cannot give (regression) is refused unless
+    the user gives the shape: it would be timed as another model than the one listed."""
     if dataset.name != "synthetic":
         return dataset
     listed = {"shape": "x".join(map(str, model.input_shape))}
-    if model.listing_info().task == registry.datasets.get(dataset.name).task:
+    task = model.listing_info().task
+    synthetic = registry.datasets.get(dataset.name).task
+    if task == synthetic:
         if model.num_classes < 2 and "classes" not in dataset.options:
             raise BenchError(
                 f"model '{model.name}' is listed with {model.num_classes} class; synthetic data "
                 "needs at least 2: give it classes=N (bench time: --dataset-opt classes=N)"
             )
         listed["classes"] = model.num_classes
+    elif "shape" not in dataset.options and not registry.tasks.get(task).derive:
+        fitting = [d.name for d in registry.datasets if d.task == task]
+        raise BenchError(
+            f"model '{model.name}' is listed for the {task} task, and synthetic data is for "
+            f"{synthetic}: it would be timed as another model than bench list models shows; "
+            f"time it on a dataset of its task (--dataset {' or '.join(fitting) or 'NAME'})"
+        )
     return replace(dataset, options={**listed, **dataset.options})
 
 
