@@ -90,7 +90,7 @@ class DaskCluster:
                         threads_per_worker=1,
                         processes=True,
                         host="127.0.0.1",
-                        dashboard_address=None,
+                        dashboard_address="127.0.0.1:0",  # its HTTP server: any free local port
                         silence_logs=logging.ERROR,
                     )
                 self.address = self.cluster.scheduler_address
