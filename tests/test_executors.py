@@ -45,7 +45,10 @@ from harness.planning.suite_files import Run, parse_suite
 from harness.reporting.run_figures import plot_runs
 from harness.results.store import ResultsStore, load_results
 
-PRUNING_QUICK = ["run", "--suite", "cnn-pruning", "--quick", "--threads", "1", "-q"]
+# One model's quick pruning study: 17 runs that need one another, one of them timed alone.
+PRUNING_QUICK = [
+    "run", "--suite", "cnn-pruning", "--quick", "--models", "lenet5", "--threads", "1", "-q",
+]  # fmt: skip
 
 
 # --- the same numbers from every executor ------------------------------------------------------
@@ -95,7 +98,7 @@ def test_cnn_pruning_quick_gives_the_same_numbers_on_every_executor(
         assert len(workers) == (len(parallel["runs"]) if isolate else 2)
     assert len(workers) >= 2  # it did run in parallel
     latency = [r for r in parallel["runs"] if r["config"]["kind"] == "latency"]
-    assert len(latency) == 2 and all(r["placement"]["alone"] for r in latency)
+    assert len(latency) == 1 and all(r["placement"]["alone"] for r in latency)
     assert not all(r["placement"]["alone"] for r in parallel["runs"])
     # the dense checkpoints came back to this directory, named as in the records
     for record in parallel["runs"]:
