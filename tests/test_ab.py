@@ -31,12 +31,13 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from slowdown import NAME, write_side  # noqa: E402
 
 QUICK = ["--rounds", "12", "--round-time", "0.02", "--mode", "forward", "--batch-size", "32"]
-QUICK += ["--dataset", "synthetic", "--dataset-opt", "shape=1x28x28", "--quiet"]
+QUICK += ["--dataset", "synthetic", "--dataset-opt", "shape=1x28x28"]
 
 
-def bench_ab(tmp_path, baseline, candidate, *extra, model=NAME):
+def bench_ab(tmp_path, baseline, candidate, *extra, model=NAME, quiet=True):
     out = tmp_path / "ab"
     args = ["ab", "--baseline", baseline, "--candidate", candidate, "--model", model]
+    args += ["--quiet"] if quiet else []
     result = CliRunner().invoke(cli, [*args, *QUICK, *extra, "--out", str(out)])
     return result, out
 
@@ -131,9 +132,11 @@ def noting(tmp_path, sides):
 
 def test_the_same_code_measured_interleaved_passes_and_both_files_are_written(tmp_path, noting):
     """Case 3 of the timing issue: the same code, measured interleaved, exits 0; each round by a
-    fresh worker per side."""
+    fresh worker per side. Piped, it says so in a line per round."""
     side, pids = noting
-    result, out = bench_ab(tmp_path, side, side)
+    result, out = bench_ab(tmp_path, side, side, quiet=False)
+    rounds = [line for line in result.stderr.splitlines() if line.startswith("bench ab [")]
+    assert rounds[-1].startswith(f"bench ab [12/12] {NAME}-synthetic-cpu-b32, round 12;")
     assert result.exit_code in (0, 3), result.output
     if judged(out):  # a quiet machine: the same code passes
         assert result.exit_code == 0, result.output
@@ -326,7 +329,7 @@ def test_sigterm_keeps_the_whole_rounds_measured_and_exits_143(tmp_path, noting)
     side, pids = noting
     out = tmp_path / "ab"
     command = [str(Path(sys.executable).with_name("bench")), "ab", "--baseline", side]
-    command += ["--candidate", side, "--model", NAME, *QUICK, "--rounds", "400"]
+    command += ["--candidate", side, "--model", NAME, *QUICK, "--rounds", "400", "--quiet"]
     process = subprocess.Popen([*command, "--out", str(out)], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
     # six workers have built the model: the third round is under way, two are done

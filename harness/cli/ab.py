@@ -209,8 +209,13 @@ def ab_command(
         command=["bench", *sys.argv[1:]],
     )
     try:
+        shown = not (quiet or as_json)
         outcome = run_session(
-            session, out, rules, progress=not (quiet or as_json) and sys.stderr.isatty()
+            session,
+            out,
+            rules,
+            progress=shown and sys.stderr.isatty(),
+            log=shown and not sys.stderr.isatty(),
         )
     except SessionInterrupted as stop:
         click.echo(

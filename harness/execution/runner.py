@@ -168,7 +168,10 @@ def run_suite(
         try:
             with sigterm_as_interrupt():
                 show = not quiet and (sys.stderr.isatty() or in_notebook())
-                _run_pending(runs, store, executor, job_maker(ctx, policy, executor), policy, show)
+                log = not quiet and not show  # piped: lines a CI log shows as they come
+                _run_pending(
+                    runs, store, executor, job_maker(ctx, policy, executor), policy, show, log
+                )
         finally:
             outputs.close(store.data)
         workers = min(executor.slots, usable_cores())  # the plots use the runs' parallelism
@@ -235,13 +238,14 @@ def _run_pending(
     make_job: Callable[[Run, dict[str, bytes]], Job],
     policy: RunPolicy,
     show: bool,
+    log: bool,
 ) -> None:
     """Execute the runs ``store`` does not hold as ``ok``, recording each, and set the final
     status: complete, stopped (``fail_fast``) or interrupted (raises :class:`SuiteInterrupted`)."""
 
     def on_start(bar: tqdm, run: Run):
         bar.set_postfix_str(run.name)
-        return partial(_show_epoch, bar, run.name) if show else None
+        return partial(_show_epoch, bar, run.name) if show or log else None
 
     try:
         stopped = run_all(
@@ -252,6 +256,7 @@ def _run_pending(
             retries=policy.retries,
             fail_fast=policy.fail_fast,
             show=show,
+            log=log,
             on_start=on_start,
         )
     except Interrupted as exc:

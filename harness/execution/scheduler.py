@@ -28,6 +28,7 @@ from harness.errors import BenchError
 from harness.execution.executor import Executor
 from harness.execution.interrupts import Terminated
 from harness.execution.jobs import Job, Outcome, WorkerLost, failed_record, needed_files
+from harness.execution.log_progress import LogBar
 from harness.execution.outcome import make_record
 from harness.planning.suite_files import Run
 from harness.results.store import ResultsStore, atomic_write, now
@@ -120,18 +121,20 @@ def run_all(
     retries: int = 0,
     fail_fast: bool = False,
     show: bool = False,
+    log: bool = False,
     on_start: Callable[[tqdm, Run], Any] | None = None,
 ) -> str | None:
     """Execute the runs ``store`` does not hold as ``ok``; returns ``None`` when all ran, or
     the reason they stopped early (``fail_fast``). Raises :class:`Interrupted` on Ctrl-C.
-    ``on_start(bar, run)`` may return the run's epoch-progress callback."""
+    ``show`` draws a progress bar; ``log`` prints progress as lines instead (for a piped
+    output, :class:`LogBar`). ``on_start(bar, run)`` may return the run's epoch-progress
+    callback."""
     schedule = Schedule(runs, store)
-    bar = tqdm(
-        total=len(schedule.waiting),
-        desc=store.data["suite"].get("name"),
-        unit="run",
-        disable=not show,
-        file=sys.stderr,
+    total, name = len(schedule.waiting), store.data["suite"].get("name")
+    bar = (
+        LogBar(total, name)
+        if log and not show
+        else tqdm(total=total, desc=name, unit="run", disable=not show, file=sys.stderr)
     )
     loop = _Loop(schedule, executor, make_job, bar, on_start, retries)
     try:
@@ -163,7 +166,7 @@ class _Loop:
     schedule: Schedule
     executor: Executor
     make_job: Callable[[Run, dict[str, bytes]], Job]
-    bar: tqdm
+    bar: tqdm | LogBar
     on_start: Callable[[tqdm, Run], Any] | None
     retries: int
     stopped: str | None = None
@@ -237,6 +240,7 @@ def _record(schedule: Schedule, record: dict[str, Any], bar: tqdm) -> None:
         atomic_write(_inside(out_dir, name), lambda handle, c=content: handle.write(c))
     schedule.store.add(record)
     schedule.record(record)
+    bar.set_postfix_str(f"{record['id']} {record['status']}")
     bar.update(1)
 
 

@@ -39,6 +39,7 @@ from harness.comparing.matching import Comparison, compare_files
 from harness.comparing.verdicts import ALPHA, MIN_ROUNDS, Rules
 from harness.errors import BenchError
 from harness.execution.interrupts import Terminated, sigterm_as_interrupt
+from harness.execution.log_progress import LogBar
 from harness.planning.overrides import Overrides
 from harness.planning.suite_files import Run
 from harness.reporting.tables import plural
@@ -103,9 +104,11 @@ def run_session(
     rules: Rules,
     *,
     progress: bool = False,
+    log: bool = False,
 ) -> Outcome:
     """Start both workers, plan, measure every run in alternating rounds, write both results
-    files and compare them."""
+    files and compare them. ``progress`` draws a bar; ``log`` prints a line per measured round
+    instead (a piped output, such as a CI log)."""
     if session.rounds < MIN_ROUNDS:
         raise BenchError(
             f"--rounds {session.rounds}: at least {MIN_ROUNDS} are needed for the paired test "
@@ -126,7 +129,7 @@ def run_session(
         for role in ROLES:
             stores[role] = _create_store(session, out_dir / role, role, header, hellos[role])
         with sigterm_as_interrupt():
-            _measure_all(session, out_dir, workers, stores, runs, progress)
+            _measure_all(session, out_dir, workers, stores, runs, progress, log)
     except KeyboardInterrupt as exc:
         signal_name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
         for store in stores.values():
@@ -217,6 +220,7 @@ def _measure_all(
     stores: dict[str, ResultsStore],
     runs: list[tuple[Run, Run]],
     progress: bool,
+    log: bool,
 ) -> None:
     """Every round in its own pair of workers (the first round in ``first``, which planned),
     every run in each round. Whatever whole rounds were measured are recorded, even when
@@ -224,7 +228,12 @@ def _measure_all(
     pairs = [RunPair.of(baseline, candidate) for baseline, candidate in runs]
     total = len(pairs) * session.rounds
     try:
-        with tqdm(total=total, desc="bench ab", unit="round", disable=not progress) as bar:
+        bar = (
+            LogBar(total, "bench ab")
+            if log and not progress
+            else tqdm(total=total, desc="bench ab", unit="round", disable=not progress)
+        )
+        with bar:
             for index in range(session.rounds):
                 if index and all(pair.failures for pair in pairs):
                     break  # nothing left to measure: start no more workers
