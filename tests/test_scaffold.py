@@ -49,6 +49,7 @@ def test_write_plugin_writes_an_installable_package(tmp_path: Path):
         "bench_my_models/models.py",
         "bench_my_models/datasets.py",
         "tests/test_bench_my_models.py",
+        ".github/workflows/bench.yml",
     }
     project = tomllib.loads((tmp_path / "pkg" / "pyproject.toml").read_text())["project"]
     assert (project["name"], project["dependencies"]) == ("bench-my-models", ["bench-harness"])
