@@ -7,7 +7,6 @@ then goes on ``PYTHONPATH`` of a subprocess, so the test venv itself is never mo
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tomllib
@@ -15,46 +14,21 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from plugin_repos import install_offline, site_env
 
 from harness.cli import cli
 from harness.errors import BenchError
-from harness.registry.loading import ENV_VAR
 from harness.registry.skeleton import write_plugin
 
 BENCH = Path(sys.executable).with_name("bench")
-
-
-def install_offline(package: Path, target: Path) -> None:
-    """``pip install`` ``package`` into ``target`` with no network, no cache and no dependencies."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--no-cache-dir",
-            "--quiet",
-            "--target",
-            str(target),
-            str(package),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def run_with_site(
     site: Path, *command: str | Path, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``command`` with ``site`` first on PYTHONPATH and no BENCH_PLUGINS."""
-    env = {key: value for key, value in os.environ.items() if key != ENV_VAR}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
     return subprocess.run(
-        [str(c) for c in command], capture_output=True, text=True, env=env, cwd=cwd
+        [str(c) for c in command], capture_output=True, text=True, env=site_env(site), cwd=cwd
     )
 
 
@@ -75,6 +49,7 @@ def test_write_plugin_writes_an_installable_package(tmp_path: Path):
         "bench_my_models/models.py",
         "bench_my_models/datasets.py",
         "tests/test_bench_my_models.py",
+        ".github/workflows/bench.yml",
     }
     project = tomllib.loads((tmp_path / "pkg" / "pyproject.toml").read_text())["project"]
     assert (project["name"], project["dependencies"]) == ("bench-my-models", ["bench-harness"])

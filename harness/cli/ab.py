@@ -15,7 +15,8 @@ from harness.results.store import atomic_write_text
 
 SIDE_HELP = (
     "'current' (this installation), a Python interpreter or virtual environment, "
-    "'git:REV' (a revision of the repository here, installed beside this one's packages) or "
+    "'git:REV' (a revision of the repository here: of bench's own, that revision's bench; of a "
+    "plugin package's, this bench with that revision of the package) or "
     "'plugin:PATH_OR_MODULE' (this installation plus that plugin)."
 )
 
@@ -155,6 +156,7 @@ def ab_command(
     \b
     Examples:
       bench ab --baseline git:main --model lenet5 --batch-size 32
+      bench ab --baseline git:HEAD~1 --candidate git:HEAD --model my-model
       bench ab --baseline /opt/venv-base --candidate /opt/venv-new --suite throughput \\
                --set batch_sizes=1,32
       bench ab --baseline plugin:old_models.py --candidate plugin:new_models.py --model mine

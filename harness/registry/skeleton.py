@@ -1,5 +1,5 @@
 """``bench new-plugin``: write a ready-to-install plugin package (pyproject, README, model, dataset,
-test).
+test, and a GitHub workflow that checks every pull request for a slowdown).
 
 The package registers itself through the ``bench`` entry-point group, exactly like the built-in
 plugins, so ``pip install -e DIR`` is all it takes for ``bench list models`` to show its model.
@@ -13,6 +13,7 @@ from pathlib import Path
 from string import Template
 
 from harness.errors import BenchError
+from harness.registry.plugin_workflow import WORKFLOW
 
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")
 
@@ -65,6 +66,17 @@ bench list models           # $model, with its option `hidden`
 bench run --model $model --dataset $dataset --epochs 3
 ```
 
+## Performance checks
+
+`.github/workflows/bench.yml` runs on every pull request: `bench ab` measures `$model` at the
+pull request's base commit against the pull request, in alternating rounds on the same runner,
+and fails the check on a regression. The same, here, for the last commit against the one
+before (`current` is the installed package: with `pip install -e .`, this checkout):
+
+```bash
+bench ab --baseline git:HEAD~1 --candidate current --model $model --dataset $dataset
+```
+
 ## Layout
 
 - `pyproject.toml`: `[project.entry-points.bench]` names the two modules bench loads, and
@@ -74,6 +86,7 @@ bench run --model $model --dataset $dataset --epochs 3
 - `$package/datasets.py`: a `DatasetSpec` whose `load(options, context)` returns `Splits` of
   `TensorSplit` (float32 inputs, int64 labels), deterministic for `context.seed`.
 - `tests/test_$package.py`: loads the plugins and trains the model for three epochs.
+- `.github/workflows/bench.yml`: the pull-request check; `BENCH_AB_ARGS` says what it measures.
 """
 
 INIT = '''\
@@ -233,6 +246,7 @@ def plugin_files(name: str) -> dict[str, str]:
         f"{package}/models.py": names.fill(MODELS),
         f"{package}/datasets.py": names.fill(DATASETS),
         f"tests/test_{package}.py": names.fill(TEST),
+        ".github/workflows/bench.yml": names.fill(WORKFLOW),
     }
 
 

@@ -5,9 +5,10 @@ A side is given as one of:
 - ``current``: this interpreter and the bench installed in it (the default candidate);
 - a Python interpreter or a virtual environment (``/opt/venv-base`` or ``.../bin/python``):
   another installation, with its own bench, plugins and torch;
-- ``git:REV``: a revision of the repository in the current directory, extracted with
-  ``git archive`` and installed without its dependencies (``pip install --no-deps
-  --no-build-isolation --no-index --target``) beside this interpreter's packages;
+- ``git:REV``: a revision of the repository in the current directory, installed into a folder of
+  its own (:mod:`harness.comparing.ab.revisions`): of bench's own repository, that revision's
+  bench beside this interpreter's other packages; of a plugin package's, this bench with that
+  revision of the package, hiding an installed copy of it;
 - ``plugin:PATH_OR_MODULE``: this installation plus one more plugin, e.g. two versions of a
   model written as two plugin files.
 
@@ -23,17 +24,15 @@ import json
 import os
 import subprocess
 import sys
-import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.comparing.ab.revisions import LOG_TAIL, find_revision, install_revision
 from harness.comparing.ab.worker import PROTOCOL
 from harness.errors import BenchError
 from harness.results.environment import git_commit
-
-LOG_TAIL = 20
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ def resolve_side(role: str, spec: str, work_dir: Path, *, install: bool = True) 
         plugin = str(Path(name).resolve()) if Path(name).is_file() else name
         return Side(role, spec, plugins=(plugin,), commit=git_commit())
     if spec.startswith("git:") and not install:
-        return Side(role, spec, commit=revision_commit(spec.removeprefix("git:")))
+        return Side(role, spec, commit=find_revision(spec.removeprefix("git:"))[0])
     if spec.startswith("git:"):
         commit, site = install_revision(spec.removeprefix("git:"), work_dir)
         return Side(role, spec, path=(str(site),), commit=commit)
@@ -74,52 +73,6 @@ def _interpreter(role: str, spec: str) -> Path:
         f"--{role} {spec}: not 'current', 'git:REV', 'plugin:PATH_OR_MODULE', a Python "
         "interpreter or a virtual environment"
     )
-
-
-def _git(*args: str, **kwargs: Any) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], capture_output=True, check=False, **kwargs)
-
-
-def revision_commit(rev: str) -> str:
-    """The commit ``rev`` names in the current directory's repository."""
-    found = _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", text=True)
-    if found.returncode != 0:
-        raise BenchError(f"git:{rev}: not a revision of the repository in {Path.cwd()}")
-    return found.stdout.strip()
-
-
-def install_revision(rev: str, work_dir: Path) -> tuple[str, Path]:
-    """Extract ``rev`` of the current directory's repository and install it into a folder of
-    its own; returns the commit and that folder (reused when already installed)."""
-    commit = revision_commit(rev)
-    site = work_dir / f"site-{commit[:12]}"
-    if (site / ".installed").is_file():
-        return commit, site
-    source = work_dir / f"src-{commit[:12]}"
-    source.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.Popen(["git", "archive", "--format=tar", commit], stdout=subprocess.PIPE)
-    with tarfile.open(fileobj=archive.stdout, mode="r|") as tar:
-        if hasattr(tarfile, "data_filter"):  # Python 3.11.4 and later
-            tar.extractall(source, filter="data")
-        else:
-            tar.extractall(source)  # noqa: S202 - our own repository's archive
-    if archive.wait() != 0:
-        raise BenchError(f"git:{rev}: git archive failed")
-    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index"]
-    pip += ["--no-build-isolation", "--target", str(site), str(source)]
-    installed = subprocess.run(pip, capture_output=True, text=True, check=False)
-    if installed.returncode != 0:
-        tail = "\n".join(installed.stderr.strip().splitlines()[-LOG_TAIL:])
-        raise BenchError(f"git:{rev}: installing {commit[:12]} failed:\n{tail}")
-    if not (site / "harness" / "comparing" / "ab" / "worker.py").is_file():
-        what = "bench ab" if not (site / "harness" / "abworker.py").is_file() else "bench-harness"
-        raise BenchError(
-            f"git:{rev}: {commit[:12]} predates {what} (it has no "
-            "harness/comparing/ab/worker.py); measure it on its own (bench time) and compare "
-            "the results files with bench compare instead"
-        )
-    (site / ".installed").touch()
-    return commit, site
 
 
 def pinned_cpus(spec: str, threads: int) -> tuple[int, ...]:
