@@ -20,10 +20,11 @@ from click.testing import CliRunner
 
 import harness
 from harness.cli import cli
-from harness.comparing.ab.sides import pinned_cpus, resolve_side
+from harness.comparing.ab.sides import resolve_side
 from harness.comparing.matching import compare_files
 from harness.comparing.verdicts import REGRESSION, Rules
 from harness.errors import BenchError
+from harness.measuring.affinity import pinned_cpus
 from harness.reporting.tables import plural
 
 REPO = Path(__file__).resolve().parents[1]

@@ -164,10 +164,11 @@ def ab_command(
     trustworthy verdict (too many contended rounds).
     """
     from harness.comparing.ab.session import Session, SessionInterrupted, run_session
-    from harness.comparing.ab.sides import pinned_cpus, resolve_side
+    from harness.comparing.ab.sides import resolve_side
     from harness.comparing.output import to_json, to_markdown, to_text
     from harness.comparing.verdicts import Rules
     from harness.execution.runner import default_out_dir
+    from harness.measuring.affinity import pinned_cpus
     from harness.planning.overrides import Overrides
 
     if not suite and not models:

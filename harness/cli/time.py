@@ -88,6 +88,15 @@ def shared_options(command: Callable) -> Callable:
 @click.command("time")
 @shared_options
 @click.option(
+    "--cpus",
+    default="any",
+    show_default=True,
+    metavar="auto|any|N,M",
+    help="CPUs each run is pinned to, recorded in the results, so that measurements taken at "
+    "different times run on the same cores: auto = the last --threads usable CPUs; N,M = "
+    "those (--threads defaults to their number); any = no pinning.",
+)
+@click.option(
     "--batch-size",
     "batch_sizes",
     multiple=True,
@@ -138,6 +147,7 @@ def time_command(
     time_limit,
     profile,
     quick,
+    cpus,
     **shared,
 ) -> None:
     """Time forward, forward+backward, training steps and an epoch of --model(s).
@@ -149,7 +159,9 @@ def time_command(
       bench time --model lenet5 --dataset digits --device auto --threads 2 --json
       bench time --model cnn --batch-size 1 --batch-size 64 --mode forward --amp bf16
       bench time --model lenet5 --quick --tensorboard runs/tb
+      bench time --model lenet5 --threads 1 --cpus auto
     """
+    pinned, shared["threads"] = _pinning(cpus, shared["threads"])
     settings = {
         "batch_sizes": batch_sizes,
         "modes": modes,
@@ -163,7 +175,17 @@ def time_command(
         "profile": profile,
         "quick": quick,
     }
-    run_timing(ctx, "time", settings, **shared)
+    run_timing(ctx, "time", settings, cpus=pinned, **shared)
+
+
+def _pinning(spec: str, threads: int | None) -> tuple[tuple[int, ...], int | None]:
+    """The CPUs ``--cpus`` names, and the thread count: ``--threads``, else one per CPU."""
+    from harness.measuring.affinity import pinned_cpus
+
+    if spec == "any":
+        return (), threads
+    cpus = pinned_cpus(spec, threads or 1)
+    return cpus, threads or len(cpus) or None
 
 
 def run_timing(
@@ -171,6 +193,7 @@ def run_timing(
     command: str,
     settings: dict[str, Any],
     *,
+    cpus: tuple[int, ...] = (),
     models,
     datasets,
     model_opt,
@@ -232,6 +255,6 @@ def run_timing(
         command=["bench", *sys.argv[1:]],
         quiet=quiet,
         threads=threads,
-        policy=make_policy(ctx, **policy),
+        policy=make_policy(ctx, cpus=cpus, **policy),
         sinks=requested_sinks(tensorboard, sinks),
     )
