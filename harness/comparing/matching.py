@@ -77,6 +77,7 @@ class ResultSet:
     configs: dict[str, Config]  # by match key
     problems: list[str] = field(default_factory=list)  # failed runs, unfinished file
     session: str | None = None  # the bench ab session that measured it, if one did
+    contention_recorded: bool = True  # False for pytest-benchmark files: nothing says
 
 
 def load_result_set(path: Path | str) -> ResultSet:
@@ -230,7 +231,8 @@ def _from_pytest_benchmark(path: Path, data: dict[str, Any]) -> ResultSet:
         config = {"fullname": fullname, **{k: extra[k] for k in PYTEST_CONFIGURATION if k in extra}}
         key = json.dumps(config, sort_keys=True, default=str)
         configs[key] = Config(label, config, {name: measurement}, title=name)
-    return ResultSet(path, "pytest-benchmark", _pytest_environment(data), configs)
+    environment = _pytest_environment(data)
+    return ResultSet(path, "pytest-benchmark", environment, configs, contention_recorded=False)
 
 
 def _pytest_measurement(stats_: dict[str, Any]) -> Measurement:

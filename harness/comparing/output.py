@@ -179,6 +179,36 @@ def _interleaving(comparison: Comparison) -> list[str]:
     ]
 
 
+MEASURED_APART = (
+    "measured at different times: one side was timed after the other, so whatever changed on "
+    "the machine in between (another process, a slower core or clock, a busy neighbour VM) is "
+    "not separated from the change of the code; for a verdict that holds on a shared machine, "
+    "measure both sides in alternating rounds with bench ab"
+)
+NO_CONTENTION_RECORD = (
+    "no contention record: pytest-benchmark files do not say whether the machine was busy "
+    "while they were measured, so a slowdown the machine caused reads as a regression of the "
+    "code; bench ab over the same code, or both sides' benchmarks run alternately several "
+    "times, give a verdict that holds"
+)
+
+
+def measured_apart(comparison: Comparison) -> bool:
+    """Timings of two measurements taken at different times (not one ``bench ab`` session)."""
+    return not comparison.interleaved and any(row.kind == TIME for row in comparison.rows)
+
+
+def contention_recorded(comparison: Comparison) -> bool:
+    return comparison.baseline.contention_recorded and comparison.candidate.contention_recorded
+
+
+def caveats(comparison: Comparison) -> list[str]:
+    """What the files cannot tell, whatever the verdict: that the machine changed between the
+    two measurements, or that it was busy during one."""
+    apart = [MEASURED_APART] if measured_apart(comparison) else []
+    return apart + ([] if contention_recorded(comparison) else [NO_CONTENTION_RECORD])
+
+
 def to_text(comparison: Comparison) -> str:
     """The verdict for a terminal: header, table, what did not match, problems, summary."""
     lines = [
@@ -195,6 +225,7 @@ def to_text(comparison: Comparison) -> str:
     lines += _listing("only in candidate", comparison.only_candidate)
     lines += [f"problem: {problem}" for problem in comparison.problems]
     lines += [f"note: {PAIRED_NOTE}"] if any(row.paired for row in comparison.rows) else []
+    lines += [f"caveat: {caveat}" for caveat in caveats(comparison)]
     lines += [
         f"rules: {rules_text(comparison.rules, comparison.interleaved)}",
         f"verdict: {summary(comparison)}",
@@ -234,6 +265,7 @@ def to_markdown(comparison: Comparison) -> str:
         parts.append(f"> **Warning:** {warning}")
     parts += [f"> **Problem:** {problem}" for problem in comparison.problems]
     parts += [f"> **Contended:** {note}" for note in contention_notes(comparison.rows)]
+    parts += [f"> **Caveat:** {caveat}" for caveat in caveats(comparison)]
     notable = [row for row in comparison.rows if row.verdict != OK]
     parts.append(
         "### Changes beyond the thresholds\n\n" + markdown_table(table_rows(notable))
@@ -271,6 +303,9 @@ def to_json(comparison: Comparison) -> str:
         "exit_code": comparison.exit_code,
         "summary": summary(comparison),
         "interleaved": comparison.interleaved,
+        "measured_apart": measured_apart(comparison),
+        "contention_recorded": contention_recorded(comparison),
+        "caveats": caveats(comparison),
         "baseline": {
             "path": str(comparison.baseline.path),
             "environment": comparison.baseline.environment,
