@@ -1,5 +1,5 @@
 """``bench time --cpus``: each run pinned to the same CPUs, whichever process performs it, and the
-CPUs recorded.
+CPUs recorded; and ``bench time`` of the settings file's suite.
 
 Nothing here asserts a speed: only where the runs ran and what the results file says.
 """
@@ -88,3 +88,33 @@ def test_cpus_auto_takes_the_last_usable_cpu_per_thread_and_any_pins_nothing(tmp
 def test_cpus_that_cannot_be_had_are_a_usage_error(tmp_path, args, message):
     result = bench("time", *QUICK.split(), *args, "--dry-run")
     assert result.exit_code == 2 and message in result.output
+
+
+SUITE = """
+name = "ci"
+procedure = "throughput"
+models = ["lenet5", "mlp"]
+datasets = ["synthetic"]
+
+[throughput]
+batch_sizes = [2]
+modes = ["forward"]
+"""
+
+
+def test_bench_time_without_a_model_times_the_settings_file_suite(tmp_path, monkeypatch):
+    (tmp_path / ".git").mkdir()
+    monkeypatch.chdir(tmp_path)
+    result = bench("time", "--dry-run")
+    assert result.exit_code == 2 and "give --model NAME" in result.output
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "ci.toml").write_text(SUITE)
+    (tmp_path / "bench.toml").write_text('suite = "suites/ci.toml"\n')
+    monkeypatch.chdir(tmp_path / "suites")  # the path is the settings file's, not the cwd's
+    result = bench("time", "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    runs = [row["run"] for row in plan["plan"]]
+    assert plan["suite"] == "ci" and runs == ["lenet5-synthetic-cpu-b2", "mlp-synthetic-cpu-b2"]
+    result = bench("time", "--model", "cnn", "--dry-run", "--json")  # --model: not the suite
+    assert json.loads(result.output)["suite"] == "time-cnn"

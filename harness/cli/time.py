@@ -28,16 +28,14 @@ from harness.cli._shared import (
 from harness.measuring import AMP_NAMES, MODES
 from harness.options import parse_assignments
 
+
+def model_option(required: bool, help: str = "Model to measure (repeatable).") -> Callable:
+    return click.option(
+        "--model", "--models", "models", multiple=True, required=required, metavar="NAME", help=help
+    )
+
+
 SHARED_OPTIONS = [
-    click.option(
-        "--model",
-        "--models",
-        "models",
-        multiple=True,
-        required=True,
-        metavar="NAME",
-        help="Model to measure (repeatable).",
-    ),
     click.option(
         "--dataset",
         "--datasets",
@@ -86,6 +84,10 @@ def shared_options(command: Callable) -> Callable:
 
 
 @click.command("time")
+@model_option(
+    required=False,
+    help="Model to measure (repeatable) [default: the runs of the settings file's suite].",
+)
 @shared_options
 @click.option(
     "--cpus",
@@ -152,6 +154,9 @@ def time_command(
 ) -> None:
     """Time forward, forward+backward, training steps and an epoch of --model(s).
 
+    Without --model, the runs of the suite named by the project's settings file (`suite` in
+    [tool.bench] of pyproject.toml, or in bench.toml) are timed.
+
     \b
     Examples:
       bench time --model resnet18 --dataset synthetic --dataset-opt shape=3x224x224 \\
@@ -161,6 +166,11 @@ def time_command(
       bench time --model lenet5 --quick --tensorboard runs/tb
       bench time --model lenet5 --threads 1 --cpus auto
     """
+    from harness.comparing.settings_file import find_settings
+
+    suite = None if shared["models"] else find_settings().suite
+    if not suite and not shared["models"]:
+        raise click.UsageError("give --model NAME (or a suite in the project's settings file)")
     pinned, shared["threads"] = _pinning(cpus, shared["threads"])
     settings = {
         "batch_sizes": batch_sizes,
@@ -175,7 +185,7 @@ def time_command(
         "profile": profile,
         "quick": quick,
     }
-    run_timing(ctx, "time", settings, cpus=pinned, **shared)
+    run_timing(ctx, "time", settings, suite=suite, cpus=pinned, **shared)
 
 
 def _pinning(spec: str, threads: int | None) -> tuple[tuple[int, ...], int | None]:
@@ -193,6 +203,7 @@ def run_timing(
     command: str,
     settings: dict[str, Any],
     *,
+    suite: str | None = None,
     cpus: tuple[int, ...] = (),
     models,
     datasets,
@@ -233,7 +244,7 @@ def run_timing(
         dataset_options=parse_assignments(dataset_opt, "--dataset-opt"),
         settings={k: v for k, v in settings.items() if v is not None and v != ()},
     )
-    suite = timing_suite(None, overrides, registry, default_name="-".join([command, *models]))
+    suite = timing_suite(suite, overrides, registry, default_name="-".join([command, *models]))
     out = out or default_out_dir(suite.name)
     traces = out / "traces"
     run_and_show(

@@ -23,7 +23,8 @@ measured in alternating rounds: their rounds are paired.
 
 Exit codes: 0 no regression; 1 a regression; 3 nothing comparable, a failed run, an unfinished
 file, a verdict that contention leaves untrustworthy (and, strict, different machines); usage
-errors (2) are raised as :class:`BenchError`.
+errors (2) are raised as :class:`BenchError`. Only the verdicts of metrics the rules' ``gate``
+matches count (every metric without one).
 """
 
 from __future__ import annotations
@@ -305,7 +306,7 @@ class Comparison:
             return 3
         if any(row.fails for row in self.rows):
             return 1
-        return 3 if any(row.verdict == CONTENDED for row in self.rows) else 0
+        return 3 if any(row.verdict == CONTENDED and row.gated for row in self.rows) else 0
 
 
 def same_session(baseline: ResultSet, candidate: ResultSet) -> bool:

@@ -12,6 +12,7 @@ from harness.comparing.matching import MACHINE_FIELDS, Comparison, ResultSet
 from harness.comparing.verdicts import (
     ACCURACY,
     ALPHA,
+    IMPROVED,
     NOISE_LIMIT,
     NOISY,
     OK,
@@ -71,7 +72,8 @@ def _change(row: Row) -> str:
 
 
 def _verdict_text(row: Row) -> str:
-    return f"{row.verdict} (noisy)" if row.noisy and row.verdict != NOISY else row.verdict
+    text = f"{row.verdict} (noisy)" if row.noisy and row.verdict != NOISY else row.verdict
+    return text if row.gated or row.verdict in (OK, IMPROVED) else f"{text} (not gated)"
 
 
 def table_rows(rows: Iterable[Row]) -> list[dict[str, str]]:
@@ -117,7 +119,11 @@ def summary(comparison: Comparison) -> str:
     """One line: the count of each verdict, and the exit code."""
     counts = collections.Counter(row.verdict for row in comparison.rows)
     parts = [f"{counts[name]} {name}" for name in VERDICTS if counts[name]]
-    return f"{', '.join(parts) or 'no metric compared'} (exit {comparison.exit_code})"
+    text = ", ".join(parts) or "no metric compared"
+    ungated = sum(not row.gated and row.verdict not in (OK, IMPROVED) for row in comparison.rows)
+    if ungated:
+        text += f"; {ungated} not gated, reported only"
+    return f"{text} (exit {comparison.exit_code})"
 
 
 def rules_text(rules: Rules, interleaved: bool = False) -> str:
@@ -125,11 +131,7 @@ def rules_text(rules: Rules, interleaved: bool = False) -> str:
         default = default_threshold(kind, interleaved)
         points = kind == ACCURACY
         text = f"{default:g} pp" if points else f"{100 * default:g}%"
-        custom = [
-            f"{t.glob}={t.value:g}pp" if points else f"{t.glob}={100 * t.value:g}%"
-            for t in rules.thresholds
-            if (t.kind == ACCURACY) == points
-        ]
+        custom = [str(t) for t in rules.thresholds if (t.kind == ACCURACY) == points]
         return f"{text} (then {', '.join(custom)}: the last matching glob wins)" if custom else text
 
     test = (
@@ -152,6 +154,11 @@ def rules_text(rules: Rules, interleaved: bool = False) -> str:
         f"task metrics regress when the mean over seeds moves the wrong way (the task's "
         f"direction) by > {thresholds(ACCURACY)} (fractions) or > {thresholds(SCORE)} (other "
         "metrics) and by > 2 standard errors of the difference"
+        + (
+            f"; only metrics matching {', '.join(rules.gate)} decide the exit code"
+            if rules.gate
+            else ""
+        )
     )
 
 
@@ -226,6 +233,7 @@ def to_text(comparison: Comparison) -> str:
     lines += [f"problem: {problem}" for problem in comparison.problems]
     lines += [f"note: {PAIRED_NOTE}"] if any(row.paired for row in comparison.rows) else []
     lines += [f"caveat: {caveat}" for caveat in caveats(comparison)]
+    lines += [f"settings: {comparison.rules.source}"] if comparison.rules.source else []
     lines += [
         f"rules: {rules_text(comparison.rules, comparison.interleaved)}",
         f"verdict: {summary(comparison)}",
@@ -280,6 +288,7 @@ def to_markdown(comparison: Comparison) -> str:
     parts += _listing("Only in candidate", comparison.only_candidate)
     if any(row.paired for row in comparison.rows):
         parts.append(f"_Note: {PAIRED_NOTE}._")
+    parts += [f"_Settings: `{comparison.rules.source}`._"] if comparison.rules.source else []
     parts.append(f"_Rules: {rules_text(comparison.rules, comparison.interleaved)}._")
     return "\n\n".join(parts) + "\n"
 
@@ -298,10 +307,26 @@ def _measurement_dict(m: Measurement) -> dict[str, Any]:
     }
 
 
-def to_json(comparison: Comparison) -> str:
+def _settings_record(rules: Rules) -> dict[str, Any]:
+    """The rules a verdict was judged by, as its JSON records them: the settings file they came
+    from (null: none), thresholds in the order they apply (the last match wins; the defaults
+    are not listed), --metric globs, gate globs (empty: every metric) and strictness."""
+    return {
+        "file": rules.source,
+        "thresholds": [str(t) for t in rules.thresholds],
+        "metrics": list(rules.metrics),
+        "gate": list(rules.gate),
+        "strict": rules.strict,
+    }
+
+
+def to_json(comparison: Comparison, **settings: Any) -> str:
+    """The comparison as one JSON object; ``settings`` (a command's own, such as ``bench ab``'s
+    rounds) are recorded beside the rules."""
     document = {
         "exit_code": comparison.exit_code,
         "summary": summary(comparison),
+        "settings": {**_settings_record(comparison.rules), **settings},
         "interleaved": comparison.interleaved,
         "measured_apart": measured_apart(comparison),
         "contention_recorded": contention_recorded(comparison),
@@ -333,6 +358,7 @@ def to_json(comparison: Comparison) -> str:
                 "test": row.test,
                 "p_value": row.p_value,
                 "verdict": row.verdict,
+                "gated": row.gated,
             }
             for row in comparison.rows
         ],
