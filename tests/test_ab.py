@@ -20,10 +20,11 @@ from click.testing import CliRunner
 
 import harness
 from harness.cli import cli
-from harness.comparing.ab.sides import pinned_cpus, resolve_side
+from harness.comparing.ab.sides import resolve_side
 from harness.comparing.matching import compare_files
 from harness.comparing.verdicts import REGRESSION, Rules
 from harness.errors import BenchError
+from harness.measuring.affinity import pinned_cpus
 from harness.reporting.tables import plural
 
 REPO = Path(__file__).resolve().parents[1]
@@ -296,6 +297,47 @@ def test_without_models_or_suite_is_a_usage_error():
         result.exit_code == 2
         and "give --suite NAME_OR_PATH or at least one --model" in result.output
     )
+
+
+SLOWED_SUITE = f"""
+name = "ci"
+procedure = "throughput"
+models = ["{NAME}"]
+datasets = ["synthetic"]
+
+[dataset_options.synthetic]
+shape = "1x28x28"
+
+[throughput]
+batch_sizes = [32]
+modes = ["forward"]
+"""
+
+
+def test_the_settings_file_gives_rounds_suite_and_rules_and_the_verdict_records_them(
+    tmp_path, sides, monkeypatch
+):
+    (tmp_path / ".git").mkdir()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ci.toml").write_text(SLOWED_SUITE)
+    (tmp_path / "bench.toml").write_text(
+        'ab_rounds = 7\nsuite = "ci.toml"\ngate = ["forward"]\nthresholds = {"forward" = 50}\n'
+    )
+    ab = ["ab", "--baseline", sides[0.0], "--candidate", sides[0.0], "--round-time", "0.02"]
+    plan = CliRunner().invoke(cli, [*ab, "--rounds", "8", "--dry-run"])
+    assert "rounds: 8," in plan.output and f"{NAME}-synthetic-cpu-b32" in plan.output
+    result = CliRunner().invoke(cli, [*ab, "--quiet", "--json", "--out", "ab"])
+    assert result.exit_code in (0, 3), result.output  # the same code: no regression
+    assert json.loads(result.output)["settings"] == {
+        "file": str(tmp_path / "bench.toml"),
+        "thresholds": ["forward=50%"],
+        "metrics": [],
+        "gate": ["forward"],
+        "strict": False,
+        "ab_rounds": 7,
+        "suite": str(tmp_path / "ci.toml"),
+    }
+    assert len(rounds_of(tmp_path / "ab", "baseline")) == 7
 
 
 def test_the_ci_recipe_passes_bench_ab_only_options_it_has():

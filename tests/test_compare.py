@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from harness.cli import cli
 from harness.comparing.matching import compare_files, metric_kind
+from harness.comparing.output import MEASURED_APART, NO_CONTENTION_RECORD
 from harness.comparing.verdicts import (
     ACCURACY,
     IMPROVED,
@@ -631,3 +632,59 @@ def test_json_output_carries_the_verdicts(tmp_path):
     (row,) = document["rows"]
     assert row["verdict"] == REGRESSION and row["p_value"] < 0.01
     assert row["baseline"]["n"] == 30 and row["change"] == pytest.approx(0.3, abs=0.05)
+
+
+# --- what a verdict cannot know ----------------------------------------------------------------
+
+
+def in_session(path, session):
+    """``path`` as if written by the ``bench ab`` session ``session``."""
+    document = json.loads(path.read_text())
+    document["execution"] = {"interleaved": {"session": session, "rounds": 1}}
+    path.write_text(json.dumps(document))
+    return path
+
+
+def bench_compare_json(*args):
+    return json.loads(bench_compare(*args, "--json")[1])
+
+
+def test_two_sequential_measurements_say_so_and_point_to_bench_ab(tmp_path):
+    base, cand = pair(tmp_path, draws(1), draws(2))
+    code, output = bench_compare(base, cand)
+    assert code == 0 and f"caveat: {MEASURED_APART}" in output and "bench ab" in MEASURED_APART
+    document = bench_compare_json(base, cand)
+    assert document["measured_apart"] is True and document["caveats"] == [MEASURED_APART]
+
+
+def test_one_bench_ab_session_was_measured_at_one_time(tmp_path):
+    base, cand = pair(tmp_path, draws(1), draws(2))
+    in_session(base, "s1")
+    in_session(cand, "s1")
+    code, output = bench_compare(base, cand)
+    assert "interleaved: both sides" in output and "caveat:" not in output
+    document = bench_compare_json(base, cand)
+    assert document["measured_apart"] is False and document["caveats"] == []
+    in_session(cand, "s2")  # two sessions: two times
+    assert f"caveat: {MEASURED_APART}" in bench_compare(base, cand)[1]
+
+
+def test_accuracies_alone_carry_no_timing_caveat(tmp_path):
+    base = write(tmp_path / "a.json", [accuracy_run(0, 0, 0.9)], procedure="accuracy")
+    cand = write(tmp_path / "b.json", [accuracy_run(0, 0, 0.9)], procedure="accuracy")
+    assert "caveat:" not in bench_compare(base, cand)[1]
+
+
+def test_a_pytest_benchmark_verdict_says_it_has_no_contention_record(tmp_path):
+    base = pytest_benchmark_file(tmp_path / "0001.json", {"test_forward[mlp]": draws(1)})
+    slower = [1.3 * s for s in draws(2)]
+    cand = pytest_benchmark_file(tmp_path / "0002.json", {"test_forward[mlp]": slower})
+    summary = tmp_path / "summary.md"
+    code, output = bench_compare(base, cand, "--markdown-out", summary)
+    assert code == 1 and f"caveat: {NO_CONTENTION_RECORD}" in output
+    assert f"> **Caveat:** {NO_CONTENTION_RECORD}" in summary.read_text()
+    document = bench_compare_json(base, cand)
+    assert document["contention_recorded"] is False
+    assert document["caveats"] == [MEASURED_APART, NO_CONTENTION_RECORD]
+    bench_files = pair(tmp_path, draws(1), draws(2))
+    assert bench_compare_json(*bench_files)["contention_recorded"] is True

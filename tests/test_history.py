@@ -75,6 +75,19 @@ def test_adding_files_each_result_set_once_and_the_index_rebuilds_the_same(tmp_p
     assert history("--history", root, "rebuild").output.strip() == "index rebuilt: 4 result sets"
 
 
+def test_the_settings_file_names_the_history_and_history_overrides_it(tmp_path, monkeypatch):
+    (tmp_path / ".git").mkdir()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.bench]\nhistory_dir = "perf/history"\n')
+    (path,) = commit_files(tmp_path, [0.010])
+    monkeypatch.chdir(tmp_path / "c00")  # relative to the settings file, not the cwd
+    assert history("add", path, "--commit", sha(0)).exit_code == 0
+    assert [e.commit for e in HistoryStore(tmp_path / "perf" / "history").entries()] == [sha(0)]
+    assert history("--history", tmp_path / "other", "add", path, "--commit", sha(1)).exit_code == 0
+    assert len(HistoryStore(tmp_path / "other").entries()) == 1
+    assert len(HistoryStore(tmp_path / "perf" / "history").entries()) == 1
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

@@ -13,6 +13,8 @@ from harness.measuring import MODES
 from harness.options import parse_assignments
 from harness.results.store import atomic_write_text
 
+ROUNDS = 20  # without --rounds or a settings file's ab_rounds
+
 SIDE_HELP = (
     "'current' (this installation), a Python interpreter or virtual environment, "
     "'git:REV' (a revision of the repository here: of bench's own, that revision's bench; of a "
@@ -26,7 +28,12 @@ SIDE_HELP = (
 @click.option(
     "--candidate", default="current", show_default=True, metavar="SIDE", help="The candidate."
 )
-@click.option("--suite", metavar="NAME_OR_PATH", help="A timing suite (procedure throughput).")
+@click.option(
+    "--suite",
+    metavar="NAME_OR_PATH",
+    help="A timing suite (procedure throughput) [default without --model: the settings "
+    "file's suite].",
+)
 @click.option("--model", "--models", "models", multiple=True, metavar="NAME", help="Model.")
 @click.option(
     "--dataset",
@@ -67,10 +74,8 @@ SIDE_HELP = (
 @click.option(
     "--rounds",
     type=click.IntRange(min=MIN_ROUNDS),
-    default=20,
-    show_default=True,
     help=f"Rounds, each in fresh worker processes (at least {MIN_ROUNDS}, the fewest the "
-    "paired test can decide on).",
+    f"paired test can decide on) [default: the settings file's ab_rounds, else {ROUNDS}].",
 )
 @click.option(
     "--round-time",
@@ -97,6 +102,12 @@ SIDE_HELP = (
 )
 @click.option(
     "--metric", "metrics", multiple=True, metavar="GLOB", help="Judge only metrics GLOB matches."
+)
+@click.option(
+    "--gate",
+    multiple=True,
+    metavar="GLOB",
+    help="Only metrics GLOB matches decide the exit code (repeatable), as bench compare takes it.",
 )
 @click.option("--strict", is_flag=True, help="Fail noisy regressions too.")
 @click.option("--out", type=click.Path(path_type=Path), help="Output directory.")
@@ -137,6 +148,7 @@ def ab_command(
     settings,
     thresholds,
     metrics,
+    gate,
     strict,
     out,
     markdown_out,
@@ -152,6 +164,8 @@ def ab_command(
     and then on the other, the order alternating, so a machine that drifts slows both alike.
     Rounds in which a side was contended are dropped in pairs. The verdict pairs the rounds
     (Wilcoxon signed-rank test; default threshold 5%) and the exit code is bench compare's.
+    The rounds, thresholds, gate and (without --suite or --model) the suite also come from the
+    project's settings file ([tool.bench] in pyproject.toml, or bench.toml); flags override it.
 
     \b
     Examples:
@@ -166,15 +180,21 @@ def ab_command(
     trustworthy verdict (too many contended rounds).
     """
     from harness.comparing.ab.session import Session, SessionInterrupted, run_session
-    from harness.comparing.ab.sides import pinned_cpus, resolve_side
+    from harness.comparing.ab.sides import resolve_side
     from harness.comparing.output import to_json, to_markdown, to_text
-    from harness.comparing.verdicts import Rules
+    from harness.comparing.settings_file import find_settings
     from harness.execution.runner import default_out_dir
+    from harness.measuring.affinity import pinned_cpus
     from harness.planning.overrides import Overrides
 
+    project = find_settings()
+    suite = suite or (None if models else project.suite)
     if not suite and not models:
-        raise click.UsageError("give --suite NAME_OR_PATH or at least one --model")
-    rules = Rules.parse(thresholds, metrics, strict)
+        raise click.UsageError(
+            "give --suite NAME_OR_PATH or at least one --model (or a suite in the settings file)"
+        )
+    rounds = rounds or project.ab_rounds or ROUNDS
+    rules = project.rules(thresholds, metrics, strict, gate)
     name = "ab-" + (Path(suite).stem if suite else "-".join(models))
     out = out or default_out_dir(name)
     overrides = Overrides(
@@ -231,7 +251,7 @@ def ab_command(
     if markdown_out:
         atomic_write_text(markdown_out, to_markdown(comparison))
     if as_json:
-        click.echo(to_json(comparison), nl=False)
+        click.echo(to_json(comparison, ab_rounds=rounds, suite=suite), nl=False)
     else:
         click.echo(to_text(comparison), nl=False)
         click.echo(f"results: {out / 'baseline'}  {out / 'candidate'}")

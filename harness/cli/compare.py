@@ -18,7 +18,8 @@ from harness.results.store import atomic_write_text
     multiple=True,
     metavar="[GLOB=]VALUE",
     help="Regression threshold: N% for timings (default 10%), Npp for accuracies (default "
-    "1.0pp); GLOB=VALUE for matching metrics only (repeatable; the last match wins).",
+    "1.0pp); GLOB=VALUE for matching metrics only (repeatable; the last match wins, after "
+    "the settings file's).",
 )
 @click.option(
     "--metric",
@@ -27,6 +28,13 @@ from harness.results.store import atomic_write_text
     metavar="GLOB",
     help="Compare only metrics matching GLOB, e.g. 'train_step*'; for pytest-benchmark files "
     "the benchmark's name, e.g. 'test_train_step*' (repeatable).",
+)
+@click.option(
+    "--gate",
+    multiple=True,
+    metavar="GLOB",
+    help="Only metrics matching GLOB decide the exit code; the others are reported (repeatable; "
+    "replaces the settings file's gate; default every metric).",
 )
 @click.option(
     "--strict",
@@ -42,7 +50,9 @@ from harness.results.store import atomic_write_text
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, not a table.")
 @click.pass_context
-def compare_command(ctx, baseline, candidate, thresholds, metrics, strict, markdown_out, as_json):
+def compare_command(
+    ctx, baseline, candidate, thresholds, metrics, gate, strict, markdown_out, as_json
+):
     """Compare CANDIDATE results against BASELINE; the exit code is the verdict.
 
     Both are bench results files (or their directories), or both pytest-benchmark JSON files.
@@ -55,14 +65,15 @@ def compare_command(ctx, baseline, candidate, thresholds, metrics, strict, markd
     slower contended candidate; a contended baseline) is no verdict. Files of one `bench ab`
     session are judged round by round (Wilcoxon signed-rank test, 5% threshold). An accuracy
     regresses when its mean over seeds drops by more than the threshold and by more than twice
-    the standard error of the difference.
+    the standard error of the difference. Thresholds and the gate also come from the project's
+    settings file ([tool.bench] in pyproject.toml, or bench.toml), which the flags override.
 
     \b
     Exit codes:
       0  no regression (noisy ones within their noise are reported, not failed)
-      1  a regression
+      1  a regression (of a gated metric)
       2  usage error: a file missing, empty, truncated or not a results file;
-         a malformed option
+         a malformed option or settings file
       3  no trustworthy verdict: one that contention could have produced or
          hidden, nothing comparable, a failed run or an unfinished file; with
          --strict, also different machines, devices, thread counts or torch
@@ -76,9 +87,10 @@ def compare_command(ctx, baseline, candidate, thresholds, metrics, strict, markd
     """
     from harness.comparing.matching import compare_files
     from harness.comparing.output import to_json, to_markdown, to_text
-    from harness.comparing.verdicts import Rules
+    from harness.comparing.settings_file import find_settings
 
-    comparison = compare_files(baseline, candidate, Rules.parse(thresholds, metrics, strict))
+    rules = find_settings().rules(thresholds, metrics, strict, gate)
+    comparison = compare_files(baseline, candidate, rules)
     click.echo(to_json(comparison) if as_json else to_text(comparison), nl=False)
     if markdown_out:
         atomic_write_text(markdown_out, to_markdown(comparison))

@@ -23,7 +23,8 @@ from harness.results.store import results_path
     "--history",
     "root",
     type=click.Path(path_type=Path, file_okay=False),
-    help="The history directory [default: .bench/history at the top of this git repository].",
+    help="The history directory [default: the settings file's history_dir, else .bench/history "
+    "at the top of this git repository].",
 )
 @click.pass_context
 def history_group(ctx, root) -> None:
@@ -39,9 +40,11 @@ def history_group(ctx, root) -> None:
 
 
 def _store(ctx) -> HistoryStore:
+    from harness.comparing.settings_file import find_settings
     from harness.history.archive import HistoryStore, default_history_dir
 
-    return HistoryStore(ctx.obj["root"] or default_history_dir())
+    root = ctx.obj["root"] or find_settings().history_dir or default_history_dir()
+    return HistoryStore(root)
 
 
 @history_group.command("add")

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import click
 
-from harness.cli.time import run_timing, shared_options
+from harness.cli.time import model_option, run_timing, shared_options
 from harness.measuring import STEP_MODES
 
 
 @click.command("profile")
+@model_option(required=True)
 @shared_options
 @click.option(
     "--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Batch size."

@@ -28,16 +28,14 @@ from harness.cli._shared import (
 from harness.measuring import AMP_NAMES, MODES
 from harness.options import parse_assignments
 
+
+def model_option(required: bool, help: str = "Model to measure (repeatable).") -> Callable:
+    return click.option(
+        "--model", "--models", "models", multiple=True, required=required, metavar="NAME", help=help
+    )
+
+
 SHARED_OPTIONS = [
-    click.option(
-        "--model",
-        "--models",
-        "models",
-        multiple=True,
-        required=True,
-        metavar="NAME",
-        help="Model to measure (repeatable).",
-    ),
     click.option(
         "--dataset",
         "--datasets",
@@ -86,7 +84,20 @@ def shared_options(command: Callable) -> Callable:
 
 
 @click.command("time")
+@model_option(
+    required=False,
+    help="Model to measure (repeatable) [default: the runs of the settings file's suite].",
+)
 @shared_options
+@click.option(
+    "--cpus",
+    default="any",
+    show_default=True,
+    metavar="auto|any|N,M",
+    help="CPUs each run is pinned to, recorded in the results, so that measurements taken at "
+    "different times run on the same cores: auto = the last --threads usable CPUs; N,M = "
+    "those (--threads defaults to their number); any = no pinning.",
+)
 @click.option(
     "--batch-size",
     "batch_sizes",
@@ -138,9 +149,13 @@ def time_command(
     time_limit,
     profile,
     quick,
+    cpus,
     **shared,
 ) -> None:
     """Time forward, forward+backward, training steps and an epoch of --model(s).
+
+    Without --model, the runs of the suite named by the project's settings file (`suite` in
+    [tool.bench] of pyproject.toml, or in bench.toml) are timed.
 
     \b
     Examples:
@@ -149,7 +164,14 @@ def time_command(
       bench time --model lenet5 --dataset digits --device auto --threads 2 --json
       bench time --model cnn --batch-size 1 --batch-size 64 --mode forward --amp bf16
       bench time --model lenet5 --quick --tensorboard runs/tb
+      bench time --model lenet5 --threads 1 --cpus auto
     """
+    from harness.comparing.settings_file import find_settings
+
+    suite = None if shared["models"] else find_settings().suite
+    if not suite and not shared["models"]:
+        raise click.UsageError("give --model NAME (or a suite in the project's settings file)")
+    pinned, shared["threads"] = _pinning(cpus, shared["threads"])
     settings = {
         "batch_sizes": batch_sizes,
         "modes": modes,
@@ -163,7 +185,17 @@ def time_command(
         "profile": profile,
         "quick": quick,
     }
-    run_timing(ctx, "time", settings, **shared)
+    run_timing(ctx, "time", settings, suite=suite, cpus=pinned, **shared)
+
+
+def _pinning(spec: str, threads: int | None) -> tuple[tuple[int, ...], int | None]:
+    """The CPUs ``--cpus`` names, and the thread count: ``--threads``, else one per CPU."""
+    from harness.measuring.affinity import pinned_cpus
+
+    if spec == "any":
+        return (), threads
+    cpus = pinned_cpus(spec, threads or 1)
+    return cpus, threads or len(cpus) or None
 
 
 def run_timing(
@@ -171,6 +203,8 @@ def run_timing(
     command: str,
     settings: dict[str, Any],
     *,
+    suite: str | None = None,
+    cpus: tuple[int, ...] = (),
     models,
     datasets,
     model_opt,
@@ -210,7 +244,7 @@ def run_timing(
         dataset_options=parse_assignments(dataset_opt, "--dataset-opt"),
         settings={k: v for k, v in settings.items() if v is not None and v != ()},
     )
-    suite = timing_suite(None, overrides, registry, default_name="-".join([command, *models]))
+    suite = timing_suite(suite, overrides, registry, default_name="-".join([command, *models]))
     out = out or default_out_dir(suite.name)
     traces = out / "traces"
     run_and_show(
@@ -232,6 +266,6 @@ def run_timing(
         command=["bench", *sys.argv[1:]],
         quiet=quiet,
         threads=threads,
-        policy=make_policy(ctx, **policy),
+        policy=make_policy(ctx, cpus=cpus, **policy),
         sinks=requested_sinks(tensorboard, sinks),
     )

@@ -23,7 +23,8 @@ measured in alternating rounds: their rounds are paired.
 
 Exit codes: 0 no regression; 1 a regression; 3 nothing comparable, a failed run, an unfinished
 file, a verdict that contention leaves untrustworthy (and, strict, different machines); usage
-errors (2) are raised as :class:`BenchError`.
+errors (2) are raised as :class:`BenchError`. Only the verdicts of metrics the rules' ``gate``
+matches count (every metric without one).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class ResultSet:
     configs: dict[str, Config]  # by match key
     problems: list[str] = field(default_factory=list)  # failed runs, unfinished file
     session: str | None = None  # the bench ab session that measured it, if one did
+    contention_recorded: bool = True  # False for pytest-benchmark files: nothing says
 
 
 def load_result_set(path: Path | str) -> ResultSet:
@@ -230,7 +232,8 @@ def _from_pytest_benchmark(path: Path, data: dict[str, Any]) -> ResultSet:
         config = {"fullname": fullname, **{k: extra[k] for k in PYTEST_CONFIGURATION if k in extra}}
         key = json.dumps(config, sort_keys=True, default=str)
         configs[key] = Config(label, config, {name: measurement}, title=name)
-    return ResultSet(path, "pytest-benchmark", _pytest_environment(data), configs)
+    environment = _pytest_environment(data)
+    return ResultSet(path, "pytest-benchmark", environment, configs, contention_recorded=False)
 
 
 def _pytest_measurement(stats_: dict[str, Any]) -> Measurement:
@@ -303,7 +306,7 @@ class Comparison:
             return 3
         if any(row.fails for row in self.rows):
             return 1
-        return 3 if any(row.verdict == CONTENDED for row in self.rows) else 0
+        return 3 if any(row.verdict == CONTENDED and row.gated for row in self.rows) else 0
 
 
 def same_session(baseline: ResultSet, candidate: ResultSet) -> bool:

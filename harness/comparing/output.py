@@ -12,6 +12,7 @@ from harness.comparing.matching import MACHINE_FIELDS, Comparison, ResultSet
 from harness.comparing.verdicts import (
     ACCURACY,
     ALPHA,
+    IMPROVED,
     NOISE_LIMIT,
     NOISY,
     OK,
@@ -71,7 +72,8 @@ def _change(row: Row) -> str:
 
 
 def _verdict_text(row: Row) -> str:
-    return f"{row.verdict} (noisy)" if row.noisy and row.verdict != NOISY else row.verdict
+    text = f"{row.verdict} (noisy)" if row.noisy and row.verdict != NOISY else row.verdict
+    return text if row.gated or row.verdict in (OK, IMPROVED) else f"{text} (not gated)"
 
 
 def table_rows(rows: Iterable[Row]) -> list[dict[str, str]]:
@@ -117,7 +119,11 @@ def summary(comparison: Comparison) -> str:
     """One line: the count of each verdict, and the exit code."""
     counts = collections.Counter(row.verdict for row in comparison.rows)
     parts = [f"{counts[name]} {name}" for name in VERDICTS if counts[name]]
-    return f"{', '.join(parts) or 'no metric compared'} (exit {comparison.exit_code})"
+    text = ", ".join(parts) or "no metric compared"
+    ungated = sum(not row.gated and row.verdict not in (OK, IMPROVED) for row in comparison.rows)
+    if ungated:
+        text += f"; {ungated} not gated, reported only"
+    return f"{text} (exit {comparison.exit_code})"
 
 
 def rules_text(rules: Rules, interleaved: bool = False) -> str:
@@ -125,11 +131,7 @@ def rules_text(rules: Rules, interleaved: bool = False) -> str:
         default = default_threshold(kind, interleaved)
         points = kind == ACCURACY
         text = f"{default:g} pp" if points else f"{100 * default:g}%"
-        custom = [
-            f"{t.glob}={t.value:g}pp" if points else f"{t.glob}={100 * t.value:g}%"
-            for t in rules.thresholds
-            if (t.kind == ACCURACY) == points
-        ]
+        custom = [str(t) for t in rules.thresholds if (t.kind == ACCURACY) == points]
         return f"{text} (then {', '.join(custom)}: the last matching glob wins)" if custom else text
 
     test = (
@@ -152,6 +154,11 @@ def rules_text(rules: Rules, interleaved: bool = False) -> str:
         f"task metrics regress when the mean over seeds moves the wrong way (the task's "
         f"direction) by > {thresholds(ACCURACY)} (fractions) or > {thresholds(SCORE)} (other "
         "metrics) and by > 2 standard errors of the difference"
+        + (
+            f"; only metrics matching {', '.join(rules.gate)} decide the exit code"
+            if rules.gate
+            else ""
+        )
     )
 
 
@@ -179,6 +186,36 @@ def _interleaving(comparison: Comparison) -> list[str]:
     ]
 
 
+MEASURED_APART = (
+    "measured at different times: one side was timed after the other, so whatever changed on "
+    "the machine in between (another process, a slower core or clock, a busy neighbour VM) is "
+    "not separated from the change of the code; for a verdict that holds on a shared machine, "
+    "measure both sides in alternating rounds with bench ab"
+)
+NO_CONTENTION_RECORD = (
+    "no contention record: pytest-benchmark files do not say whether the machine was busy "
+    "while they were measured, so a slowdown the machine caused reads as a regression of the "
+    "code; bench ab over the same code, or both sides' benchmarks run alternately several "
+    "times, give a verdict that holds"
+)
+
+
+def measured_apart(comparison: Comparison) -> bool:
+    """Timings of two measurements taken at different times (not one ``bench ab`` session)."""
+    return not comparison.interleaved and any(row.kind == TIME for row in comparison.rows)
+
+
+def contention_recorded(comparison: Comparison) -> bool:
+    return comparison.baseline.contention_recorded and comparison.candidate.contention_recorded
+
+
+def caveats(comparison: Comparison) -> list[str]:
+    """What the files cannot tell, whatever the verdict: that the machine changed between the
+    two measurements, or that it was busy during one."""
+    apart = [MEASURED_APART] if measured_apart(comparison) else []
+    return apart + ([] if contention_recorded(comparison) else [NO_CONTENTION_RECORD])
+
+
 def to_text(comparison: Comparison) -> str:
     """The verdict for a terminal: header, table, what did not match, problems, summary."""
     lines = [
@@ -195,6 +232,8 @@ def to_text(comparison: Comparison) -> str:
     lines += _listing("only in candidate", comparison.only_candidate)
     lines += [f"problem: {problem}" for problem in comparison.problems]
     lines += [f"note: {PAIRED_NOTE}"] if any(row.paired for row in comparison.rows) else []
+    lines += [f"caveat: {caveat}" for caveat in caveats(comparison)]
+    lines += [f"settings: {comparison.rules.source}"] if comparison.rules.source else []
     lines += [
         f"rules: {rules_text(comparison.rules, comparison.interleaved)}",
         f"verdict: {summary(comparison)}",
@@ -234,6 +273,7 @@ def to_markdown(comparison: Comparison) -> str:
         parts.append(f"> **Warning:** {warning}")
     parts += [f"> **Problem:** {problem}" for problem in comparison.problems]
     parts += [f"> **Contended:** {note}" for note in contention_notes(comparison.rows)]
+    parts += [f"> **Caveat:** {caveat}" for caveat in caveats(comparison)]
     notable = [row for row in comparison.rows if row.verdict != OK]
     parts.append(
         "### Changes beyond the thresholds\n\n" + markdown_table(table_rows(notable))
@@ -248,6 +288,7 @@ def to_markdown(comparison: Comparison) -> str:
     parts += _listing("Only in candidate", comparison.only_candidate)
     if any(row.paired for row in comparison.rows):
         parts.append(f"_Note: {PAIRED_NOTE}._")
+    parts += [f"_Settings: `{comparison.rules.source}`._"] if comparison.rules.source else []
     parts.append(f"_Rules: {rules_text(comparison.rules, comparison.interleaved)}._")
     return "\n\n".join(parts) + "\n"
 
@@ -266,11 +307,30 @@ def _measurement_dict(m: Measurement) -> dict[str, Any]:
     }
 
 
-def to_json(comparison: Comparison) -> str:
+def _settings_record(rules: Rules) -> dict[str, Any]:
+    """The rules a verdict was judged by, as its JSON records them: the settings file they came
+    from (null: none), thresholds in the order they apply (the last match wins; the defaults
+    are not listed), --metric globs, gate globs (empty: every metric) and strictness."""
+    return {
+        "file": rules.source,
+        "thresholds": [str(t) for t in rules.thresholds],
+        "metrics": list(rules.metrics),
+        "gate": list(rules.gate),
+        "strict": rules.strict,
+    }
+
+
+def to_json(comparison: Comparison, **settings: Any) -> str:
+    """The comparison as one JSON object; ``settings`` (a command's own, such as ``bench ab``'s
+    rounds) are recorded beside the rules."""
     document = {
         "exit_code": comparison.exit_code,
         "summary": summary(comparison),
+        "settings": {**_settings_record(comparison.rules), **settings},
         "interleaved": comparison.interleaved,
+        "measured_apart": measured_apart(comparison),
+        "contention_recorded": contention_recorded(comparison),
+        "caveats": caveats(comparison),
         "baseline": {
             "path": str(comparison.baseline.path),
             "environment": comparison.baseline.environment,
@@ -298,6 +358,7 @@ def to_json(comparison: Comparison) -> str:
                 "test": row.test,
                 "p_value": row.p_value,
                 "verdict": row.verdict,
+                "gated": row.gated,
             }
             for row in comparison.rows
         ],

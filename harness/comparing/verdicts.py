@@ -124,16 +124,28 @@ class Threshold:
     @classmethod
     def parse(cls, text: str) -> Threshold:
         glob, sep, value = text.rpartition("=")
-        match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(%|pp)\s*", value)
-        if not match or (sep and not glob):
+        threshold = cls.of(glob or "*", value) if glob or not sep else None
+        if threshold is None:
             raise BenchError(
                 f"--threshold '{text}': expected [GLOB=]N% for timings or [GLOB=]Npp for "
                 "accuracies, e.g. 10%, 'train_step*=5%' or 0.5pp"
             )
-        amount = float(match[1])
+        return threshold
+
+    @classmethod
+    def of(cls, glob: str, value: str) -> Threshold | None:
+        """``N%`` or ``Npp`` for the metrics ``glob`` matches; None if ``value`` is neither."""
+        match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(%|pp)\s*", value)
+        if not match:
+            return None
         if match[2] == "%":
-            return cls(glob or "*", TIME, amount / 100)
-        return cls(glob or "*", ACCURACY, amount)
+            return cls(glob, TIME, float(match[1]) / 100)
+        return cls(glob, ACCURACY, float(match[1]))
+
+    def __str__(self) -> str:
+        if self.kind == ACCURACY:
+            return f"{self.glob}={self.value:g}pp"
+        return f"{self.glob}={100 * self.value:g}%"
 
 
 def default_threshold(kind: str, interleaved: bool = False) -> float:
@@ -143,15 +155,25 @@ def default_threshold(kind: str, interleaved: bool = False) -> float:
 @dataclass(frozen=True)
 class Rules:
     """Thresholds (the last one matching a metric of its kind wins), the metrics to compare
-    (globs on the metric name; all when empty) and strictness."""
+    (globs on the metric name; all when empty), the metrics whose verdicts decide the exit code
+    (``gate``: globs; all when empty; the others are reported only), strictness, and the
+    settings file the rules came from, if one did (:mod:`harness.comparing.settings_file`)."""
 
     thresholds: tuple[Threshold, ...] = ()
     metrics: tuple[str, ...] = ()
     strict: bool = False
+    gate: tuple[str, ...] = ()
+    source: str | None = None
 
     @classmethod
-    def parse(cls, thresholds: Iterable[str], metrics: Iterable[str], strict: bool) -> Rules:
-        return cls(tuple(map(Threshold.parse, thresholds)), tuple(metrics), strict)
+    def parse(
+        cls,
+        thresholds: Iterable[str],
+        metrics: Iterable[str],
+        strict: bool,
+        gate: Iterable[str] = (),
+    ) -> Rules:
+        return cls(tuple(map(Threshold.parse, thresholds)), tuple(metrics), strict, tuple(gate))
 
     def threshold(self, metric: str, kind: str, interleaved: bool = False) -> float:
         """The last matching threshold of the metric's kind: ``N%`` rules for timings and
@@ -164,7 +186,15 @@ class Rules:
         return value
 
     def selects(self, metric: str) -> bool:
-        return not self.metrics or any(fnmatch.fnmatchcase(metric, g) for g in self.metrics)
+        return _matches(metric, self.metrics)
+
+    def gates(self, metric: str) -> bool:
+        """Whether the metric's verdict counts in the exit code."""
+        return _matches(metric, self.gate)
+
+
+def _matches(metric: str, globs: tuple[str, ...]) -> bool:
+    return not globs or any(fnmatch.fnmatchcase(metric, g) for g in globs)
 
 
 @dataclass(frozen=True)
@@ -199,10 +229,11 @@ class Row:
     p_value: float | None
     verdict: str
     paired: bool = False  # judged on interleaved rounds (contended ones dropped in pairs)
+    gated: bool = True  # its verdict counts in the exit code (Rules.gate)
 
     @property
     def fails(self) -> bool:
-        return self.verdict == REGRESSION
+        return self.verdict == REGRESSION and self.gated
 
     @property
     def noisy(self) -> bool:
@@ -261,6 +292,7 @@ def judge(
         evidence.p_value,
         outcome,
         paired,
+        rules.gates(metric),
     )
 
 

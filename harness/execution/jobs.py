@@ -30,6 +30,7 @@ from harness.data import DataContext
 from harness.errors import BenchError
 from harness.execution.determinism import determinism
 from harness.execution.outcome import execute_run, make_record
+from harness.measuring.affinity import current_cpus, pinned
 from harness.planning.protocol import RunContext
 from harness.planning.suite_files import Run
 from harness.registry.loading import load_plugins
@@ -54,6 +55,7 @@ class Job:
     download: bool = False
     inputs: dict[str, bytes] = field(default_factory=dict)  # relative path -> content
     alone: bool = False  # nothing else of the suite runs beside it (Run.exclusive)
+    cpus: tuple[int, ...] = ()  # pinned to these CPUs while it runs (empty: not pinned)
 
     @property
     def run(self) -> Run:
@@ -144,8 +146,9 @@ def perform(
         on_epoch=on_epoch,
     )
     run = job.run
-    with determinism(job.deterministic, device):
+    with pinned(job.cpus), determinism(job.deterministic, device):
         record = execute_run(registry.procedures.get(run.procedure), run, ctx, timeout=job.timeout)
+        cpus = current_cpus()
     written = sorted(
         path.relative_to(scratch).as_posix() for path in scratch.rglob("*") if path.is_file()
     )
@@ -157,6 +160,7 @@ def perform(
             "host": socket.gethostname(),
             "worker": worker,
             "threads": torch.get_num_threads(),
+            "cpus": cpus,
         },
     }
 

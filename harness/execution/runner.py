@@ -65,7 +65,8 @@ class RunPolicy:
     every run (``processes`` only), rather than workers that perform one run after another.
     ``deterministic``: ``torch.use_deterministic_algorithms(True)``
     (:mod:`harness.execution.determinism`). ``plugins``: what a worker loads besides the installed
-    ones (``--plugin``, ``BENCH_PLUGINS``).
+    ones (``--plugin``, ``BENCH_PLUGINS``). ``cpus``: the CPUs every run is pinned to, in whichever
+    process performs it (``bench time --cpus``; empty: wherever the kernel places it).
     """
 
     executor: str = "local"
@@ -76,6 +77,7 @@ class RunPolicy:
     isolate: bool = False
     deterministic: bool = False
     plugins: tuple[str, ...] = field(default_factory=tuple)
+    cpus: tuple[int, ...] = field(default_factory=tuple)
 
     @classmethod
     def of(
@@ -226,6 +228,7 @@ def job_maker(
             download=ctx.data.download,
             inputs={**(extra or {}), **inputs},
             alone=run.exclusive,
+            cpus=policy.cpus,
         )
 
     return make

@@ -34,12 +34,13 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from harness.comparing.ab.rounds import ROLES, RunPair
-from harness.comparing.ab.sides import Side, WorkerDied, WorkerProcess, close_workers, pinned_cpus
+from harness.comparing.ab.sides import Side, WorkerDied, WorkerProcess, close_workers
 from harness.comparing.matching import Comparison, compare_files
 from harness.comparing.verdicts import ALPHA, MIN_ROUNDS, Rules
 from harness.errors import BenchError
 from harness.execution.interrupts import Terminated, sigterm_as_interrupt
 from harness.execution.log_progress import LogBar
+from harness.measuring.affinity import pinned_cpus
 from harness.planning.overrides import Overrides
 from harness.planning.suite_files import Run
 from harness.reporting.tables import plural

@@ -75,27 +75,6 @@ def _interpreter(role: str, spec: str) -> Path:
     )
 
 
-def pinned_cpus(spec: str, threads: int) -> tuple[int, ...]:
-    """The CPUs both workers are confined to: ``auto`` = the last ``threads`` CPUs this process
-    may use (CPU 0 often serves interrupts), ``any`` = no pinning, or a list like ``2,3``."""
-    if spec == "any" or not hasattr(os, "sched_getaffinity"):
-        return ()
-    usable = sorted(os.sched_getaffinity(0))
-    if threads > len(usable):
-        raise BenchError(
-            f"--threads {threads} needs {threads} CPUs; this process may use {len(usable)}: "
-            "its own threads would wait for each other in every round"
-        )
-    if spec == "auto":
-        return tuple(usable[-threads:])
-    try:
-        cpus = tuple(int(cpu) for cpu in spec.split(","))
-    except ValueError:
-        raise BenchError(f"--cpus {spec}: expected auto, any or CPU numbers like 0,1") from None
-    missing = sorted(set(cpus) - set(usable))
-    if missing:
-        raise BenchError(f"--cpus {spec}: CPU {missing[0]} is not usable here; usable: {usable}")
-    return cpus
 
 
 class WorkerDied(RuntimeError):
