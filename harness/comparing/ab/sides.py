@@ -75,8 +75,6 @@ def _interpreter(role: str, spec: str) -> Path:
     )
 
 
-
-
 class WorkerDied(RuntimeError):
     """A side's worker ended or broke the protocol; the message holds the end of its log."""
 
