@@ -43,7 +43,10 @@ def test_two_commits_of_a_plugin_repository_not_its_installed_copy(tmp_path, mon
     installed = install_commit(repo, old, tmp_path / "installed")
     monkeypatch.setenv("PYTHONPATH", site_env(installed)["PYTHONPATH"])  # what the workers get
     monkeypatch.chdir(repo.path)
-    result, out = bench_ab(tmp_path, "git:HEAD~1", "git:HEAD", model=repo.names.model)
+    # 7 rounds, the fewest that can reach a verdict: which code each side ran is the point here
+    result, out = bench_ab(
+        tmp_path, "git:HEAD~1", "git:HEAD", "--rounds", "7", model=repo.names.model
+    )
     assert "registered twice" not in result.output and "warning" not in result.output
     files = {role: read_results(out, role) for role in ("baseline", "candidate")}
     assert files["baseline"]["environment"]["git_commit"] == old

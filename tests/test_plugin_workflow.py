@@ -156,7 +156,7 @@ def test_the_workflow_steps_fail_a_pull_request_that_slows_the_model(tmp_path):
     env = {**site_env(site), **runner}
     env.update({name: fill(str(value), context) for name, value in workflow["env"].items()})
     names = repo.names
-    env["ROUNDS"] = "12"
+    env["ROUNDS"] = "7"  # the fewest that can reach a verdict
     env["BENCH_AB_ARGS"] = f"--model {names.model} --dataset {names.dataset} --batch-size 32 "
     env["BENCH_AB_ARGS"] += "--mode forward --round-time 0.02"
 
