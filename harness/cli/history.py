@@ -32,6 +32,7 @@ def history_group(ctx, root) -> None:
     \b
     Examples:
       bench history add results/cnn-pruning --commit "$(git rev-parse HEAD)" --branch main
+      bench history add --manifest runs.txt          # lines: PATH COMMIT [DATE]
       bench history detect --metric 'forward*' --since HEAD~5
       bench history html site/
     """
@@ -45,20 +46,33 @@ def _store(ctx) -> HistoryStore:
 
 
 @history_group.command("add")
-@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--commit", help="The commit measured [default: the one the results recorded].")
-@click.option("--branch", help="Its branch, for the record.")
-@click.option("--date", help="ISO date that orders it [default: the commit's date in git].")
+@click.argument("results", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--manifest",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A file listing result sets, one a line: PATH COMMIT [DATE].",
+)
+@click.option("--commit", help="The commit RESULTS measured [default: the one each recorded].")
+@click.option("--branch", help="Their branch, for the record.")
+@click.option(
+    "--date", help="ISO date that orders RESULTS [default: the commit's date in git, else the "
+    "file's]."
+)  # fmt: skip
 @click.pass_context
-def add_command(ctx, results, commit, branch, date) -> None:
-    """File RESULTS (bench results files or directories, or pytest-benchmark JSON) under a
-    commit. Adding the same file again changes nothing."""
-    store = _store(ctx)
-    for path in results:
-        path = results_path(path)
-        entry, new = store.add(path, commit, branch, date)
+def add_command(ctx, results, manifest, commit, branch, date) -> None:
+    """File RESULTS (bench results files or directories, or pytest-benchmark JSON), and those a
+    --manifest lists, each under its commit, in one go: every file is checked before any is
+    filed. Adding the same file again changes nothing."""
+    from harness.history.archive import Filing, checked_date, read_manifest
+
+    if not results and manifest is None:
+        raise BenchError("nothing to add: give RESULTS or --manifest FILE")
+    date = checked_date(date, "--date") if date else None
+    filings = [Filing(results_path(path), commit, branch, date) for path in results]
+    filings += read_manifest(manifest, branch) if manifest else []
+    for filing, (entry, new) in zip(filings, _store(ctx).add_all(filings), strict=True):
         state = "added" if new else "already there"
-        click.echo(f"{state}: {path} as {entry.commit[:12]} ({entry.date}) {entry.sha[:12]}")
+        click.echo(f"{state}: {filing.path} as {entry.commit[:12]} ({entry.date}) {entry.sha[:12]}")
 
 
 @history_group.command("detect")
