@@ -21,7 +21,12 @@ from test_compare import accuracy_run, draws, timing_run, write
 from harness.cli import cli
 from harness.errors import BenchError
 from harness.history.archive import HistoryStore
-from harness.history.changepoints import adjusted, find_splits
+from harness.history.changepoints import (
+    adjusted,
+    between_neighbours,
+    candidates,
+    distances,
+)
 from harness.history.detect import build_series, detect
 
 REPO = Path(__file__).resolve().parent.parent
@@ -223,13 +228,18 @@ def test_the_correction_counts_every_series_tested():
     # by hand: sorted 0.01, 0.03, 0.04, 0.5 -> 0.04, 0.06, 0.0533, 0.5; then the running minimum
     # from the largest down
     assert adjusted([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.16 / 3, 0.16 / 3, 0.5])
+    # hypotheses tested without a p-value given count as never rejected: m = 8, not 2
+    assert adjusted([0.01, 0.02], hypotheses=8) == pytest.approx([0.08, 0.08])
     rng = np.random.default_rng(0)
     blocks = [rng.normal(1.0, 0.02, 20) * (1.05 if i >= 10 else 1) for i in range(20)]
-    (split, *_) = find_splits(blocks, seed=1, permutations=999, alpha=0.05)
-    assert split.index == 10 and split.p_value == pytest.approx(1 / 1000)
+    medians = [float(np.median(block)) for block in blocks]
+    found, screened = candidates(distances(blocks), medians, screen=0.1)
+    assert 10 in found and screened >= len(found)
+    (split,) = between_neighbours(medians, [10])
+    assert split.p_value < 1e-4  # a 5% step, 10 commits a side, medians 0.5% apart
     # alone it passes at q = 0.05; beside 99 other tests at least as weak, it cannot
     assert adjusted([split.p_value])[0] <= 0.05
-    assert adjusted([split.p_value] + [0.5] * 99)[0] == pytest.approx(0.1)
+    assert adjusted([0.001] + [0.5] * 99)[0] == pytest.approx(0.1)
 
 
 def test_exit_codes_follow_regressions_and_since(tmp_path):
