@@ -5,7 +5,7 @@ test them. A benchmark, not a test: it never fails (``tests/test_history.py`` ch
 on smaller seeded runs of the same code). From the repository root:
 
     python benchmarks/history_detection.py [--table cases|real|few] [--record] [--series 100]
-        [--commits 60] [--runs-per-commit 8] [--steps 0,0.1]
+        [--commits 60] [--runs-per-commit 8] [--steps 0,0.1] [--sample DIR]
 
 ``--table cases`` (the default): the cases the detector was checked on against Apache Otava
 0.8.0, on generated histories: 60 commits of 8 samples each, every sample its commit's level
@@ -32,6 +32,9 @@ and within one, and the change points found elsewhere (false).
 ``--table few``: how few commits suffice, on the same real noise: a step after the commits
 before it, followed by only 2, 3 or 4 commits (a change is placed by the first commit after it,
 and a side needs 2 commits), with 8 runs per commit as the CI recipe measures, and with 3.
+
+``--sample DIR`` writes the history guide's sample dashboard (``DIR/index.html``; the guide's
+picture is headless Chromium's ``--screenshot`` of it at 1280x1250) and prints its changes.
 """
 
 from __future__ import annotations
