@@ -10,7 +10,7 @@ import click
 
 if TYPE_CHECKING:
     from harness.history.archive import HistoryStore
-    from harness.history.detect import Detection
+    from harness.history.detect import Detection, Quiet
 from tabulate import tabulate
 
 from harness.errors import BenchError
@@ -33,6 +33,7 @@ def history_group(ctx, root) -> None:
     \b
     Examples:
       bench history add results/cnn-pruning --commit "$(git rev-parse HEAD)" --branch main
+      bench history add --manifest runs.txt          # lines: PATH COMMIT [DATE]
       bench history detect --metric 'forward*' --since HEAD~5
       bench history html site/
     """
@@ -48,20 +49,33 @@ def _store(ctx) -> HistoryStore:
 
 
 @history_group.command("add")
-@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--commit", help="The commit measured [default: the one the results recorded].")
-@click.option("--branch", help="Its branch, for the record.")
-@click.option("--date", help="ISO date that orders it [default: the commit's date in git].")
+@click.argument("results", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--manifest",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A file listing result sets, one a line: PATH COMMIT [DATE].",
+)
+@click.option("--commit", help="The commit RESULTS measured [default: the one each recorded].")
+@click.option("--branch", help="Their branch, for the record.")
+@click.option(
+    "--date", help="ISO date that orders RESULTS [default: the commit's date in git, else the "
+    "file's]."
+)  # fmt: skip
 @click.pass_context
-def add_command(ctx, results, commit, branch, date) -> None:
-    """File RESULTS (bench results files or directories, or pytest-benchmark JSON) under a
-    commit. Adding the same file again changes nothing."""
-    store = _store(ctx)
-    for path in results:
-        path = results_path(path)
-        entry, new = store.add(path, commit, branch, date)
+def add_command(ctx, results, manifest, commit, branch, date) -> None:
+    """File RESULTS (bench results files or directories, or pytest-benchmark JSON), and those a
+    --manifest lists, each under its commit, in one go: every file is checked before any is
+    filed. Adding the same file again changes nothing."""
+    from harness.history.archive import Filing, checked_date, read_manifest
+
+    if not results and manifest is None:
+        raise BenchError("nothing to add: give RESULTS or --manifest FILE")
+    date = checked_date(date, "--date") if date else None
+    filings = [Filing(results_path(path), commit, branch, date) for path in results]
+    filings += read_manifest(manifest, branch) if manifest else []
+    for filing, (entry, new) in zip(filings, _store(ctx).add_all(filings), strict=True):
         state = "added" if new else "already there"
-        click.echo(f"{state}: {path} as {entry.commit[:12]} ({entry.date}) {entry.sha[:12]}")
+        click.echo(f"{state}: {filing.path} as {entry.commit[:12]} ({entry.date}) {entry.sha[:12]}")
 
 
 @history_group.command("detect")
@@ -73,15 +87,12 @@ def add_command(ctx, results, commit, branch, date) -> None:
 @click.option(
     "--min-effect-pp", default=0.5, show_default=True, help="Of accuracies, percentage points."
 )
-@click.option("--permutations", type=click.IntRange(99), help="Per test [default: by series].")
-@click.option("--seed", default=0, show_default=True, help="Of the permutation tests.")
 @click.pass_context
-def detect_command(
-    ctx, metric, since, as_json, q, min_effect, min_effect_pp, permutations, seed
-) -> None:
-    """Find the commits where each series changed (E-Divisive means, permutation-tested,
-    Benjamini-Hochberg across every series). Exit 1 if a regression is found (at or after
-    --since)."""
+def detect_command(ctx, metric, since, as_json, q, min_effect, min_effect_pp) -> None:
+    """Find the commits where each series changed (E-Divisive means, each change tested between
+    its neighbours, Benjamini-Hochberg across every series); for a series without one, its best
+    split and how many commits a change of that size needs. Exit 1 if a regression is found (at
+    or after --since)."""
     from harness.history.detect import build_series, detect
 
     store = _store(ctx)
@@ -89,7 +100,7 @@ def detect_command(
     series = build_series(store.points(), metric)
     if not series:
         raise BenchError(f"no series in {store.root}" + (f" match '{metric}'" if metric else ""))
-    detection = detect(series, q, min_effect, min_effect_pp, permutations, seed)
+    detection = detect(series, q, min_effect, min_effect_pp)
     if as_json:
         click.echo(json.dumps(detection.to_json(), indent=2))
     else:
@@ -147,16 +158,14 @@ def _text(detection: Detection) -> str:
     from harness.history.detect import MIN_COMMITS
 
     head = (
-        f"{detection.series_tested} series tested ({plural(detection.tests, 'split')}, "
-        f"{plural(detection.permutations, 'permutation')} each at most); q = {detection.q}, "
-        f"effect >= max({detection.min_effect:g}% or {detection.min_effect_pp:g} pp, the "
-        "series' noise)"
+        f"{plural(detection.series_tested, 'series', 'series')} tested "
+        f"({plural(detection.tests, 'segment')} tested for a change); q = {detection.q}, "
+        f"effect >= max({detection.min_effect:g}% or {detection.min_effect_pp:g} pp, "
+        "the series' noise)"
     )
     if detection.skipped:
         short = len(detection.skipped)
         head += f"; {short} series with fewer than {MIN_COMMITS} commits not tested"
-    if not detection.changes:
-        return f"{head}\nno change points"
     rows = [
         {
             "": c.direction,
@@ -173,4 +182,39 @@ def _text(detection: Detection) -> str:
         }
         for c in detection.changes
     ]
-    return f"{head}\n{tabulate(rows, headers='keys', tablefmt='github')}"
+    table = tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True)
+    parts = [head, table if rows else "no change points"]
+    if detection.quiet:
+        parts += [_quiet_text(detection)]
+    return "\n".join(parts)
+
+
+def _quiet_text(detection: Detection) -> str:
+    """Each series without a change point: its best split, and what finding a change of that
+    size would take."""
+    rows = [
+        {
+            "series": quiet.best.label,
+            "metric": quiet.best.metric,
+            "machine": quiet.best.machine,
+            "best split": f"{quiet.best.before_commit[:10]}..{quiet.best.after_commit[:10]}",
+            "change": f"{quiet.best.change:+.2f} {quiet.best.unit}",
+            "noise": f"{quiet.best.noise:.2f} {quiet.best.unit}",
+            "p": f"{quiet.best.p_value:.1e}",
+            "a change this size needs": _needed(quiet),
+        }
+        for quiet in detection.quiet
+    ]
+    table = tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True)
+    count = plural(len(rows), "series", "series")
+    return f"\nno change point in {count}; the best split of each:\n{table}"
+
+
+def _needed(quiet: Quiet) -> str:
+    from harness.history.changepoints import MOST_NEEDED, POWER
+
+    if abs(quiet.best.change) < quiet.floor:
+        return f"never: under the {quiet.floor:.2f} {quiet.best.unit} floor"
+    if quiet.commits_needed is None:
+        return f"more than {MOST_NEEDED} commits"
+    return f"{quiet.commits_needed} commits after it ({POWER:.0%} power)"

@@ -10,19 +10,23 @@ from them; it is brought up to date with the files whenever the store is opened,
 A point is one metric of one configuration in one result set: its raw samples (a timing's
 repeats, or one accuracy per seed). A series is every point of one configuration and metric on
 one kind of environment (:func:`environment_key`: CPU, device, torch version, threads), so only
-like is compared with like. Adding is safe to repeat (the same bytes are the same entry) and to
-run concurrently (files are written atomically under unique names, and each index update is one
-transaction). A file bench cannot read is refused before anything is written.
+like is compared with like. One call files any number of result sets, each under its own commit
+(:meth:`HistoryStore.add_all`; a manifest lists them, :func:`read_manifest`). Adding is safe to
+repeat (the same bytes are the same entry) and to run concurrently (files are written atomically
+under unique names, and each call's index update is one transaction). A file bench cannot read
+is refused before anything is written, and so are all the others of its call.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +34,7 @@ from harness.comparing.matching import ResultSet, load_result_set
 from harness.comparing.verdicts import TIME
 from harness.errors import BenchError
 from harness.results.environment import git_output
-from harness.results.store import atomic_write, atomic_write_text, now
+from harness.results.store import atomic_write, atomic_write_text, now, results_path
 
 HISTORY_DIR = Path(".bench") / "history"
 INDEX = "index.sqlite"
@@ -74,6 +78,16 @@ class Point:
     entry: Entry
 
 
+@dataclass(frozen=True)
+class Filing:
+    """A result set to file and what is known of it (None: from the file, or git)."""
+
+    path: Path
+    commit: str | None = None
+    branch: str | None = None
+    date: str | None = None
+
+
 def default_history_dir(start: Path | None = None) -> Path:
     """``.bench/history`` at the top of the git repository around ``start`` (else under it)."""
     start = start or Path.cwd()
@@ -105,26 +119,40 @@ class HistoryStore:
         branch: str | None = None,
         date: str | None = None,
     ) -> tuple[Entry, bool]:
-        """File one result set under ``commit`` (default: the one the results recorded), dated
-        ``date`` (default: that commit's date in git, else now); the entry and whether it is
-        new. The same bytes again are the existing entry, whatever commit they are given."""
-        path = Path(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise BenchError(f"cannot read {path}: {exc.strerror or exc}") from None
-        result_set = load_result_set(path)  # refuses what bench cannot read, before any write
-        sha = hashlib.sha256(data).hexdigest()
-        existing = self.results / f"{sha}.entry.json"
-        if existing.is_file():
-            return _read_entry(existing), False
-        commit = commit or _recorded_commit(result_set)
-        date = date or git_output("show", "-s", "--format=%cI", commit) or now()
-        entry = Entry(sha, commit, branch, date, str(path), now())
-        atomic_write(self.results / f"{sha}.json", lambda handle: handle.write(data))
-        atomic_write_text(existing, json.dumps({"format": ENTRY_FORMAT, **entry.__dict__}) + "\n")
-        self._index(entry, result_set)
-        return entry, True
+        """File one result set (see :meth:`add_all`); its entry and whether it is new."""
+        return self.add_all([Filing(Path(path), commit, branch, date)])[0]
+
+    def add_all(self, filings: Sequence[Filing]) -> list[tuple[Entry, bool]]:
+        """File each result set under its commit (default: the one its results recorded),
+        dated by its date (default: that commit's date in git, else the date the file
+        records, else now); each entry and whether it is new. Every file is read and checked
+        before anything is written, so one bad file files none; the index takes them all in
+        one transaction. The same bytes again are the existing entry, whatever commit they
+        are given."""
+        checked = [_checked(filing) for filing in filings]
+        answers, new = [], {}
+        for filing, (data, result_set, sha) in zip(filings, checked, strict=True):
+            known = new[sha][0] if sha in new else self._entry(sha)
+            if known:
+                answers.append((known, False))
+                continue
+            commit = filing.commit or _recorded_commit(result_set)
+            date = filing.date or _date(commit, data)
+            entry = Entry(sha, commit, filing.branch, date, str(filing.path), now())
+            new[sha] = (entry, data, result_set)
+            answers.append((entry, True))
+        for entry, data, _ in new.values():
+            atomic_write(self.results / f"{entry.sha}.json", lambda handle, d=data: handle.write(d))
+            atomic_write_text(
+                self.results / f"{entry.sha}.entry.json",
+                json.dumps({"format": ENTRY_FORMAT, **entry.__dict__}) + "\n",
+            )
+        self._index([(entry, result_set) for entry, _, result_set in new.values()])
+        return answers
+
+    def _entry(self, sha: str) -> Entry | None:
+        path = self.results / f"{sha}.entry.json"
+        return _read_entry(path) if path.is_file() else None
 
     # --- reading --------------------------------------------------------------------------
 
@@ -171,9 +199,8 @@ class HistoryStore:
             for path in sorted(self.results.glob("*.entry.json"))
             if path.stem[:-6] not in known
         ]
-        for path in missing:
-            entry = _read_entry(path)
-            self._index(entry, load_result_set(self.results / f"{entry.sha}.json"))
+        entries = [_read_entry(path) for path in missing]
+        self._index([(e, load_result_set(self.results / f"{e.sha}.json")) for e in entries])
         return len(missing)
 
     def rebuild(self) -> int:
@@ -181,15 +208,17 @@ class HistoryStore:
         (self.root / INDEX).unlink(missing_ok=True)
         return self.sync()
 
-    def _index(self, entry: Entry, result_set: ResultSet) -> None:
-        rows = list(_points(result_set, entry.sha))
+    def _index(self, entries: Sequence[tuple[Entry, ResultSet]]) -> None:
+        """Index result sets in one transaction."""
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
-            db.execute(
-                "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?)",
-                (entry.sha, entry.commit, entry.branch, entry.date, entry.source, entry.added),
-            )
-            db.executemany("INSERT OR IGNORE INTO points VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+            for entry, result_set in entries:
+                db.execute(
+                    "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?)",
+                    (entry.sha, entry.commit, entry.branch, entry.date, entry.source, entry.added),
+                )
+                rows = _points(result_set, entry.sha)
+                db.executemany("INSERT OR IGNORE INTO points VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
             db.execute("COMMIT")
 
     @contextmanager
@@ -215,6 +244,66 @@ def _recorded_commit(result_set: ResultSet) -> str:
     if commit:
         return str(commit).removesuffix("-dirty")
     raise BenchError(f"{result_set.path} records no git commit: give --commit SHA")
+
+
+def _checked(filing: Filing) -> tuple[bytes, ResultSet, str]:
+    """The file's bytes, read as bench reads results (refusing what it cannot), and their
+    SHA-256."""
+    try:
+        data = filing.path.read_bytes()
+    except OSError as exc:
+        raise BenchError(f"cannot read {filing.path}: {exc.strerror or exc}") from None
+    return data, load_result_set(filing.path), hashlib.sha256(data).hexdigest()
+
+
+def _date(commit: str, data: bytes) -> str:
+    """The commit's date in git, else the date the results record (bench: when the file was
+    made; pytest-benchmark: the commit's time, else the run's), else now."""
+    in_git = git_output("show", "-s", "--format=%cI", commit)
+    if in_git:
+        return in_git
+    document = json.loads(data)
+    recorded = document.get("created_at") or (document.get("commit_info") or {}).get("time")
+    return str(recorded or document.get("datetime") or now())
+
+
+def read_manifest(path: Path, branch: str | None = None) -> list[Filing]:
+    """The result sets a manifest lists, one a line: ``PATH COMMIT [DATE]`` (PATH relative to
+    the manifest's folder, a results file or the folder holding one; quotes as in a shell; a
+    ``#`` starts a comment). A line that is not that is a usage error naming it."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BenchError(f"cannot read the manifest {path}: {exc}") from None
+    filings = []
+    for number, line in enumerate(lines, 1):
+        where = f"{path}:{number}"
+        try:
+            fields = shlex.split(line, comments=True)
+        except ValueError as exc:
+            raise BenchError(f"{where}: {exc}") from None
+        if not fields:
+            continue
+        if len(fields) not in (2, 3):
+            raise BenchError(f"{where}: expected 'PATH COMMIT [DATE]', not {line.strip()!r}")
+        file = path.parent / fields[0]
+        if not file.exists():
+            raise BenchError(f"{where}: no such file or folder {file}")
+        date = checked_date(fields[2], where) if len(fields) == 3 else None
+        filings.append(Filing(results_path(file), fields[1], branch, date))
+    return filings
+
+
+def checked_date(text: str, where: str) -> str:
+    """``text`` if it is an ISO 8601 date (the order of commits is the order of their dates),
+    else a usage error naming ``where``."""
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        raise BenchError(
+            f"{where}: {text!r} is not an ISO date such as 2026-11-01T12:00:00"
+        ) from None
+    return text
 
 
 def _points(result_set: ResultSet, sha: str) -> Iterator[tuple]:

@@ -2,13 +2,21 @@
 correcting for how many series were tested.
 
 For every series (see :mod:`harness.history.archive`) with enough commits, E-Divisive means
-(:mod:`harness.history.changepoints`) bisects the commits, testing each split with a seeded
-permutation test. Every p-value from every series tested in the call goes through one
-Benjamini-Hochberg correction at ``q``. A split is reported when its adjusted p-value is at most
-``q`` *and* its effect is at least the larger of ``min_effect`` (percent; ``min_effect_pp``
-percentage points for accuracies) and the series' noise: the
-robust spread (1.4826 MAD) of its commits' medians around their segment's median, so a change no
-larger than what commits of unchanged code already differ by is never reported.
+splits the commits while a segment holds a change, screened at twice ``q``; each split is then
+tested on the commits between its neighbours and the weakest dropped until every one left
+holds (:mod:`harness.history.changepoints`). A change point is reported when its p-value passes
+one Benjamini-Hochberg correction at ``q`` across every segment screened in the call, in every
+series, *and* its effect is at least the larger of ``min_effect`` (percent; ``min_effect_pp``
+percentage points for accuracies) and the series' noise between its neighbours: the robust
+spread (1.4826 MAD) of its commits' medians around their side's median, so a change no larger
+than what commits of unchanged code already differ by is never reported. Merge and correction
+are repeated until they agree (the merge is given the largest p-value the correction lets
+pass, until every change point it keeps passes), so every change is sized and tested between
+the change points reported beside it.
+
+A series without a change point is explained by its best split (where E-Divisive splits it
+whole): its size, noise and p-value, and how many commits after a change of that size the test
+needs to find one (:func:`~harness.history.changepoints.commits_needed`).
 
 Timings change in percent of the earlier median; accuracies (fractions) in percentage points.
 The direction comes from the metric: a timing that grew, or a task metric that moved the wrong
@@ -18,7 +26,6 @@ way for its task (accuracy down, RMSE up), is a ``regression``.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,10 +35,20 @@ from typing import Any
 from harness.comparing.verdicts import ACCURACY, TIME
 from harness.errors import BenchError
 from harness.history.archive import Entry, Point
-from harness.history.changepoints import adjusted, find_splits
+from harness.history.changepoints import (
+    MIN_SIZE,
+    Split,
+    adjusted,
+    best_split,
+    between_neighbours,
+    candidates,
+    commits_needed,
+    distances,
+    merge,
+)
 
-PERMUTATIONS_MIN = 999
-MIN_COMMITS = 4  # two on each side of a change
+MIN_COMMITS = 2 * MIN_SIZE
+SCREEN = 2  # candidates are screened at this many times q, as Otava's first pass is relaxed
 
 
 @dataclass(frozen=True)
@@ -74,15 +91,26 @@ class Change:
     direction: str  # regression or improvement
 
 
+@dataclass(frozen=True)
+class Quiet:
+    """A series without a change point, and what it would take to find one: its best split,
+    the smallest effect reported, and how many commits after a change of that split's size the
+    test needs (None: more than a thousand, or never, the size being under ``floor``)."""
+
+    best: Change
+    floor: float  # in the change's unit
+    commits_needed: int | None
+
+
 @dataclass
 class Detection:
     changes: list[Change]
+    quiet: list[Quiet]  # the series tested without a change point
     series_tested: int
     tests: int
     q: float
     min_effect: float
     min_effect_pp: float
-    permutations: int
     skipped: list[str] = field(default_factory=list)  # series too short to test
 
     def regressions(self, since: set[str] | None = None) -> list[Change]:
@@ -98,10 +126,13 @@ class Detection:
             "q": self.q,
             "min_effect": self.min_effect,
             "min_effect_pp": self.min_effect_pp,
-            "permutations": self.permutations,
             "series_tested": self.series_tested,
             "tests": self.tests,
             "changes": [asdict(c) for c in self.changes],
+            "no_change": [
+                {**asdict(quiet.best), "floor": quiet.floor, "commits_needed": quiet.commits_needed}
+                for quiet in self.quiet
+            ],
             "too_short": self.skipped,
         }
 
@@ -139,51 +170,85 @@ def build_series(points: Sequence[Point], metric: str | None = None) -> list[Ser
     return sorted(series, key=lambda s: (s.label, s.metric, s.machine))
 
 
+class _Fit:
+    """One series readied for testing: its commits' medians, E-Divisive's candidates (with the
+    number of segments screened for them) and its best split, with the smallest effect worth
+    reporting."""
+
+    def __init__(self, one: Series, floor: float, screen: float):
+        self.one, self.floor = one, floor
+        self.medians = [median(block) for block in one.samples]
+        matrix = distances(one.samples)
+        self.candidates, self.tests = candidates(matrix, self.medians, screen)
+        (self.best,) = between_neighbours(self.medians, [best_split(matrix)])
+
+    def merged(self, threshold: float) -> list[Split]:
+        return merge(self.medians, self.candidates, threshold, self.strength)
+
+    def strength(self, split: Split) -> float:
+        """The split's effect over the smallest reported: the floor, or the noise if larger."""
+        *_, change, noise = _measure(self.one, split)
+        smallest = max(self.floor, noise)
+        return abs(change) / smallest if smallest else math.inf
+
+
 def detect(
     series: Sequence[Series],
     q: float = 0.05,
     min_effect: float = 2.0,
     min_effect_pp: float = 0.5,
-    permutations: int | None = None,
-    seed: int = 0,
 ) -> Detection:
     """Change points of every series, corrected across all of them.
 
     ``min_effect``: percent, for timings and other scores; ``min_effect_pp``: percentage
-    points, for accuracies.
-    ``permutations`` per test: by default enough that the smallest possible p-value can pass
-    the correction with every series tested (at least :data:`PERMUTATIONS_MIN`)."""
+    points, for accuracies."""
     if not 0 < q < 1:
         raise BenchError(f"--q must be between 0 and 1, not {q}")
     testable = [s for s in series if len(s.commits) >= MIN_COMMITS]
     skipped = [f"{s.label} {s.metric}" for s in series if len(s.commits) < MIN_COMMITS]
-    count = permutations or max(PERMUTATIONS_MIN, math.ceil(4 * max(len(testable), 1) / q))
-    found = []
-    for one in testable:
-        for split in find_splits(one.samples, _seed(seed, one.key), count, alpha=q):
-            found.append((one, split))
-    q_values = adjusted([split.p_value for _, split in found])
-    changes = []
-    for (one, split), q_value in zip(found, q_values, strict=True):
-        if q_value > q:
-            continue
-        change = _change(one, split, q_value)
-        floor = min_effect_pp if one.kind == ACCURACY else min_effect
-        if abs(change.change) >= max(floor, change.noise):
+    smallest = {ACCURACY: min_effect_pp}
+    fits = [_Fit(one, smallest.get(one.kind, min_effect), SCREEN * q) for one in testable]
+    family, hypotheses = _agreed(fits, q)
+    q_values = adjusted([split.p_value for _, split, _ in family], hypotheses)
+    changes, quiet = [], []
+    for (fit, split, accepted), q_value in zip(family, q_values, strict=True):
+        change = _change(fit.one, split, q_value)
+        if accepted:
             changes.append(change)
+            continue
+        needed = None
+        if fit.strength(split) >= 1:
+            needed = commits_needed(split, len(fit.medians), q / hypotheses)
+        quiet.append(Quiet(change, max(fit.floor, change.noise), needed))
     changes.sort(key=lambda c: c.label)
     changes.sort(key=lambda c: c.after_date, reverse=True)  # the latest first,
     changes.sort(key=lambda c: c.direction != "regression")  # regressions before improvements
     floors = (min_effect, min_effect_pp)
-    return Detection(changes, len(testable), len(found), q, *floors, count, skipped)
+    return Detection(changes, quiet, len(testable), hypotheses, q, *floors, skipped)
 
 
-def _seed(seed: int, key: str) -> int:
-    """Each series its own stream, the same in every call whatever else is tested."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "little")
+def _agreed(fits: Sequence[_Fit], q: float) -> tuple[list[tuple[_Fit, Split, bool]], int]:
+    """Each series' change points after the merge, or its best split if it has none (with
+    whether it is a change point), and the number of hypotheses: every segment screened, in
+    every series. The merge runs at the largest p-value the correction lets pass, again until
+    every change point it keeps passes; the threshold falls at each round, so this ends."""
+    hypotheses = sum(fit.tests for fit in fits)
+    threshold = q
+    while True:
+        family = []
+        for fit in fits:
+            kept = fit.merged(threshold)
+            family += [(fit, split, True) for split in kept] or [(fit, fit.best, False)]
+        q_values = adjusted([split.p_value for _, split, _ in family], hypotheses)
+        passing = [t[1].p_value for t, value in zip(family, q_values, strict=True) if value <= q]
+        allowed = max(passing, default=0.0)
+        if all(split.p_value <= allowed for _, split, accepted in family if accepted):
+            return family, hypotheses
+        threshold = allowed
 
 
-def _change(one: Series, split, q_value: float) -> Change:
+def _measure(one: Series, split: Split) -> tuple[float, float, float, float]:
+    """Medians before and after the split, the change and the noise, in the series' unit."""
     before = [x for block in one.samples[split.start : split.index] for x in block]
     after = [x for block in one.samples[split.index : split.end] for x in block]
     low, high = median(before), median(after)
@@ -193,7 +258,11 @@ def _change(one: Series, split, q_value: float) -> Change:
     else:
         change = (high / low - 1) * 100 if low else math.inf
         spread = [(median(b) / m - 1) * 100 if m else 0.0 for b, m in _by_segment(one, split)]
-    noise = 1.4826 * median([abs(x) for x in spread])
+    return low, high, change, 1.4826 * median([abs(x) for x in spread])
+
+
+def _change(one: Series, split: Split, q_value: float) -> Change:
+    low, high, change, noise = _measure(one, split)
     worse = change > 0 if one.kind == TIME or not one.higher_better else change < 0
     return Change(
         one.key,
@@ -216,7 +285,7 @@ def _change(one: Series, split, q_value: float) -> Change:
     )
 
 
-def _by_segment(one: Series, split) -> list[tuple[tuple[float, ...], float]]:
+def _by_segment(one: Series, split: Split) -> list[tuple[tuple[float, ...], float]]:
     """Each commit's samples beside the median of its side's commit medians."""
     pairs = []
     for start, end in ((split.start, split.index), (split.index, split.end)):
