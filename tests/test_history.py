@@ -228,6 +228,18 @@ def test_accuracy_changes_in_percentage_points_and_a_drop_is_a_regression(tmp_pa
     assert change.direction == "regression" and change.change == pytest.approx(-5.0, abs=0.5)
 
 
+def test_a_piped_detect_prints_a_line_per_series_screened_on_stderr_only(tmp_path):
+    root = filed(tmp_path, [0.010] * 8, accuracy=[0.95] * 8)
+    piped = history("--history", root, "detect", "--json")
+    lines = [line.split(";")[0] for line in piped.stderr.splitlines()]
+    assert lines == [
+        "bench history detect [1/3] lenet5-synthetic-cpu-b32 forward",
+        "bench history detect [2/3] mlp-digits test_accuracy",
+        "bench history detect [3/3] mlp-digits val_accuracy",
+    ]
+    assert len(json.loads(piped.stdout)["no_change"]) == 3  # stdout stays the answer
+
+
 def test_detection_repeats_exactly_and_a_larger_min_effect_hides_a_small_step(tmp_path):
     root = filed(tmp_path, [0.010] * 10 + [0.0103] * 10)  # +3%
     series = build_series(HistoryStore(root).points())
@@ -262,7 +274,7 @@ def test_exit_codes_follow_regressions_and_since(tmp_path):
     assert f"{sha(7)[:10]}..{sha(8)[:10]}" in found.output
     assert history("--history", root, "detect", "--since", sha(8)).exit_code == 1
     assert history("--history", root, "detect", "--since", sha(9)).exit_code == 0
-    document = json.loads(history("--history", root, "detect", "--json").output)
+    document = json.loads(history("--history", root, "detect", "--json").stdout)
     assert document["changes"][0]["after_commit"] == sha(8)
     unknown = history("--history", root, "detect", "--since", "feedface")
     assert unknown.exit_code == 2 and "no such commit in the history" in unknown.output
@@ -339,7 +351,7 @@ def test_the_dashboard_draws_every_series_in_chromium_with_no_console_error(tmp_
     assert console == []
     assert 'data-drawn="3"' in dom and dom.count('class="series-svg"') == 3
     assert dom.count('class="median"') == 3 and dom.count('class="band"') == 3
-    changes = json.loads(history("--history", root, "detect", "--json").output)["changes"]
+    changes = json.loads(history("--history", root, "detect", "--json").stdout)["changes"]
     assert {c["metric"] for c in changes} == {"forward", "test_accuracy", "val_accuracy"}
     assert dom.count('class="change-mark"') == len(changes)
     assert dom.count('<tr class="regression">') == len(changes)

@@ -55,7 +55,7 @@ def test_an_18_percent_step_is_found_in_8_commits_of_3_runs_each(tmp_path, at):
     assert history("--history", root, "add", *paths).exit_code == 0
     result = history("--history", root, "detect")
     assert result.exit_code == 1, result.output
-    (change,) = json.loads(history("--history", root, "detect", "--json").output)["changes"]
+    (change,) = json.loads(history("--history", root, "detect", "--json").stdout)["changes"]
     assert change["after_commit"] == sha(at) and change["direction"] == "regression"
     assert 14 < change["change"] < 22
 
@@ -71,7 +71,7 @@ def test_a_series_without_a_change_point_shows_its_best_split_and_what_it_would_
     result = history("--history", root, "detect")
     assert result.exit_code == 0 and "no change points" in result.output
     assert "no change point in 1 series; the best split of each:" in result.output
-    document = json.loads(history("--history", root, "detect", "--json").output)
+    document = json.loads(history("--history", root, "detect", "--json").stdout)
     (quiet,) = document["no_change"]
     assert quiet["after_commit"] == sha(6) and 4 < quiet["change"] < 8
     assert quiet["p_value"] > 0.05 and quiet["change"] > quiet["floor"] >= quiet["noise"]

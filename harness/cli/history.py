@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-
-if TYPE_CHECKING:
-    from harness.history.archive import HistoryStore
-    from harness.history.detect import Detection, Quiet
 from tabulate import tabulate
 
 from harness.errors import BenchError
 from harness.reporting.tables import plural
 from harness.results.store import results_path
+
+if TYPE_CHECKING:
+    from harness.history.archive import HistoryStore
+    from harness.history.detect import Detection, Quiet, Series
 
 
 @click.group("history")
@@ -100,7 +103,8 @@ def detect_command(ctx, metric, since, as_json, q, min_effect, min_effect_pp) ->
     series = build_series(store.points(), metric)
     if not series:
         raise BenchError(f"no series in {store.root}" + (f" match '{metric}'" if metric else ""))
-    detection = detect(series, q, min_effect, min_effect_pp)
+    with _log_progress(series) as fitted:
+        detection = detect(series, q, min_effect, min_effect_pp, fitted)
     if as_json:
         click.echo(json.dumps(detection.to_json(), indent=2))
     else:
@@ -125,7 +129,9 @@ def html_command(ctx, out_dir, metric, q, min_effect, min_effect_pp) -> None:
     series = build_series(store.points(), metric)
     if not series:
         raise BenchError(f"no series in {store.root}")
-    path = write_dashboard(series, detect(series, q, min_effect, min_effect_pp), out_dir)
+    with _log_progress(series) as fitted:
+        detection = detect(series, q, min_effect, min_effect_pp, fitted)
+    path = write_dashboard(series, detection, out_dir)
     click.echo(f"dashboard: {path} ({len(series)} series)")
 
 
@@ -135,6 +141,26 @@ def rebuild_command(ctx) -> None:
     """Make the index again from the stored files alone."""
     count = _store(ctx).rebuild()
     click.echo(f"index rebuilt: {plural(count, 'result set')}")
+
+
+@contextmanager
+def _log_progress(series: list[Series]) -> Iterator[Callable[[Series], None] | None]:
+    """Where stderr is a log rather than a terminal, a line per series screened (a long
+    history takes minutes); nothing on a terminal, where the answer is the progress."""
+    from harness.history.detect import MIN_COMMITS
+
+    total = sum(len(one.commits) >= MIN_COMMITS for one in series)
+    if sys.stderr.isatty() or not total:
+        yield None
+        return
+    from harness.execution.log_progress import LogBar
+
+    def fitted(one: Series) -> None:
+        bar.set_postfix_str(f"{one.label} {one.metric}")
+        bar.update()
+
+    with LogBar(total, "bench history detect") as bar:
+        yield fitted
 
 
 def _since(store: HistoryStore, ref: str) -> set[str]:

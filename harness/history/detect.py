@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from statistics import median
 from typing import Any
@@ -197,17 +197,23 @@ def detect(
     q: float = 0.05,
     min_effect: float = 2.0,
     min_effect_pp: float = 0.5,
+    fitted: Callable[[Series], None] | None = None,
 ) -> Detection:
     """Change points of every series, corrected across all of them.
 
     ``min_effect``: percent, for timings and other scores; ``min_effect_pp``: percentage
-    points, for accuracies."""
+    points, for accuracies; ``fitted(series)`` is called as each series is screened, the
+    slow part (for progress in a log)."""
     if not 0 < q < 1:
         raise BenchError(f"--q must be between 0 and 1, not {q}")
     testable = [s for s in series if len(s.commits) >= MIN_COMMITS]
     skipped = [f"{s.label} {s.metric}" for s in series if len(s.commits) < MIN_COMMITS]
     smallest = {ACCURACY: min_effect_pp}
-    fits = [_Fit(one, smallest.get(one.kind, min_effect), SCREEN * q) for one in testable]
+    fits = []
+    for one in testable:
+        fits.append(_Fit(one, smallest.get(one.kind, min_effect), SCREEN * q))
+        if fitted:
+            fitted(one)
     family, hypotheses = _agreed(fits, q)
     q_values = adjusted([split.p_value for _, split, _ in family], hypotheses)
     changes, quiet = [], []

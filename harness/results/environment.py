@@ -7,12 +7,13 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from harness import __version__
 from harness.devices import cpu_model, device_name
+
+if TYPE_CHECKING:  # torch is imported where the environment is captured, so that the history
+    import torch  # commands, which need only git, start without it
 
 
 def git_output(*args: str, cwd: Path | None = None) -> str | None:
@@ -34,6 +35,8 @@ def git_commit(path: Path | None = None) -> str | None:
 
 
 def capture_environment(device: torch.device) -> dict[str, Any]:
+    import torch
+
     return {
         "bench_version": __version__,
         "python": sys.version.split()[0],
