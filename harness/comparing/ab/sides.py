@@ -100,8 +100,9 @@ class WorkerProcess:
     ) -> WorkerProcess:
         log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-        if side.path:
-            env["PYTHONPATH"] = os.pathsep.join([*side.path, env.get("PYTHONPATH", "")]).rstrip(
+        if side.path:  # absolute: the worker starts in another folder (a default --out is not)
+            paths = [os.path.abspath(path) for path in side.path]
+            env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")]).rstrip(
                 os.pathsep
             )
         command = [side.python, "-m", "harness.comparing.ab.worker", "--threads", str(threads)]
