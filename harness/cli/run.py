@@ -163,6 +163,13 @@ def with_default(text: str, key: str) -> str:
 @click.option("--download", is_flag=True, help="Allow on-disk datasets to be downloaded.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--stack",
+    type=click.Choice(["auto", "off"]),
+    help="auto: train runs that differ only in seed and regularization together as one stacked "
+    "model, each with the numbers it has alone (at one thread, on the CPU); off: each alone "
+    "[default: the suite's stack, else auto].",
+)
 @dry_run_option
 @policy_options
 @sink_options
@@ -199,6 +206,7 @@ def run_command(
     download,
     as_json,
     quiet,
+    stack,
     dry_run,
     tensorboard,
     sinks,
@@ -282,6 +290,6 @@ def run_command(
         command=command,
         quiet=quiet,
         threads=threads,
-        policy=make_policy(ctx, **policy),
+        policy=make_policy(ctx, stack=stack, **policy),
         sinks=requested_sinks(tensorboard, sinks),
     )

@@ -30,6 +30,7 @@ from harness.data import DataContext
 from harness.errors import BenchError
 from harness.execution.determinism import determinism
 from harness.execution.outcome import execute_run, make_record
+from harness.execution.stack_groups import execute_group
 from harness.measuring.affinity import current_cpus, pinned
 from harness.planning.protocol import RunContext
 from harness.planning.suite_files import Run
@@ -56,10 +57,23 @@ class Job:
     inputs: dict[str, bytes] = field(default_factory=dict)  # relative path -> content
     alone: bool = False  # nothing else of the suite runs beside it (Run.exclusive)
     cpus: tuple[int, ...] = ()  # pinned to these CPUs while it runs (empty: not pinned)
+    # A stacked group: every member's (index, config), this job's own first; empty: one run.
+    group: tuple[tuple[int, dict[str, Any]], ...] = ()
 
     @property
     def run(self) -> Run:
         return Run(self.index, self.procedure, self.config)
+
+    @property
+    def runs(self) -> list[Run]:
+        """The runs it performs: the group's members, or its one run."""
+        members = self.group or ((self.index, self.config),)
+        return [Run(index, self.procedure, config) for index, config in members]
+
+    @property
+    def time_limit(self) -> float | None:
+        """``--run-timeout`` for all of its runs: a group has each member's time."""
+        return self.timeout * len(self.runs) if self.timeout is not None else None
 
 
 @dataclass(frozen=True)
@@ -145,23 +159,58 @@ def perform(
         cache={} if cache is None else cache,
         on_epoch=on_epoch,
     )
-    run = job.run
+    procedure = registry.procedures.get(job.procedure)
+
+    def written() -> list[str]:
+        return sorted(
+            name
+            for name in (
+                p.relative_to(scratch).as_posix() for p in scratch.rglob("*") if p.is_file()
+            )
+            if name not in job.inputs
+        )
+
     with pinned(job.cpus), determinism(job.deterministic, device):
-        record = execute_run(registry.procedures.get(run.procedure), run, ctx, timeout=job.timeout)
+        if job.group:
+            records = execute_group(procedure, job.runs, ctx, timeout=job.timeout, written=written)
+        else:
+            records = [
+                {
+                    **execute_run(procedure, job.run, ctx, timeout=job.timeout),
+                    "artifacts": written(),
+                }
+            ]
         cpus = current_cpus()
-    written = sorted(
-        path.relative_to(scratch).as_posix() for path in scratch.rglob("*") if path.is_file()
-    )
+    placement = {
+        "host": socket.gethostname(),
+        "worker": worker,
+        "threads": torch.get_num_threads(),
+        "cpus": cpus,
+    }
+    records = [
+        {
+            **record,
+            "metrics": relocate(record["metrics"], str(scratch), job.out_dir),
+            "placement": placement,
+        }
+        for record in records
+    ]
+    if not job.group:
+        return records[0]
+    return group_record(records)
+
+
+def group_record(members: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a stacked group's job gives back: its members' records under ``group``, with the
+    status, artifacts and placement every executor reads from a record (``ok`` only if all
+    are)."""
+    statuses = {record["status"] for record in members}
     return {
-        **record,
-        "metrics": relocate(record["metrics"], str(scratch), job.out_dir),
-        "artifacts": [name for name in written if name not in job.inputs],
-        "placement": {
-            "host": socket.gethostname(),
-            "worker": worker,
-            "threads": torch.get_num_threads(),
-            "cpus": cpus,
-        },
+        "status": "ok" if statuses == {"ok"} else next(s for s in statuses if s != "ok"),
+        "artifacts": [name for record in members for name in record["artifacts"]],
+        "placement": members[0]["placement"],
+        "metrics": {},
+        "group": members,
     }
 
 

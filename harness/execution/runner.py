@@ -36,6 +36,7 @@ from harness.execution.interrupts import sigterm_as_interrupt
 from harness.execution.jobs import Job
 from harness.execution.plan import plan_suite
 from harness.execution.scheduler import Interrupted, run_all
+from harness.execution.stacking import Stacking, plan_stacking
 from harness.planning.protocol import Report, RunContext
 from harness.planning.suite_files import Run, Suite, safe_name
 from harness.registry.specs import Registry
@@ -67,6 +68,9 @@ class RunPolicy:
     (:mod:`harness.execution.determinism`). ``plugins``: what a worker loads besides the installed
     ones (``--plugin``, ``BENCH_PLUGINS``). ``cpus``: the CPUs every run is pinned to, in whichever
     process performs it (``bench time --cpus``; empty: wherever the kernel places it).
+    ``stack``: ``auto`` trains runs that differ only in seed and regularization together as one
+    stacked model, with the numbers each has alone (:mod:`harness.execution.stacking`); ``off``
+    trains every run alone; ``None``: as the suite says (``stack``, default ``auto``).
     """
 
     executor: str = "local"
@@ -78,6 +82,7 @@ class RunPolicy:
     deterministic: bool = False
     plugins: tuple[str, ...] = field(default_factory=tuple)
     cpus: tuple[int, ...] = field(default_factory=tuple)
+    stack: str | None = None  # None: the suite's (auto unless its file says off)
 
     @classmethod
     def of(
@@ -145,6 +150,7 @@ def run_suite(
     terminal and in Jupyter.
     """
     policy, data = policy or RunPolicy(), data or DataContext()
+    policy = replace(policy, stack=policy.stack or suite.stack)
     plan = plan_suite(
         suite, registry, device=device, data=data, executor=policy.executor, sinks=sinks
     )
@@ -171,9 +177,13 @@ def run_suite(
             with sigterm_as_interrupt():
                 show = not quiet and (sys.stderr.isatty() or in_notebook())
                 log = not quiet and not show  # piped: lines a CI log shows as they come
-                _run_pending(
-                    runs, store, executor, job_maker(ctx, policy, executor), policy, show, log
+                stacking = plan_stacking(
+                    runs, registry, policy.stack, threads=executor.threads, device=str(ctx.device)
                 )
+                _run_pending(
+                    runs, store, executor, job_maker(ctx, policy, executor), policy, show, log,
+                    stacking,
+                )  # fmt: skip
         finally:
             outputs.close(store.data)
         workers = min(executor.slots, usable_cores())  # the plots use the runs' parallelism
@@ -242,6 +252,7 @@ def _run_pending(
     policy: RunPolicy,
     show: bool,
     log: bool,
+    stacking: Stacking | None = None,
 ) -> None:
     """Execute the runs ``store`` does not hold as ``ok``, recording each, and set the final
     status: complete, stopped (``fail_fast``) or interrupted (raises :class:`SuiteInterrupted`)."""
@@ -261,6 +272,7 @@ def _run_pending(
             show=show,
             log=log,
             on_start=on_start,
+            stacking=stacking,
         )
     except Interrupted as exc:
         done = sum(r["status"] == "ok" for r in store.runs)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -30,6 +30,7 @@ from harness.execution.interrupts import Terminated
 from harness.execution.jobs import Job, Outcome, WorkerLost, failed_record, needed_files
 from harness.execution.log_progress import LogBar
 from harness.execution.outcome import make_record
+from harness.execution.stacking import Stacking
 from harness.planning.suite_files import Run
 from harness.results.store import ResultsStore, atomic_write, now
 
@@ -49,6 +50,7 @@ class Flight:
     run: Run
     attempt: int
     alone: bool
+    group: list[Run] = field(default_factory=list)  # a stacked group's members, ``run`` first
 
 
 @dataclass
@@ -68,11 +70,15 @@ class Schedule:
     def record(self, record: dict[str, Any]) -> None:
         self.status[record["hash"]] = record["status"]
 
+    def ready(self) -> list[Run]:
+        """The waiting runs whose needs are all ``ok``."""
+        return [r for r in self.waiting if all(self._ok(i) for i in r.needs)]
+
     def startable(self) -> Run | None:
         """The first waiting run whose needs are all ``ok`` and that may start now."""
         if any(f.run.exclusive for f in self.flying.values()):
             return None
-        ready = [r for r in self.waiting if all(self._ok(i) for i in r.needs)]
+        ready = self.ready()
         shared = next((r for r in ready if not r.exclusive), None)
         if shared is not None:
             return shared
@@ -123,12 +129,14 @@ def run_all(
     show: bool = False,
     log: bool = False,
     on_start: Callable[[tqdm, Run], Any] | None = None,
+    stacking: Stacking | None = None,
 ) -> str | None:
     """Execute the runs ``store`` does not hold as ``ok``; returns ``None`` when all ran, or
     the reason they stopped early (``fail_fast``). Raises :class:`Interrupted` on Ctrl-C.
     ``show`` draws a progress bar; ``log`` prints progress as lines instead (for a piped
     output, :class:`LogBar`). ``on_start(bar, run)`` may return the run's epoch-progress
-    callback."""
+    callback. With ``stacking``, runs of one kind start together as a stacked group
+    (:mod:`harness.execution.stacking`)."""
     schedule = Schedule(runs, store)
     total, name = len(schedule.waiting), store.data["suite"].get("name")
     bar = (
@@ -136,7 +144,7 @@ def run_all(
         if log and not show
         else tqdm(total=total, desc=name, unit="run", disable=not show, file=sys.stderr)
     )
-    loop = _Loop(schedule, executor, make_job, bar, on_start, retries)
+    loop = _Loop(schedule, executor, make_job, bar, on_start, retries, stacking)
     try:
         while schedule.waiting or schedule.flying:
             if not loop.stopped:
@@ -169,6 +177,7 @@ class _Loop:
     bar: tqdm | LogBar
     on_start: Callable[[tqdm, Run], Any] | None
     retries: int
+    stacking: Stacking | None = None
     stopped: str | None = None
     last: Run | None = None
 
@@ -185,51 +194,87 @@ class _Loop:
             run = self.schedule.startable()
             if run is None:
                 return
-            self.schedule.waiting.remove(run)
-            self.start(run, 1)
+            group = [run]
+            if self.stacking is not None and not run.exclusive:
+                free = self.executor.slots - len(self.schedule.flying)
+                group = self.stacking.group(run, self.schedule.ready(), free)
+            for member in group:
+                self.schedule.waiting.remove(member)
+            self.start(group, 1)
 
-    def start(self, run: Run, attempt: int) -> None:
-        """Submit ``run``; if that fails (its input files are gone, the executor refuses it),
-        it is recorded ``failed`` and the others go on."""
-        schedule = self.schedule
+    def start(self, group: list[Run], attempt: int) -> None:
+        """Submit a run, or a stacked group (its members, the first leading); if that fails (an
+        input file is gone, the executor refuses it), each is recorded ``failed`` and the others
+        go on."""
+        schedule, run = self.schedule, group[0]
         alone = not schedule.flying
         try:
             progress = self.on_start(self.bar, run) if self.on_start else None
-            inputs = needed_files(schedule.store.path.parent, schedule.needed_records(run))
-            future = self.executor.submit(self.make_job(run, inputs), progress)
+            inputs = {}
+            for member in group:
+                records = schedule.needed_records(member)
+                inputs |= needed_files(schedule.store.path.parent, records)
+            job = self.make_job(run, inputs)
+            if len(group) > 1:
+                job = replace(job, group=tuple((r.index, r.config) for r in group))
+            future = self.executor.submit(job, progress)
         except Exception as exc:
             error = f"executor error: {type(exc).__name__}: {exc}"
-            _record(
-                schedule, {**failed_record(run, error, attempt), "needs": list(run.needs)}, self.bar
-            )
+            for member in group:
+                failed = failed_record(member, error, attempt)
+                _record(schedule, {**failed, "needs": list(member.needs)}, self.bar)
             return
         for flight in schedule.flying.values():
             flight.alone = False
-        schedule.flying[future] = Flight(run, attempt, alone)
+        schedule.flying[future] = Flight(run, attempt, alone, group if len(group) > 1 else [])
 
     def collect(self, future: Future[Outcome]) -> str | None:
-        """Record a finished run and return its status; ``None`` when it was started again."""
+        """Record a finished run (or each member of a group) and return its status (the
+        group's worst); ``None`` when it was started again, or its group's members were sent
+        back to train alone."""
         flight = self.schedule.flying.pop(future)
         run, self.last = flight.run, flight.run
         try:
             outcome = future.result()
         except WorkerLost as exc:
+            if flight.group:
+                return self._alone(flight, exc.reason)
             if flight.attempt <= self.retries:
-                self.start(run, flight.attempt + 1)
+                self.start([run], flight.attempt + 1)
                 return None
-            record = failed_record(run, exc.reason, flight.attempt, exc.log)
+            records = [failed_record(run, exc.reason, flight.attempt, exc.log)]
         except Exception as exc:  # the executor could not run it at all
-            record = failed_record(
-                run, f"executor error: {type(exc).__name__}: {exc}", flight.attempt
-            )
+            error = f"executor error: {type(exc).__name__}: {exc}"
+            if flight.group:
+                return self._alone(flight, error)
+            records = [failed_record(run, error, flight.attempt)]
         else:
-            record = outcome.record
+            if flight.group and "group" not in outcome.record:  # stopped as a whole (timeout)
+                return self._alone(flight, outcome.record.get("error") or "its worker stopped")
+            records = [
+                {**record, "files": {n: outcome.files[n] for n in record.get("artifacts", [])}}
+                for record in outcome.record.get("group", [outcome.record])
+            ]
+        runs = flight.group or [run]
+        for member, record in zip(runs, records, strict=True):
             placement = {**record.get("placement", {}), "alone": flight.alone}
             record = {**record, "placement": {**placement, "attempts": flight.attempt}}
-            record["files"] = {n: outcome.files[n] for n in record.get("artifacts", [])}
-        # the job knew only the configuration; the plan knows what the run needed
-        _record(self.schedule, {**record, "needs": list(run.needs)}, self.bar)
-        return record["status"]
+            if self.stacking is not None and member.index in self.stacking.reasons:
+                record["stacking"] = {"reason": self.stacking.reasons[member.index]}
+            # the job knew only the configuration; the plan knows what the run needed
+            _record(self.schedule, {**record, "needs": list(member.needs)}, self.bar)
+        statuses = [record["status"] for record in records]
+        return next((status for status in statuses if status != "ok"), "ok")
+
+    def _alone(self, flight: Flight, error: str) -> None:
+        """A group that stopped as a whole: its members wait to train alone, saying why."""
+        for member in flight.group:
+            self.stacking.alone(
+                member, f"its group stopped as a whole ({error}), so it trained alone"
+            )
+            self.schedule.waiting.append(member)
+        self.schedule.waiting.sort(key=lambda r: r.index)
+        return None
 
 
 def _record(schedule: Schedule, record: dict[str, Any], bar: tqdm) -> None:

@@ -32,6 +32,9 @@ class RunContext:
     # Called with each training epoch's record (epoch, losses, accuracies) of the run being
     # executed; the runner points it at the progress bar, so long runs show where they are.
     on_epoch: Callable[[dict[str, float]], None] | None = None
+    # Runs already trained in a stacked group (harness.execution.stack_groups), by run name:
+    # train_and_test takes a run's trained weights and result from here instead of training it.
+    stacked: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -75,7 +78,10 @@ class Procedure:
     the values a run's configuration varies over the suite's grid (by default its
     ``grid_point``; empty for a run outside any grid): TensorBoard's HParams dashboard shows them.
     ``selects_on_validation`` says that its report picks a configuration by validation scores,
-    so its datasets must keep a validation split (``val_fraction=0`` is refused).
+    so its datasets must keep a validation split (``val_fraction=0`` is refused). ``stacks``
+    says that each run trains one model once, through ``train_and_test`` with nothing prepared,
+    so that runs differing in seed or regularization may train together as one stacked model
+    (:mod:`harness.execution.stacking`).
     """
 
     name: str
@@ -88,6 +94,7 @@ class Procedure:
     default_datasets: list[str] = field(default_factory=lambda: ["digits"])
     checkpoints: bool = False
     selects_on_validation: bool = False
+    stacks: bool = False
     hyperparameters: Callable[[dict[str, Any]], dict[str, Any]] = field(
         default=lambda config: dict(config.get("grid_point") or {})
     )

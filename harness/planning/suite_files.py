@@ -42,6 +42,7 @@ TOP_LEVEL_KEYS = {
     "seeds",
     "device",
     "threads",
+    "stack",
     "train",
     "model_options",
     "dataset_options",
@@ -83,6 +84,7 @@ class Suite:
     settings: dict[str, Any]
     source: str
     threads: int = 0  # torch CPU threads for the runs; 0: bench's default (--threads wins)
+    stack: str = "auto"  # auto: runs that may, train as stacked models; off: each alone (--stack)
 
     def error(self, key: str, message: str) -> SuiteError:
         """For procedures that check more when they plan: see :func:`suite_error`."""
@@ -189,6 +191,7 @@ def parse_suite(
     device = fail.attempt(lambda: typed(data, "device", str, "auto", fail), "auto")
     fail.attempt(lambda: validated(lambda: resolve_device(device), "device", fail))
     threads = fail.attempt(lambda: _threads(data, fail), 0)
+    stack = fail.attempt(lambda: _stack(data, fail), "auto")
     settings = fail.attempt(partial(_settings, data, procedure, fail)) if procedure else None
     name = fail.attempt(lambda: typed(data, "name", str, default_name, fail))
     description = fail.attempt(lambda: typed(data, "description", str, "", fail))
@@ -206,6 +209,7 @@ def parse_suite(
         settings=settings,
         source=source,
         threads=threads,
+        stack=stack,
     )
 
 
@@ -227,6 +231,13 @@ def _seeds(data: Mapping[str, Any], fail: Problems) -> list[int]:
     if len(set(seeds)) != len(seeds):
         raise fail("seeds", "a seed is listed twice; every run must differ from the others")
     return seeds
+
+
+def _stack(data: Mapping[str, Any], fail: Problems) -> str:
+    stack = typed(data, "stack", str, "auto", fail)
+    if stack not in ("auto", "off"):
+        raise fail("stack", f"expected 'auto' or 'off', not {stack!r}")
+    return stack
 
 
 def _threads(data: Mapping[str, Any], fail: Problems) -> int:

@@ -235,7 +235,11 @@ def train_and_test(
         path = Path(train_config.from_checkpoint).expanduser()
         resumed = resume_from(path, run_identity(ctx, config), train_config.to_dict(), model)
     start = time.perf_counter()
-    result = fit(ctx, model, splits, train_config, seed, resumed)
+    stacked = ctx.stacked.pop(config["name"], None)
+    if stacked is not None:  # trained in a stacked group: the same weights and result as alone
+        result = stacked.into(model)
+    else:
+        result = fit(ctx, model, splits, train_config, seed, resumed)
     test = split_metrics(ctx, model, splits, batch_size=train_config.eval_batch_size)
     if task.model_metrics:
         test.update(task.model_metrics(model, splits, ctx.device))

@@ -91,7 +91,7 @@ class Worker:
         offset = self.log.stat().st_size if self.log.is_file() else 0
         try:
             self.conn.send((job, str(work)))
-            record, overran = self._await(job.timeout)
+            record, overran = self._await(job.time_limit)
         except (OSError, EOFError):  # it died (or close() killed it) before it answered
             self.process.join()
             record, overran = None, None
@@ -192,7 +192,7 @@ class Processes:
             record = make_record(
                 job.run,
                 status="timeout",
-                error=f"run exceeded --run-timeout {job.timeout:g} s and did not stop; "
+                error=f"run exceeded --run-timeout {job.time_limit:g} s and did not stop; "
                 f"worker killed after {overran:.1f} s",
                 traceback=log,
                 started_at=started_at,

@@ -183,4 +183,5 @@ PROCEDURE = Procedure(
     report=report,
     settings=SETTINGS,
     checkpoints=True,
+    stacks=True,
 )

@@ -227,6 +227,7 @@ PROCEDURE = Procedure(
     default_models=["mlp"],
     default_datasets=["mnist1d"],
     checkpoints=True,
+    stacks=True,
     selects_on_validation=True,
     hyperparameters=lambda config: dict(config["cell"]),
 )
