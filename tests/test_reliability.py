@@ -264,7 +264,7 @@ def suite(seeds: int = 6, epochs: int = EPOCHS) -> list[str]:
     seed_args = [a for seed in range(seeds) for a in ("--seed", str(seed))]
     model = ["--model", "mlp", "--model-opt", "hidden=16", "--dataset", "digits"]
     options = ["--dataset-opt", "size=8", "--epochs", str(epochs), "--threads", "1", "--quiet"]
-    return ["run", *model, *options, *seed_args]
+    return ["run", *model, *options, *seed_args, "--stack", "off"]  # one run after another
 
 
 SUITE = suite()

@@ -129,6 +129,7 @@ def test_interrupt_keeps_completed_runs(registry, tmp_path, monkeypatch):
             "seeds": [0, 1, 2],
             "train": {"epochs": 1},
             "dataset_options": {"digits": {"size": 8}},
+            "stack": "off",  # one run after another: the second is interrupted
         },
         registry,
         source="t",

@@ -28,9 +28,9 @@ def ctx(registry):
     return RunContext(registry=registry, device=torch.device("cpu"))
 
 
-def member(ctx, seed=0, dropout=0.0, impl="torch", build=None, **train) -> Member:
+def member(ctx, seed=0, dropout=0.0, impl="torch", build=None, data="digits", **train) -> Member:
     """A run's model, data and settings as ``train_and_test`` makes them alone."""
-    splits = open_splits(ctx, "digits", {}, seed, "mlp")
+    splits = open_splits(ctx, data, {}, seed, "mlp")
     seed_everything(seed)
     if build is None:
         options = {"hidden": [48, 32], "dropout": dropout, "dropout_impl": impl}
@@ -137,6 +137,15 @@ def test_a_diverging_member_diverges_at_its_step_and_the_others_go_on_untouched(
     members = [member(ctx), member(ctx, l2_loss=1e5), member(ctx, dropout=0.5)]
     lone = [alone(ctx, m) for m in members]
     assert isinstance(lone[1][1], DivergedError) and lone[1][1].epoch == 1
+    for k, result in enumerate(together(ctx, members)):
+        assert_same(result, lone[k], f"member {k}")
+
+
+def test_a_regression_task_stacks_exactly(ctx):
+    cells = [{}, {"dropout": 0.25, "weight_decay": 1e-3}, {"patience": 1, "seed": 1}]
+    members = [member(ctx, data="wti", epochs=2, **cell) for cell in cells]
+    assert members[0].splits.task == "regression"
+    lone = [alone(ctx, m) for m in members]
     for k, result in enumerate(together(ctx, members)):
         assert_same(result, lone[k], f"member {k}")
 

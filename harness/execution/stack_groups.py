@@ -25,8 +25,8 @@ from harness.planning.protocol import Procedure, RunContext
 from harness.planning.suite_files import Run
 from harness.planning.train_settings import TrainConfig
 from harness.training.loop import TrainResult, seed_everything
-from harness.training.stacked.trainer import Member, train_stacked
 from harness.training.stacked.model import refusal, signature
+from harness.training.stacked.trainer import Member, train_stacked
 from harness.training.steps import build_model, run_splits, task_of
 
 

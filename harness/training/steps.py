@@ -235,7 +235,7 @@ def train_and_test(
         path = Path(train_config.from_checkpoint).expanduser()
         resumed = resume_from(path, run_identity(ctx, config), train_config.to_dict(), model)
     start = time.perf_counter()
-    stacked = ctx.stacked.pop(config["name"], None)
+    stacked = ctx.stacked.pop(config["name"], None) if ctx.stacked else None
     if stacked is not None:  # trained in a stacked group: the same weights and result as alone
         result = stacked.into(model)
     else:

@@ -7,12 +7,12 @@ stacked, and :func:`refusal` says which layer stood in the way. Members may diff
 dropout rates and kind (a rate of 0 is the same as no dropout layer), never in their other layers.
 
 Each Linear's weights are one ``(K, out, in)`` leaf tensor and its bias ``(K, 1, out)``, and
-the batch goes through them as :mod:`harness.training.stacked.linear` multiplies: each member's
-block aligned as a lone tensor is. Element-wise functions whose vectorised and scalar kernels
-may round differently (GELU, Tanh, Sigmoid) run on the whole stack only when each member's
-block is whole vector blocks, else member by member. Dropout draws each member's masks from a
-generator holding the random state the member would have alone, with the calls it would make
-alone; members in the same state with the same rates share the draw.
+the batch goes through them as :mod:`harness.training.stacked.batched_linear` multiplies: each
+member's block aligned as a lone tensor is. Element-wise functions whose vectorised and scalar
+kernels may round differently (GELU, Tanh, Sigmoid) run on the whole stack only when each
+member's block is whole vector blocks, else member by member. Dropout draws each member's masks
+from a generator holding the random state the member would have alone, with the calls it would
+make alone; members in the same state with the same rates share the draw.
 
 All of this is bit for bit at one thread: with more, a lone matrix multiply splits its work
 differently from a batched one, so :mod:`harness.execution.stacking` stacks only one-thread runs.
@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from harness.training.layers import BernoulliDropout
-from harness.training.stacked.linear import linear, stacked_parameter
+from harness.training.stacked.batched_linear import linear, stacked_parameter
 
 EXACT = (nn.ReLU, nn.Identity)  # the same bits however the elements are split into blocks
 ROUNDED = (nn.GELU, nn.Tanh, nn.Sigmoid)  # vector and scalar kernels may differ in the last bit

@@ -159,9 +159,11 @@ def _train_epoch(
     meters = [task.meter(m.splits.info, True) for m in members]
     step = 0
     for step, batch in enumerate(zip(*streams, strict=True), 1):
+        live = [k for k, state in enumerate(progress) if not state.done]
+        if not live:  # every member diverged in this epoch
+            break
         inputs = _stacked([task.prepare(x) for x, _ in batch], index)
         parts = stack(inputs).unbind(0)
-        live = [k for k, state in enumerate(progress) if not state.done]
         losses = {k: task.loss(parts[k], batch[index[k]][1]) for k in live}
         objectives = {k: _objective(stack, k, losses[k], members[k].config) for k in live}
         values = torch.stack(list(objectives.values())).tolist()

@@ -8,8 +8,10 @@ Three things make a batched multiply round differently from a lone one, and each
   library may then take another code path with another order of summation. Every member's block
   of every tensor the multiplies read or write (inputs, weights, outputs, gradients) therefore
   starts on a 64-byte boundary: blocks are padded (:func:`aligned_empty`).
-- **Small products.** PyTorch multiplies a batch of products of fewer than 400 multiply-adds
-  with a plain loop of its own instead of BLAS: such layers run member by member, as alone.
+- **Small and thin products.** PyTorch multiplies a batch of products of fewer than 400
+  multiply-adds with a plain loop of its own instead of BLAS, and BLAS treats a lone product
+  with a dimension of 1 (one row, one input, one output) as a matrix-vector product, which its
+  batched multiply does not: such layers run member by member, as alone.
 - **The weight gradient's orientation.** Autograd's ``bmm`` backward computes ``x.T @ grad``
   and transposes it; alone, ``F.linear`` computes ``grad.T @ x``: :class:`_StackedLinear`
   computes it that way.
@@ -55,7 +57,8 @@ def stacked_parameter(tensors: list[torch.Tensor]) -> torch.Tensor:
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """Each member's ``F.linear(x[k], weight[k], bias[k, 0])`` for ``x`` of ``(K, batch, in)``."""
     members, rows, inputs = x.shape
-    if inputs * rows * weight.shape[1] < SMALL:
+    outputs = weight.shape[1]
+    if inputs * rows * outputs < SMALL or 1 in (rows, inputs, outputs):
         return torch.stack(
             [
                 F.linear(x[k].clone(), weight[k], None if bias is None else bias[k, 0])
