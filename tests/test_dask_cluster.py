@@ -92,6 +92,21 @@ def test_a_two_worker_cluster_runs_needs_and_survives_a_killed_worker(cluster, t
     assert code == 0, output
     assert numbers(data) == numbers(load_results(inline))
 
+    # stacked groups are jobs like any other: four seeds as two groups, one on each worker
+    seeds = ["--seed", "0", "--seed", "1", "--seed", "2", "--seed", "3", "-q"]
+    stacked, alone = tmp_path / "stacked", tmp_path / "alone"
+    code, output = finish(bench_process(
+        "run", "--model", "mlp", *TINY, *seeds, "--executor", f"dask://{cluster}", "--out", stacked
+    ))  # fmt: skip
+    assert code == 0, output
+    code, output = finish(bench_process("run", "--model", "mlp", *TINY, *seeds, "--stack", "off",
+                                        "--out", alone))  # fmt: skip
+    assert code == 0, output
+    runs = load_results(stacked)["runs"]
+    assert sorted(r["stacking"]["size"] for r in runs) == [2, 2, 2, 2]
+    assert len({r["placement"]["worker"] for r in runs}) == 2
+    assert numbers(load_results(stacked)) == numbers(load_results(alone))
+
     marker, out = tmp_path / "waiting", tmp_path / "killed"
     suite = faulty_suite(tmp_path, "waits-once", marker)
     process = bench_process(*suite, "--executor", f"dask://{cluster}", "-q", "--out", out)
