@@ -8,7 +8,9 @@ limit, data access, and the *input files* the run needs (the artifacts of the ru
 scratch directory that stands in for the suite's output directory: the inputs are written into it
 first, and every other file the run writes there is an *artifact*, returned to the parent as bytes
 and written into the real output directory. Nothing assumes a shared filesystem, so the same job
-runs in this process, in a worker process, or on a Dask worker on another machine.
+runs in this process, in a worker process, or on a Dask worker on another machine. A job may
+also be a stacked group (``Job.group``): several runs trained together as one stacked model,
+whose records come back together.
 
 Paths in a run's metrics that point into its scratch directory are rewritten to the parent's
 output directory, so that a record reads the same whichever executor made it.
@@ -138,8 +140,9 @@ def perform(
 
     Returns the run's record, with ``artifacts`` (the relative paths of the files it wrote,
     which stay in ``scratch`` for the caller to collect) and ``placement`` (host, worker,
-    threads). ``registry``, ``cache`` and ``on_epoch`` let the in-process executor share its
-    loaded plugins, loaded datasets and progress bar.
+    threads); for a stacked group, :func:`group_record` of its members' records, trained
+    together (:mod:`harness.execution.stack_groups`). ``registry``, ``cache`` and ``on_epoch``
+    let the in-process executor share its loaded plugins, loaded datasets and progress bar.
     """
     for name, content in job.inputs.items():
         path = scratch / name

@@ -6,6 +6,10 @@ artifacts; a run whose need ended otherwise is recorded ``skipped`` with the rea
 they wait until no other run can start, so they never hold the others up. Each record says
 whether the run had the machine to itself (``placement.alone``).
 
+With stacking on (:mod:`harness.execution.stacking`), a run starts together with the ready
+runs of its kind, as one stacked group and one job; the group's records come back together,
+and a group whose job is lost or stopped as a whole waits again, member by member, to run alone.
+
 Only this process writes the results file: each outcome's artifacts first, then its record,
 atomically, kept in plan order. A worker that was lost is retried up to ``retries`` times, and
 recorded ``failed`` after that; an exception in a run is recorded by the worker and never retried.

@@ -10,16 +10,20 @@ Schema (``schema_version`` 1)::
      "environment": {...see harness.results.environment...},
      "execution": {"device", "threads" (per run), "executor": {"name", "workers", ...},
                    "jobs", "retries", "deterministic", "run_timeout", "fail_fast", "plugins",
-                   "data_root"},
+                   "stack", "data_root"},
      "runs": [{"id", "index", "hash", "procedure", "config": {...}, "needs": [indices],
                "status", "error", "traceback", "metrics": {...}, "started_at", "wall_time_s",
                "artifacts": [paths relative to the results directory],
-               "placement": {"host", "worker", "threads", "alone", "attempts"}}]}
+               "placement": {"host", "worker", "threads", "alone", "attempts"},
+               "stacking": {"group", "size", "members", "train_seconds",
+                            "train_seconds_share"} or {"reason"} (with --stack auto)}]}
 
 ``runs`` hold every finished run in plan order, with ``status`` one of :data:`STATUSES`; a run
 interrupted part-way is not recorded. ``placement`` says where a run executed, with how many
 threads, whether nothing else ran beside it (``alone``) and on which attempt; a run that never
-started (``skipped``) has none. ``procedure`` and ``config`` of a run, with ``execution``
+started (``skipped``) has none. ``stacking`` says the run trained in a stacked group (its
+time fields are then the group's; ``train_seconds_share`` is its part) or why it trained
+alone (:mod:`harness.execution.stacking`). ``procedure`` and ``config`` of a run, with ``execution``
 and the environment's device, are all that :mod:`harness.execution.rerun` needs to repeat it.
 """
 
