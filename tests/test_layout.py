@@ -165,3 +165,19 @@ def test_nothing_refers_to_files_outside_the_repository():
         text = path.read_text(errors="ignore")
         found += [f"{name}: {word}" for word in forbidden if word in text]
     assert not found
+
+
+def test_every_package_is_installed():
+    """``pyproject.toml`` lists its packages by name: a new folder left out of the list works
+    from a checkout (an editable install) but is missing from a built one."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(init.parent.relative_to(root.parent).parts).replace("plugins", "bench_plugins", 1)
+        for root in (HARNESS, PLUGINS)
+        for init in root.rglob("__init__.py")
+    }
+    assert found - listed == set()
