@@ -13,8 +13,9 @@ verdict of :mod:`harness.measuring.contention` beside every figure:
   suite's MLP (hidden [100, 100]) on mnist1d, K members (seeds 0..K-1: each its own split and
   batch order) at two batch sizes, a few epochs; alone is timed on a sample of the members and
   scaled to K (the table says so), the sampled members' weights compared bit for bit with
-  their stacked selves. Peak memory is each configuration's ``ru_maxrss`` in a process of its
-  own. Then a 10-seed sweep at the suite's settings, end to end with ``bench run``.
+  their stacked selves. Peak memory is each configuration's peak resident memory (the
+  kernel's ``VmHWM``, reset after setup) in a process of its own. Then a 10-seed sweep at the
+  suite's settings, end to end with ``bench run``.
 - ``peak``: the training FLOP/s of the suite (per run: 3 x the forward FLOPs per sample x the
   training samples seen, from the ``suite`` part's results files) against a 2048x2048 float32
   matrix multiply on one thread, measured in the same process: before (sequential) and after
