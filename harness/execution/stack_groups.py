@@ -24,10 +24,10 @@ from harness.execution.stacking import VARIED_TRAIN
 from harness.planning.protocol import Procedure, RunContext
 from harness.planning.suite_files import Run
 from harness.planning.train_settings import TrainConfig
-from harness.training.loop import TrainResult, seed_everything
+from harness.training.loop import TrainResult
 from harness.training.stacked.model import refusal, signature
 from harness.training.stacked.trainer import Member, train_stacked
-from harness.training.steps import build_model, run_splits, task_of
+from harness.training.steps import seeded_model, task_of
 
 
 class NotStackable(Exception):
@@ -113,9 +113,7 @@ def train_group(
 
 
 def _member(ctx: RunContext, config: dict[str, Any]) -> Member:
-    splits = run_splits(ctx, config)
-    seed_everything(config["seed"])
-    model = build_model(ctx, config["model"], config["model_options"], splits)
+    splits, model = seeded_model(ctx, config)
     train = TrainConfig.from_options(config["train"])
     return Member(model, splits, train, config["seed"], torch.get_rng_state())
 

@@ -208,6 +208,15 @@ def split_metrics(
     )
 
 
+def seeded_model(ctx: RunContext, config: dict[str, Any]) -> tuple[Splits, nn.Module]:
+    """A run's splits and its freshly built model, seeded in between, as every training of the
+    run starts: alone, or as a member of a stacked group (which must start from the very same
+    weights and random state)."""
+    splits = run_splits(ctx, config)
+    seed_everything(config["seed"])
+    return splits, build_model(ctx, config["model"], config["model_options"], splits)
+
+
 def train_and_test(
     ctx: RunContext,
     config: dict[str, Any],
@@ -223,9 +232,7 @@ def train_and_test(
     (transfer loads weights and freezes layers).
     """
     seed = config["seed"]
-    splits = run_splits(ctx, config)
-    seed_everything(seed)
-    model = build_model(ctx, config["model"], config["model_options"], splits)
+    splits, model = seeded_model(ctx, config)
     train_config = TrainConfig.from_options(config["train"])
     task = task_of(ctx, splits)
     if prepare:

@@ -104,8 +104,8 @@ def train_stacked(
 
 def _settings(config: TrainConfig) -> MemberSettings:
     """A member's weight decay as :func:`harness.training.loop.make_optimizer` applies it."""
-    native = config.optimizer == "adamw" or config.weight_decay_mode == "coupled"
-    return MemberSettings(weight_decay=config.weight_decay, decoupled=not native)
+    decoupled = config.weight_decay_kind == "decoupled"
+    return MemberSettings(weight_decay=config.weight_decay, decoupled=decoupled)
 
 
 class _Batches:
