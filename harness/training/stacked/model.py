@@ -101,7 +101,6 @@ class StackedModel:
     when its training starts, which its dropout draws from in order, as alone."""
 
     def __init__(self, members: Sequence[nn.Module], rng_states: Sequence[torch.Tensor]):
-        self.size = len(members)
         self.training = True
         self.parameters: list[torch.Tensor] = []
         self.decayed: list[bool] = []  # Linear weights: what weight decay and penalties act on
