@@ -30,6 +30,26 @@ def test_failed_write_keeps_previous_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
 
 
+def test_store_writes_each_save_as_indented_json_of_the_whole_document(tmp_path):
+    """Saving encodes each run's record once and reuses it; the file must still be exactly
+    ``json.dumps(data, indent=2)``, after records are added, replaced and the run finished."""
+    path = tmp_path / "results.json"
+    store = ResultsStore.create(path, command=["bench"], suite={"name": "s"}, environment={})
+
+    def written() -> str:
+        return json.dumps(store.data, indent=2) + "\n"
+
+    assert path.read_text() == written()
+    for index in (2, 0, 1):
+        record = {"index": index, "hash": f"h{index}", "status": "ok", "metrics": {"m": [[1, 2]]}}
+        store.add(record)
+        assert path.read_text() == written()
+    store.add({"index": 0, "hash": "h0", "status": "failed", "history": [], "note": "a\nb"})
+    store.finish("complete", "done")
+    assert path.read_text() == written()
+    assert [r["index"] for r in json.loads(path.read_text())["runs"]] == [0, 1, 2]
+
+
 def test_store_refuses_to_overwrite(tmp_path):
     ResultsStore.create(tmp_path / "results.json", command=[], suite={}, environment={})
     with pytest.raises(BenchError, match="already exists"):
