@@ -15,8 +15,8 @@ from harness.cli import cli
 from harness.execution import stack_groups
 from harness.execution.jobs import WorkerLost, perform_in_scratch
 from harness.execution.scheduler import run_all
-from harness.execution.stacking import plan_stacking
-from harness.planning.suite_files import parse_suite
+from harness.execution.stacking import Stacking, plan_stacking
+from harness.planning.suite_files import Run, parse_suite
 from harness.results.store import ResultsStore
 
 TIME_FIELDS = ("train_seconds", "wall_seconds")
@@ -209,3 +209,15 @@ def test_the_suite_file_turns_stacking_off_and_a_bad_value_is_named(registry):
     assert parse_suite(base, registry, source="s.toml").stack == "auto"
     with pytest.raises(Exception, match=r"s.toml.*stack.*'auto' or 'off'"):
         parse_suite({**base, "stack": "maybe"}, registry, source="s.toml")
+
+
+@pytest.mark.parametrize(
+    ("ready", "free_slots", "size"),
+    [(81, 1, 21), (81, 2, 21), (24, 1, 24), (25, 1, 13), (10, 2, 5), (1, 1, 1)],
+)
+def test_ready_runs_of_a_kind_split_evenly_into_groups_no_larger_than_the_most(
+    ready, free_slots, size
+):
+    runs = [Run(index, "accuracy", {"name": f"r{index}"}) for index in range(ready)]
+    stacking = Stacking(kinds={run.index: "mlp" for run in runs}, most={"mlp": 24})
+    assert stacking.group(runs[0], runs, free_slots) == runs[:size]
