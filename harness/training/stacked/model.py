@@ -163,7 +163,9 @@ def _rounded(function: nn.Module, x: torch.Tensor) -> torch.Tensor:
 class _Draws:
     """Every member's dropout masks, drawn as the member draws them alone: from one generator
     per group of members in the same random state that draw at the same rates (their masks are
-    the same), seeded with that state."""
+    the same), seeded with that state. Each dropout layer's masks are drawn into one buffer,
+    member by member, and kept for the next batch of the same shape: a member without
+    dropout there keeps its block of ones."""
 
     def __init__(self, places: list[list[list[_Drop]]], rng_states: Sequence[torch.Tensor]):
         self.places = places
@@ -176,6 +178,7 @@ class _Draws:
         for member, group in enumerate(self.group_of):
             self.generators[group].set_state(rng_states[member])
         self.leader = [self.group_of.index(group) for group in range(len(groups))]
+        self.masks: dict[tuple, torch.Tensor] = {}
 
     def apply(self, place: int, model: StackedModel, x: torch.Tensor) -> torch.Tensor:
         if not model.training:
@@ -188,29 +191,50 @@ class _Draws:
     def _drop(self, place: int, layer: int, x: torch.Tensor) -> torch.Tensor:
         """Each member's ``layer``-th dropout at ``place``: ``x * noise`` with ``noise`` drawn
         and scaled as ``F.dropout`` does, or ``x * keep / (1 - p)`` as ``BernoulliDropout``."""
-        masks = []
+        drops = [m[place][layer] if layer < len(m[place]) else None for m in self.places]
+        key = (place, layer, *x.shape)
+        mask = self.masks.get(key)
+        if mask is None:
+            mask = self.masks[key] = torch.ones_like(x)
         for group, leader in enumerate(self.leader):
-            drops = self.places[leader][place]
-            masks.append(
-                _mask(drops[layer], x[0], self.generators[group]) if layer < len(drops) else None
-            )
-        ones = torch.ones_like(x[0])
-        mask = torch.stack(
-            [masks[group] if masks[group] is not None else ones for group in self.group_of]
-        )
-        x = x * mask
+            if drops[leader] is not None:
+                _draw(drops[leader], mask[leader], self.generators[group])
+        for member, group in enumerate(self.group_of):
+            if member != self.leader[group] and drops[member] is not None:
+                mask[member].copy_(mask[self.leader[group]])
         divisors = [
-            1.0 - drops[layer].p if layer < len(drops) and drops[layer].bernoulli else 1.0
-            for drops in (member[place] for member in self.places)
+            (k, 1.0 - drop.p) for k, drop in enumerate(drops) if drop is not None and drop.bernoulli
         ]
-        if any(d != 1.0 for d in divisors):
-            shape = (len(divisors),) + (1,) * (x.dim() - 1)
-            x = x / torch.tensor(divisors, dtype=x.dtype).view(shape)
-        return x
+        return _Masked.apply(x, mask, divisors)
 
 
-def _mask(drop: _Drop, like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def _draw(drop: _Drop, into: torch.Tensor, generator: torch.Generator) -> None:
+    """A member's mask into its block, drawn and scaled as alone (``F.dropout``'s noise, or
+    ``BernoulliDropout``'s ``keep``, which is divided afterwards)."""
     if drop.bernoulli:
-        return torch.bernoulli(torch.full_like(like, 1.0 - drop.p), generator=generator)
-    noise = torch.empty_like(like).bernoulli_(1 - drop.p, generator=generator)
-    return noise.div_(1 - drop.p)
+        into.bernoulli_(torch.full_like(into, 1.0 - drop.p), generator=generator)
+    else:
+        into.bernoulli_(1 - drop.p, generator=generator).div_(1 - drop.p)
+
+
+class _Masked(torch.autograd.Function):
+    """``x * mask``, then each of ``divisors``' members divided by its divisor, with the
+    gradient autograd gives alone: divided first, then multiplied by the mask."""
+
+    @staticmethod
+    def forward(ctx, x, mask, divisors):
+        ctx.save_for_backward(mask)
+        ctx.divisors = divisors
+        out = x * mask
+        for member, divisor in divisors:
+            out[member].div_(divisor)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        if ctx.divisors:
+            grad = grad.clone()
+            for member, divisor in ctx.divisors:
+                grad[member].div_(divisor)
+        return grad * mask, None, None
