@@ -334,6 +334,7 @@ def test_the_settings_file_gives_rounds_suite_and_rules_and_the_verdict_records_
         "metrics": [],
         "gate": ["forward"],
         "strict": False,
+        "counter_thresholds": [],
         "ab_rounds": 7,
         "suite": str(tmp_path / "ci.toml"),
     }

@@ -109,7 +109,7 @@ def test_every_bad_key_exits_2_naming_the_file_and_the_key_at_once(project):
     lines = [line.removeprefix("error: ") for line in output.strip().splitlines()]
     assert lines == [
         f"{where} 'tool.bench.rounds': unknown key 'rounds'. Did you mean 'ab_rounds'? Known "
-        "keys: ab_rounds, gate, history_dir, suite, thresholds",
+        "keys: ab_rounds, counter_thresholds, gate, history_dir, suite, thresholds",
         f"{where} 'tool.bench.thresholds': '*' = 'fast': expected a number of percent, or 'N%' "
         "or 'Npp'",
         f"{where} 'tool.bench.gate': expected an array of metric globs, e.g. "
@@ -150,6 +150,7 @@ def test_the_settings_used_are_recorded_with_the_verdict(project):
     base, cand = seven_percent_slower(project)
     (project / "bench.toml").write_text(
         'thresholds = {"*" = 20, "forward*" = "3%", "*accuracy" = "0.5pp"}\ngate = ["forward"]\n'
+        'counter_thresholds = {"*.operators" = 2.0}\n'
     )
     code, output = bench("compare", base, cand, "--json", "--threshold", "train_step=40%")
     assert json.loads(output)["settings"] == {
@@ -158,6 +159,7 @@ def test_the_settings_used_are_recorded_with_the_verdict(project):
         "metrics": [],
         "gate": ["forward"],
         "strict": False,
+        "counter_thresholds": ["*.operators=2%"],
     }
     code, output = bench("compare", base, cand, "--markdown-out", "summary.md")
     assert f"settings: {project / 'bench.toml'}" in output

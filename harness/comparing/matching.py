@@ -15,8 +15,10 @@ a run with another ``BENCH_BATCH_SIZE`` is listed as unmatched, not compared.
 Metrics and their direction. Timing records (a metric holding raw ``samples`` in seconds:
 ``forward``, ``forward_backward``, ``train_step``, ``epoch``, pruning's ``latency``, every
 pytest-benchmark benchmark) are better lower; fractions named ``*accuracy*`` are better higher.
-Everything else (counts, FLOPs, memory, histories) is not compared. A timing record's
-``contention`` (and, from ``bench ab``, its ``rounds``) travel with its samples.
+A timing record's counters (``forward.operators``, ``train_step.syncs``...) are compared
+exactly, lower better. Everything else (parameter counts, memory, histories) is not compared. A
+timing record's ``contention`` (and, from ``bench ab``, its ``rounds``) travel with its
+samples.
 
 Two files written by one ``bench ab`` session (the same ``execution.interleaved.session``) were
 measured in alternating rounds: their rounds are paired.
@@ -37,9 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.comparing.counts import count_measurement, counters_of, judge_count
 from harness.comparing.verdicts import (
     ACCURACY,
     CONTENDED,
+    COUNT,
     SCORE,
     TIME,
     Measurement,
@@ -185,9 +189,14 @@ def _metrics(runs: Iterable[dict[str, Any]]) -> dict[str, Measurement]:
             kind = metric_kind(name, value, task)
             if kind is not None:
                 pooled.setdefault(name, (kind, []))[1].append(value)
+            if kind == (TIME, False):
+                for counter, count in counters_of(value).items():
+                    pooled.setdefault(f"{name}.{counter}", ((COUNT, False), []))[1].append(count)
     return {
         name: _timing(values)
         if kind == TIME
+        else count_measurement(values)
+        if kind == COUNT
         else Measurement.of(kind, list(map(float, values)), higher_better=higher)
         for name, ((kind, higher), values) in pooled.items()
         if values
@@ -336,8 +345,9 @@ def compare(baseline: ResultSet, candidate: ResultSet, rules: Rules) -> Comparis
             elif metric not in base.metrics:
                 only_candidate.append(f"{base.label}: {metric}")
             else:
+                judged = judge_count if base.metrics[metric].kind == COUNT else judge
                 rows.append(
-                    judge(
+                    judged(
                         base.label,
                         metric,
                         base.metrics[metric],

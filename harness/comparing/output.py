@@ -8,10 +8,12 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from harness.comparing.counts import ANY_INCREASE, DEFAULT_THRESHOLD
 from harness.comparing.matching import MACHINE_FIELDS, Comparison, ResultSet
 from harness.comparing.verdicts import (
     ACCURACY,
     ALPHA,
+    COUNT,
     IMPROVED,
     NOISE_LIMIT,
     NOISY,
@@ -45,6 +47,8 @@ def _value(m: Measurement, paired: bool = False) -> str:
         return _seconds(m.median) + spread + mark
     if m.kind == SCORE:
         return f"{m.mean:.4g}" + (f" ± {m.std:.2g}" if m.n > 1 else "")
+    if m.kind == COUNT:
+        return f"{m.median:,.0f}"
     spread = f" ± {100 * m.std:.2f}" if m.n > 1 else ""
     return f"{100 * m.mean:.2f}{spread} %"
 
@@ -63,6 +67,11 @@ def _change(row: Row) -> str:
     it say otherwise, theirs too (:data:`PAIRED_NOTE`)."""
     if row.kind == ACCURACY:
         return f"{row.change:+.2f} pp"
+    if row.kind == COUNT:
+        difference = f"{row.candidate.median - row.baseline.median:+,.0f}"
+        return (
+            difference if row.baseline.median == 0 else f"{difference} ({100 * row.change:+.1f}%)"
+        )
     text = f"{100 * row.change:+.1f}%"
     if row.paired:
         medians = f"{100 * pooled_change(row.baseline, row.candidate):+.1f}%"
@@ -153,7 +162,11 @@ def rules_text(rules: Rules, interleaved: bool = False) -> str:
         "verdict that contention on a side could have produced or hidden is no verdict (exit 3); "
         f"task metrics regress when the mean over seeds moves the wrong way (the task's "
         f"direction) by > {thresholds(ACCURACY)} (fractions) or > {thresholds(SCORE)} (other "
-        "metrics) and by > 2 standard errors of the difference"
+        "metrics) and by > 2 standard errors of the difference; counters are exact: a count "
+        f"that grew by > {100 * DEFAULT_THRESHOLD:g}% (any growth of "
+        f"{', '.join(ANY_INCREASE)})"
+        + (f" (then {', '.join(map(str, rules.counters))})" if rules.counters else "")
+        + " regresses, whatever the timing noise and contention"
         + (
             f"; only metrics matching {', '.join(rules.gate)} decide the exit code"
             if rules.gate
@@ -317,6 +330,7 @@ def _settings_record(rules: Rules) -> dict[str, Any]:
         "metrics": list(rules.metrics),
         "gate": list(rules.gate),
         "strict": rules.strict,
+        "counter_thresholds": [str(t) for t in rules.counters],
     }
 
 
@@ -359,6 +373,7 @@ def to_json(comparison: Comparison, **settings: Any) -> str:
                 "p_value": row.p_value,
                 "verdict": row.verdict,
                 "gated": row.gated,
+                **({"operators": row.operators} if row.operators is not None else {}),
             }
             for row in comparison.rows
         ],

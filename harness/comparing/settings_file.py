@@ -13,12 +13,18 @@ What (every key optional; any other key is an error naming the file and the key)
     suite = "suites/ci.toml"             # what bench ab and bench time measure without
                                          # --suite or --model (a name, or a .toml file)
     history_dir = ".bench/history"       # bench history --history
+    counter_thresholds = {"*.operators" = 2.0, "train_step.allocations" = 5.0}
 
 A threshold is a number of percent (timings and relative task metrics, as ``--threshold 5%``) or
 a string ``N%``/``Npp`` (``Npp``: accuracies, in percentage points). Where several globs match a
 metric, the most specific wins, whatever their order in the file: the one with the most
 characters that are not wildcards (``train_step`` before ``train_*`` before ``*``); of two
 equally specific, the one written last. Paths are relative to the file's directory.
+
+``counter_thresholds`` are the counters' (globs of ``MODE.COUNTER``, as ``bench compare`` names
+them: ``forward.operators``, ``train_step.syncs``), in percent of the baseline's count; 0 means
+any increase. Without one, a counter regresses when it grows by more than 1% (operators,
+allocations, bytes, FLOPs, kernel launches) or at all (syncs, graph breaks, recompiles).
 
 Command-line flags override the file: a ``--threshold`` applies after every threshold of the
 file (the last match wins), ``--gate``/``--rounds``/``--suite``/``--history`` replace the key.
@@ -51,6 +57,7 @@ class ProjectSettings:
     ab_rounds: int | None = None
     suite: str | None = None  # a suite name, or an absolute path to a suite file
     history_dir: Path | None = None
+    counter_thresholds: tuple[Threshold, ...] = ()
 
     def rules(
         self,
@@ -66,6 +73,7 @@ class ProjectSettings:
             thresholds=self.thresholds + flags.thresholds,
             gate=flags.gate or self.gate,
             source=str(self.path) if self.path else None,
+            counters=self.counter_thresholds,
         )
 
 
@@ -145,6 +153,20 @@ def _thresholds(value: Any, _root: Path, fail) -> tuple[Threshold, ...]:
     return tuple(sorted(rules, key=_specificity))
 
 
+def _counter_thresholds(value: Any, _root: Path, fail) -> tuple[Threshold, ...]:
+    if not isinstance(value, Mapping):
+        fail('expected a table of counter globs, e.g. {"*.operators" = 2.0, "*.syncs" = 0}')
+        return ()
+    rules = []
+    for glob, amount in value.items():
+        rule = _threshold(glob, amount)
+        if rule is None or rule.kind != TIME:
+            fail(f"'{glob}' = {amount!r}: expected a number of percent (0: any increase), or 'N%'")
+        else:
+            rules.append(rule)
+    return tuple(sorted(rules, key=_specificity))
+
+
 def _threshold(glob: str, amount: Any) -> Threshold | None:
     if isinstance(amount, str):
         return Threshold.of(glob, amount)
@@ -192,4 +214,5 @@ CHECKS = {
     "ab_rounds": _rounds,
     "suite": _suite,
     "history_dir": _directory,
+    "counter_thresholds": _counter_thresholds,
 }

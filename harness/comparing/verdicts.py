@@ -30,6 +30,8 @@ also exceeds twice the standard error of the difference of the means,
 sqrt(s_b^2/n_b + s_c^2/n_c); a side with a single seed borrows the other side's spread; with one
 seed on both sides the threshold alone decides.
 
+Counters (operators, allocations, synchronisations...) are exact: :mod:`harness.comparing.counts`.
+
 Improvements never fail.
 """
 
@@ -46,7 +48,7 @@ from harness.errors import BenchError
 from harness.measuring.summary import summarize
 from harness.reporting.tables import plural
 
-TIME, ACCURACY, SCORE = "time", "accuracy", "score"  # timings; fractions; other task metrics
+TIME, ACCURACY, SCORE, COUNT = "time", "accuracy", "score", "count"  # COUNT: a step's counter
 DEFAULT_THRESHOLDS = {TIME: 0.10, ACCURACY: 1.0, SCORE: 0.05}  # relative; points; relative
 INTERLEAVED_THRESHOLD = 0.05  # rounds measured back to back share the machine's drifts
 ALPHA = 0.01
@@ -85,6 +87,7 @@ class Measurement:
     rounds: tuple[tuple[float, ...], ...] = ()
     round_contended: tuple[bool, ...] = ()
     higher_better: bool = True  # for task metrics (accuracies by default); timings: lower
+    names: tuple[tuple[str, int], ...] = ()  # an operators count's operators, by name
 
     @classmethod
     def of(cls, kind: str, samples: Sequence[float], **context) -> Measurement:
@@ -156,14 +159,16 @@ def default_threshold(kind: str, interleaved: bool = False) -> float:
 class Rules:
     """Thresholds (the last one matching a metric of its kind wins), the metrics to compare
     (globs on the metric name; all when empty), the metrics whose verdicts decide the exit code
-    (``gate``: globs; all when empty; the others are reported only), strictness, and the
-    settings file the rules came from, if one did (:mod:`harness.comparing.settings_file`)."""
+    (``gate``: globs; all when empty; the others are reported only), strictness, the
+    settings file the rules came from, if one did (:mod:`harness.comparing.settings_file`),
+    and the counters' thresholds (:mod:`harness.comparing.counts`)."""
 
     thresholds: tuple[Threshold, ...] = ()
     metrics: tuple[str, ...] = ()
     strict: bool = False
     gate: tuple[str, ...] = ()
     source: str | None = None
+    counters: tuple[Threshold, ...] = ()
 
     @classmethod
     def parse(
@@ -230,6 +235,7 @@ class Row:
     verdict: str
     paired: bool = False  # judged on interleaved rounds (contended ones dropped in pairs)
     gated: bool = True  # its verdict counts in the exit code (Rules.gate)
+    operators: dict[str, int] | None = None  # an operators count's change, by operator
 
     @property
     def fails(self) -> bool:

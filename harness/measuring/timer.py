@@ -35,6 +35,7 @@ from harness.devices import synchronize
 from harness.errors import BenchError
 from harness.measuring import AMP_NAMES, STEP_MODES
 from harness.measuring.contention import watch
+from harness.measuring.counters import Compiles, count_step
 from harness.measuring.memory import peak_memory
 from harness.measuring.summary import Summary, summarize
 from harness.tasks import DataInfo, Task
@@ -214,6 +215,7 @@ class Workload:
     train: TrainConfig = field(default_factory=TrainConfig.from_options)  # optimizer settings
     task: Task | None = None
     info: DataInfo = field(default_factory=DataInfo)
+    torch_compiled: bool = False  # the model is torch.compile's (its compiles are counted)
 
     @classmethod
     def prepare(
@@ -242,7 +244,7 @@ class Workload:
     def compiled(self) -> Workload:
         """The same workload through ``torch.compile``, run once so a failure surfaces here."""
         try:
-            workload = replace(self, model=torch.compile(self.model))
+            workload = replace(self, model=torch.compile(self.model), torch_compiled=True)
             workload.step("forward")()
         except Exception as exc:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -312,9 +314,10 @@ def measure(
     """Time each of ``modes`` in turn; ``flops`` holds per-batch ``forward``/``train_step`` FLOPs.
 
     Each record holds the summary, the raw samples, samples/s, achieved FLOP/s (steps, when
-    ``flops`` is given), the peak memory of the measurement and the evidence of whether it had
-    the machine to itself (:mod:`harness.measuring.contention`). ``epoch`` needs ``epoch_split``:
-    it runs exactly one epoch.
+    ``flops`` is given), the peak memory of the measurement, the evidence of whether it had
+    the machine to itself (:mod:`harness.measuring.contention`) and, for the step modes, the
+    step's counters (:mod:`harness.measuring.counters`: one more step, after the timed ones).
+    ``epoch`` needs ``epoch_split``: it runs exactly one epoch.
     """
     timer = timer_for(workload.device, clock)
     records = {}
@@ -324,6 +327,7 @@ def measure(
                 raise ValueError("the epoch mode needs a training split")
             records[mode] = _measure_epoch(workload, epoch_split, timer)
             continue
+        compiles = Compiles.start() if workload.torch_compiled else None
         step = workload.step(mode)
         with peak_memory(workload.device) as memory, watch(workload.device) as contention:
             timing = run_loop(step, loop, timer)
@@ -333,6 +337,7 @@ def measure(
             **rates(timing, workload.batch_size, work),
             "memory": memory,
             "contention": contention,
+            "counters": count_step(step, workload.device, flops=work, compiled=compiles),
         }
     return records
 

@@ -1,0 +1,195 @@
+"""Counters: the same code counts the same every time, and bench compare judges counts exactly.
+
+Each injected change (an extra operator per forward, an extra temporary tensor, a graph break
+under torch.compile) must be flagged as a regression of the counter it changes, every time; the
+same code compared with itself must never be flagged.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from bench_plugins.tasks.supervised import CLASSIFICATION
+from click.testing import CliRunner
+from torch import nn
+
+from harness.cli import cli
+from harness.comparing.matching import compare_files
+from harness.comparing.settings_file import find_settings
+from harness.comparing.verdicts import COUNT, IMPROVED, OK, REGRESSION, Rules
+from harness.errors import BenchError
+from harness.measuring.counters import count_step
+from harness.measuring.timer import LoopSettings, Workload, measure
+from harness.results.store import ResultsStore
+from harness.tasks import DataInfo
+
+LOOP = LoopSettings(warmup=1, repeats=2, min_time=0.0, min_repeats=1)
+MODES = ("forward", "forward_backward", "train_step")
+CHANGES = {  # an injected change, and the counters it must raise in every mode
+    "operator": ("operators",),
+    "allocation": ("allocations", "allocated_bytes"),
+}
+
+
+class Net(nn.Module):
+    """A plugin's model, with one of the changes a commit might make to it."""
+
+    def __init__(self, change: str | None = None):
+        super().__init__()
+        self.change = change
+        self.hidden, self.out = nn.Linear(16, 32), nn.Linear(32, 4)
+
+    def forward(self, x):
+        x = self.hidden(x)
+        x = x.relu() if self.change == "allocation" else x.relu_()  # a new tensor, or in place
+        if self.change == "operator":
+            x = x * 1.0
+        if self.change == "graph_break":
+            torch._dynamo.graph_break()
+        return self.out(x)
+
+
+def records(change: str | None = None, compile: bool = False) -> dict:
+    torch.manual_seed(0)
+    workload = Workload.prepare(
+        Net(change),
+        torch.randn(8, 16),
+        torch.randint(0, 4, (8,)),
+        torch.device("cpu"),
+        task=CLASSIFICATION,
+        info=DataInfo(num_outputs=4),
+        compile=compile,
+    )
+    return measure(workload, MODES, LOOP, flops={"forward": 1000, "train_step": 3000})
+
+
+def results(path, metrics: dict) -> str:
+    suite = {"name": "counted", "procedure": "throughput"}
+    store = ResultsStore.create(path / "results.json", command=[], suite=suite, environment={})
+    config = {"name": "net-s0", "model": "net", "seed": 0}
+    run = dict(id="000-net", hash="h", procedure="throughput", status="ok", config=config)
+    store.add({"index": 0, **run, "metrics": metrics})
+    store.finish("complete")
+    return str(path)
+
+
+def counter_rows(comparison) -> dict:
+    return {row.metric: row for row in comparison.rows if row.kind == COUNT}
+
+
+def test_the_same_step_counts_the_same_in_50_reruns():
+    model, x = Net(), torch.randn(8, 16)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    def step():
+        nn.functional.cross_entropy(model(x), torch.zeros(8, dtype=torch.long)).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()
+    counts = [count_step(step, torch.device("cpu")) for _ in range(50)]
+    assert all(c == counts[0] for c in counts)
+    assert counts[0]["operators"] == sum(counts[0]["operators_by_name"].values()) > 10
+    assert counts[0]["operators_by_name"]["aten::addmm"] == 2  # the two Linear layers
+    assert counts[0]["allocations"] > 0 and counts[0]["allocated_bytes"] > 0
+    assert set(counts[0]["unavailable"]) == {"flops", "graph_breaks", "recompiles",
+                                             "kernel_launches", "syncs"}  # fmt: skip
+
+
+def test_every_timed_mode_records_its_counters_after_its_samples():
+    measured = records()
+    for mode in MODES:
+        counters = measured[mode]["counters"]
+        assert counters["operators"] > 0 and counters["flops"] > 0, mode
+        assert "syncs" in counters["unavailable"]  # CPU: counted on CUDA only, and said so
+    assert (
+        measured["forward"]["counters"]["operators"]
+        < measured["train_step"]["counters"]["operators"]
+    )
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_an_injected_change_is_a_regression_of_its_counter_in_every_mode(tmp_path, change):
+    base = results(tmp_path / "base", records())
+    cand = results(tmp_path / "cand", records(change))
+    comparison = compare_files(base, cand, Rules())
+    rows = counter_rows(comparison)
+    for mode in MODES:
+        for counter in CHANGES[change]:
+            assert rows[f"{mode}.{counter}"].verdict == REGRESSION, (mode, counter)
+    assert comparison.exit_code == 1
+    if change == "operator":
+        assert rows["forward.operators"].operators == {"aten::mul": 1}
+        assert "+1 aten::mul" in rows["forward.operators"].test
+    back = compare_files(cand, base, Rules())  # the change undone: an improvement
+    assert counter_rows(back)[f"forward.{CHANGES[change][0]}"].verdict == IMPROVED
+
+
+def test_the_same_code_is_never_flagged_in_100_comparisons(tmp_path):
+    sides = [results(tmp_path / f"r{i}", records()) for i in range(101)]
+    verdicts = {
+        row.verdict
+        for a, b in zip(sides, sides[1:], strict=False)
+        for row in counter_rows(compare_files(a, b, Rules())).values()
+    }
+    assert verdicts == {OK}
+
+
+def test_a_counter_regression_fails_whatever_contention_says_of_the_timings(tmp_path):
+    base, cand = records(), records("operator")
+    for mode in MODES:
+        cand[mode]["contention"] = {"contended": True, "evidence": "4 other processes busy"}
+    comparison = compare_files(
+        results(tmp_path / "base", base), results(tmp_path / "cand", cand), Rules()
+    )
+    assert comparison.exit_code == 1
+    assert counter_rows(comparison)["forward.operators"].verdict == REGRESSION
+
+
+def test_a_graph_break_under_compile_is_counted_and_flagged(tmp_path):
+    pytest.importorskip("torch._dynamo")
+    whole, broken = records(compile=True), records("graph_break", compile=True)
+    assert whole["forward"]["counters"]["graph_breaks"] == 0
+    assert broken["forward"]["counters"]["graph_breaks"] >= 1
+    comparison = compare_files(
+        results(tmp_path / "base", whole), results(tmp_path / "cand", broken), Rules()
+    )
+    assert counter_rows(comparison)["forward.graph_breaks"].verdict == REGRESSION
+    assert comparison.exit_code == 1
+
+
+def test_counter_thresholds_come_from_the_settings_file(tmp_path):
+    (tmp_path / "bench.toml").write_text('counter_thresholds = {"*.operators" = 50.0}\n')
+    rules = find_settings(tmp_path).rules()
+    base = results(tmp_path / "base", records())
+    cand = results(tmp_path / "cand", records("operator"))
+    rows = counter_rows(compare_files(base, cand, rules))
+    assert rows["forward.operators"].verdict == OK  # one more of many: within 50%
+    assert rows["forward.allocations"].verdict == REGRESSION  # the default still holds there
+    (tmp_path / "bench.toml").write_text('counter_thresholds = {"*.syncs" = "1pp"}\n')
+    with pytest.raises(BenchError, match=r"bench.toml: key 'counter_thresholds'"):
+        find_settings(tmp_path)
+
+
+def test_bench_compare_names_the_operators_in_its_table_and_json(tmp_path):
+    base = results(tmp_path / "base", records())
+    cand = results(tmp_path / "cand", records("operator"))
+    text = CliRunner().invoke(cli, ["compare", base, cand])
+    assert text.exit_code == 1
+    assert "forward.operators" in text.output and "+1 aten::mul" in text.output
+    result = CliRunner().invoke(cli, ["compare", base, cand, "--json"])
+    rows = {r["metric"]: r for r in json.loads(result.output)["rows"]}
+    assert rows["forward.operators"]["operators"] == {"aten::mul": 1}
+    assert rows["forward.operators"]["verdict"] == REGRESSION
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_steps_count_kernel_launches_and_the_syncs_an_item_makes():
+    device = torch.device("cuda")
+    x = torch.randn(64, 64, device=device)
+    quiet = count_step(lambda: x @ x, device)
+    syncing = count_step(lambda: (x @ x).sum().item(), device)
+    assert quiet["kernel_launches"] >= 1 and quiet["syncs"] == 0
+    assert syncing["syncs"] >= 1
