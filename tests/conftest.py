@@ -68,3 +68,11 @@ def keep_torch_threads():
 # Plugins written against the import paths from before the stage layout, run by
 # tests/test_public_api.py; their own tests are not part of bench's suite.
 collect_ignore_glob = ["data/*"]
+
+
+@pytest.fixture(autouse=True)
+def outside_github_actions(monkeypatch):
+    """Tests run as on a terminal even in a GitHub workflow: no annotations, no job summary
+    (tests/test_reproduce.py sets them where it checks them)."""
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)

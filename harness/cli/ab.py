@@ -181,6 +181,7 @@ def ab_command(
     """
     from harness.comparing.ab.session import Session, SessionInterrupted, run_session
     from harness.comparing.ab.sides import resolve_side
+    from harness.comparing.github import report_to_github
     from harness.comparing.output import to_json, to_markdown, to_text
     from harness.comparing.settings_file import find_settings
     from harness.execution.runner import default_out_dir
@@ -256,6 +257,7 @@ def ab_command(
         click.echo(to_text(comparison), nl=False)
         click.echo(f"results: {out / 'baseline'}  {out / 'candidate'}")
         click.echo(f"report:  bench report {out / 'baseline'} {out / 'candidate'}")
+    report_to_github(comparison)
     ctx.exit(comparison.exit_code)
 
 

@@ -67,6 +67,11 @@ def compare_command(
     regresses when its mean over seeds drops by more than the threshold and by more than twice
     the standard error of the difference. Thresholds and the gate also come from the project's
     settings file ([tool.bench] in pyproject.toml, or bench.toml), which the flags override.
+    Each step timing's counters (operators, allocations, syncs...) are judged exactly: a
+    count grown beyond its threshold is a regression whatever the noise. A regression of a
+    timing run comes with the `bench ab` command between the files' commits that shows it
+    again; in GitHub Actions each becomes an ::error annotation and the verdict goes to the
+    job summary.
 
     \b
     Exit codes:
@@ -85,6 +90,7 @@ def compare_command(
       bench compare base.json new.json --threshold 5% --threshold 'train_step*=3%' \\
                     --metric 'train_step*' --markdown-out summary.md
     """
+    from harness.comparing.github import report_to_github
     from harness.comparing.matching import compare_files
     from harness.comparing.output import to_json, to_markdown, to_text
     from harness.comparing.settings_file import find_settings
@@ -94,4 +100,5 @@ def compare_command(
     click.echo(to_json(comparison) if as_json else to_text(comparison), nl=False)
     if markdown_out:
         atomic_write_text(markdown_out, to_markdown(comparison))
+    report_to_github(comparison)
     ctx.exit(comparison.exit_code)

@@ -83,6 +83,7 @@ class ResultSet:
     problems: list[str] = field(default_factory=list)  # failed runs, unfinished file
     session: str | None = None  # the bench ab session that measured it, if one did
     contention_recorded: bool = True  # False for pytest-benchmark files: nothing says
+    plugins: tuple[str, ...] = ()  # the plugins the command named (--plugin), as recorded
 
 
 def load_result_set(path: Path | str) -> ResultSet:
@@ -123,7 +124,8 @@ def _from_bench(path: Path, data: dict[str, Any]) -> ResultSet:
     }
     session = ((data.get("execution") or {}).get("interleaved") or {}).get("session")
     environment = data.get("environment") or {}
-    return ResultSet(path, "bench", environment, configs, problems, session)
+    plugins = tuple((data.get("execution") or {}).get("plugins") or ())
+    return ResultSet(path, "bench", environment, configs, problems, session, plugins=plugins)
 
 
 def _check_rounds(path: Path, run: dict[str, Any]) -> None:

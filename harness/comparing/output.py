@@ -10,6 +10,7 @@ from typing import Any
 
 from harness.comparing.counts import ANY_INCREASE, DEFAULT_THRESHOLD
 from harness.comparing.matching import MACHINE_FIELDS, Comparison, ResultSet
+from harness.comparing.reproduce import reproduce_command, reproduce_lines, reproduce_markdown
 from harness.comparing.verdicts import (
     ACCURACY,
     ALPHA,
@@ -62,7 +63,7 @@ PAIRED_NOTE = (
 )
 
 
-def _change(row: Row) -> str:
+def change_text(row: Row) -> str:
     """The change the verdict judged; for interleaved rounds, whenever the medians shown beside
     it say otherwise, theirs too (:data:`PAIRED_NOTE`)."""
     if row.kind == ACCURACY:
@@ -93,7 +94,7 @@ def table_rows(rows: Iterable[Row]) -> list[dict[str, str]]:
             "metric": row.metric,
             "baseline": _value(row.baseline, row.paired),
             "candidate": _value(row.candidate, row.paired),
-            "change": _change(row),
+            "change": change_text(row),
             "p-value / method": row.test,
             "verdict": _verdict_text(row),
         }
@@ -240,6 +241,7 @@ def to_text(comparison: Comparison) -> str:
     if warning:
         lines.append(f"warning: {warning}")
     lines += ["", markdown_table(table_rows(comparison.rows)), ""]
+    lines += reproduce_lines(comparison)
     lines += [f"contended: {note}" for note in contention_notes(comparison.rows)]
     lines += _listing("only in baseline", comparison.only_baseline)
     lines += _listing("only in candidate", comparison.only_candidate)
@@ -293,6 +295,7 @@ def to_markdown(comparison: Comparison) -> str:
         if notable
         else "No metric changed beyond its threshold."
     )
+    parts += reproduce_markdown(comparison)
     parts.append(
         f"<details><summary>All {plural(len(comparison.rows), 'comparison')}</summary>\n\n"
         f"{markdown_table(table_rows(comparison.rows))}\n\n</details>"
@@ -374,6 +377,7 @@ def to_json(comparison: Comparison, **settings: Any) -> str:
                 "verdict": row.verdict,
                 "gated": row.gated,
                 **({"operators": row.operators} if row.operators is not None else {}),
+                "reproduce": reproduce_command(comparison, row),
             }
             for row in comparison.rows
         ],

@@ -17,9 +17,11 @@ WORKFLOW = """\
 # CPU, so that a runner that changes speed part-way slows both alike.
 # Exit codes, and so the check: 0 no regression, 1 a regression, 2 a usage error (e.g. a model
 # the base commit does not have yet), 3 a failed run or no trustworthy verdict (the runner was
-# too busy: re-run the job). The verdict goes to the job summary and to a pull-request comment
-# updated in place (not for forks, whose token cannot comment); the results are the
-# `bench-results` artifact.
+# too busy: re-run the job). Timings are judged by their rounds, each step's counters
+# (operators, allocations, syncs...) exactly. bench ab writes the verdict to the job summary and
+# each regression as an annotation with the command that shows it again; the verdict also goes
+# to a pull-request comment updated in place (not for forks, whose token cannot comment); the
+# results are the `bench-results` artifact.
 #
 # To adapt: BENCH_AB_ARGS (a --model for each model of yours, their dataset, batch sizes, modes;
 # thresholds such as --threshold 3%), ROUNDS (more rounds catch smaller changes).
@@ -78,9 +80,6 @@ jobs:
             --markdown-out "$$RESULTS/summary.md"
           code=$$?
           echo "exit_code=$$code" >> "$$GITHUB_OUTPUT"
-          if [ -f "$$RESULTS/summary.md" ]; then
-            cat "$$RESULTS/summary.md" >> "$$GITHUB_STEP_SUMMARY"
-          fi
           exit 0
 
       - name: Upload the results
