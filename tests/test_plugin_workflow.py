@@ -147,6 +147,7 @@ def test_the_workflow_steps_fail_a_pull_request_that_slows_the_model(tmp_path):
     (fakes / "gh").write_text(FAKE_GH)
     (fakes / "gh").chmod(0o755)
     runner = {
+        "GITHUB_ACTIONS": "true",  # as on GitHub: bench ab writes the job summary itself
         "PATH": os.pathsep.join([str(fakes), str(BIN), os.environ["PATH"]]),
         "GITHUB_OUTPUT": str(tmp_path / "output"),
         "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),

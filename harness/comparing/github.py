@@ -38,7 +38,7 @@ def report_to_github(
     summary = environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with Path(summary).open("a", encoding="utf-8") as handle:
-            handle.write(to_markdown(comparison) + "\n")
+            handle.write(to_markdown(comparison))
 
 
 def _escape(text: str, property_value: bool = False) -> str:
