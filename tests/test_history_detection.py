@@ -110,3 +110,33 @@ def test_commits_needed_is_what_the_test_itself_then_passes(before, change, spre
     assert found.p_value <= threshold
     stricter = commits_needed(Split(0, 1, before, change, spread, 1.0), before, threshold / 100)
     assert stricter is None or stricter > needed
+
+
+def test_a_counter_change_is_reported_exactly_at_its_commit_however_noisy_the_timings(
+    tmp_path, monkeypatch
+):
+    """8 commits whose forward timing is noise alone (30%), and whose forward pass dispatches
+    one more operator from commit 5: that commit is the change, exact, and nothing else is."""
+    rng = np.random.default_rng(1)
+    paths = []
+    for commit in range(8):
+        samples = 0.010 * (1 + rng.normal(0, 0.3, 30)).clip(0.1)
+        path = tmp_path / f"c{commit}" / "results.json"
+        recorded(path, samples, sha(commit), f"2026-11-01T00:{commit:02d}:00+00:00")
+        document = json.loads(path.read_text())
+        counters = {"operators": 12 + (commit >= 5), "allocations": 11, "syncs": 0}
+        document["runs"][0]["metrics"]["forward"]["counters"] = counters
+        path.write_text(json.dumps(document))
+        paths.append(path)
+    root = tmp_path / "history"
+    assert history("--history", root, "add", *paths).exit_code == 0
+    result = history("--history", root, "detect")
+    assert result.exit_code == 1, result.output
+    assert "exact" in result.output
+    (change,) = json.loads(history("--history", root, "detect", "--json").stdout)["changes"]
+    assert change["metric"] == "forward.operators" and change["exact"]
+    assert (change["before_commit"], change["after_commit"]) == (sha(4), sha(5))
+    assert change["direction"] == "regression" and change["change"] == pytest.approx(100 / 12)
+    monkeypatch.chdir(tmp_path)  # a settings file that allows 10% more operators
+    (tmp_path / "bench.toml").write_text('counter_thresholds = {"forward.operators" = 10}\n')
+    assert history("--history", root, "detect").exit_code == 0

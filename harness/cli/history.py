@@ -94,8 +94,11 @@ def add_command(ctx, results, manifest, commit, branch, date) -> None:
 def detect_command(ctx, metric, since, as_json, q, min_effect, min_effect_pp) -> None:
     """Find the commits where each series changed (E-Divisive means, each change tested between
     its neighbours, Benjamini-Hochberg across every series); for a series without one, its best
-    split and how many commits a change of that size needs. Exit 1 if a regression is found (at
-    or after --since)."""
+    split and how many commits a change of that size needs. A counter (operators, allocations,
+    syncs...) is exact: each commit whose count moved beyond its threshold (the settings file's
+    counter_thresholds) is a change, no test needed. Exit 1 if a regression is found (at or
+    after --since)."""
+    from harness.comparing.settings_file import find_settings
     from harness.history.detect import build_series, detect
 
     store = _store(ctx)
@@ -103,8 +106,9 @@ def detect_command(ctx, metric, since, as_json, q, min_effect, min_effect_pp) ->
     series = build_series(store.points(), metric)
     if not series:
         raise BenchError(f"no series in {store.root}" + (f" match '{metric}'" if metric else ""))
+    rules = find_settings().rules()
     with _log_progress(series) as fitted:
-        detection = detect(series, q, min_effect, min_effect_pp, fitted)
+        detection = detect(series, q, min_effect, min_effect_pp, fitted, rules)
     if as_json:
         click.echo(json.dumps(detection.to_json(), indent=2))
     else:
@@ -122,6 +126,7 @@ def detect_command(ctx, metric, since, as_json, q, min_effect, min_effect_pp) ->
 @click.pass_context
 def html_command(ctx, out_dir, metric, q, min_effect, min_effect_pp) -> None:
     """Write OUT_DIR/index.html: every series with its change points, offline."""
+    from harness.comparing.settings_file import find_settings
     from harness.history.dashboard import write_dashboard
     from harness.history.detect import build_series, detect
 
@@ -130,7 +135,7 @@ def html_command(ctx, out_dir, metric, q, min_effect, min_effect_pp) -> None:
     if not series:
         raise BenchError(f"no series in {store.root}")
     with _log_progress(series) as fitted:
-        detection = detect(series, q, min_effect, min_effect_pp, fitted)
+        detection = detect(series, q, min_effect, min_effect_pp, fitted, find_settings().rules())
     path = write_dashboard(series, detection, out_dir)
     click.echo(f"dashboard: {path} ({len(series)} series)")
 
@@ -147,9 +152,10 @@ def rebuild_command(ctx) -> None:
 def _log_progress(series: list[Series]) -> Iterator[Callable[[Series], None] | None]:
     """Where stderr is a log rather than a terminal, a line per series screened (a long
     history takes minutes); nothing on a terminal, where the answer is the progress."""
+    from harness.comparing.verdicts import COUNT
     from harness.history.detect import MIN_COMMITS
 
-    total = sum(len(one.commits) >= MIN_COMMITS for one in series)
+    total = sum(len(one.commits) >= MIN_COMMITS and one.kind != COUNT for one in series)
     if sys.stderr.isatty() or not total:
         yield None
         return
@@ -203,8 +209,8 @@ def _text(detection: Detection) -> str:
             "after": f"{c.after_median:.4g}",
             "change": f"{c.change:+.2f} {c.unit}",
             "noise": f"{c.noise:.2f} {c.unit}",
-            "p": f"{c.p_value:.1e}",
-            "q": f"{c.q_value:.1e}",
+            "p": "exact" if c.exact else f"{c.p_value:.1e}",
+            "q": "exact" if c.exact else f"{c.q_value:.1e}",
         }
         for c in detection.changes
     ]

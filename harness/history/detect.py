@@ -21,6 +21,11 @@ needs to find one (:func:`~harness.history.changepoints.commits_needed`).
 Timings change in percent of the earlier median; accuracies (fractions) in percentage points.
 The direction comes from the metric: a timing that grew, or a task metric that moved the wrong
 way for its task (accuracy down, RMSE up), is a ``regression``.
+
+Counters (:mod:`harness.measuring.counters`) are exact and need no detection: each commit whose
+count differs from the commit before it by more than the counter's threshold
+(:func:`harness.comparing.counts.counter_threshold`) is a change, certain (``exact``: no test,
+no noise, no correction), however noisy the timings beside it.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from dataclasses import asdict, dataclass, field
 from statistics import median
 from typing import Any
 
-from harness.comparing.verdicts import ACCURACY, TIME
+from harness.comparing.counts import counter_threshold
+from harness.comparing.verdicts import ACCURACY, COUNT, TIME, Rules
 from harness.errors import BenchError
 from harness.history.archive import Entry, Point
 from harness.history.changepoints import (
@@ -89,6 +95,7 @@ class Change:
     p_value: float
     q_value: float
     direction: str  # regression or improvement
+    exact: bool = False  # a counter's change: a fact, not a test's finding
 
 
 @dataclass(frozen=True)
@@ -198,14 +205,18 @@ def detect(
     min_effect: float = 2.0,
     min_effect_pp: float = 0.5,
     fitted: Callable[[Series], None] | None = None,
+    rules: Rules | None = None,
 ) -> Detection:
     """Change points of every series, corrected across all of them.
 
     ``min_effect``: percent, for timings and other scores; ``min_effect_pp``: percentage
     points, for accuracies; ``fitted(series)`` is called as each series is screened, the
-    slow part (for progress in a log)."""
+    slow part (for progress in a log); ``rules``: the counters' thresholds (the settings
+    file's)."""
     if not 0 < q < 1:
         raise BenchError(f"--q must be between 0 and 1, not {q}")
+    counted = [s for s in series if s.kind == COUNT]
+    series = [s for s in series if s.kind != COUNT]
     testable = [s for s in series if len(s.commits) >= MIN_COMMITS]
     skipped = [f"{s.label} {s.metric}" for s in series if len(s.commits) < MIN_COMMITS]
     smallest = {ACCURACY: min_effect_pp}
@@ -226,11 +237,52 @@ def detect(
         if fit.strength(split) >= 1:
             needed = commits_needed(split, len(fit.medians), q / hypotheses)
         quiet.append(Quiet(change, max(fit.floor, change.noise), needed))
+    changes += [change for one in counted for change in count_changes(one, rules or Rules())]
     changes.sort(key=lambda c: c.label)
     changes.sort(key=lambda c: c.after_date, reverse=True)  # the latest first,
     changes.sort(key=lambda c: c.direction != "regression")  # regressions before improvements
     floors = (min_effect, min_effect_pp)
-    return Detection(changes, quiet, len(testable), hypotheses, q, *floors, skipped)
+    tested = len(testable) + len(counted)
+    return Detection(changes, quiet, tested, hypotheses, q, *floors, skipped)
+
+
+def count_changes(one: Series, rules: Rules) -> list[Change]:
+    """Every commit of the count series ``one`` whose count moved beyond its threshold (the
+    rules' counter thresholds, else the counter's default)."""
+    counts = [median(block) for block in one.samples]
+    threshold = counter_threshold(one.metric, rules)
+    changes = []
+    for index in range(1, len(counts)):
+        low, high = counts[index - 1], counts[index]
+        grew = math.inf if high > 0 else 0.0
+        change = high / low - 1 if low else grew
+        if abs(change) <= threshold:
+            continue
+        before, after = one.commits[index - 1], one.commits[index]
+        direction = "regression" if high > low else "improvement"
+        changes.append(
+            Change(
+                one.key,
+                one.label,
+                one.model,
+                one.metric,
+                one.machine,
+                before.commit,
+                after.commit,
+                after.date,
+                index,
+                low,
+                high,
+                100 * change,
+                "%",
+                0.0,
+                0.0,
+                0.0,
+                direction,
+                exact=True,
+            )  # fmt: skip
+        )
+    return changes
 
 
 def _agreed(fits: Sequence[_Fit], q: float) -> tuple[list[tuple[_Fit, Split, bool]], int]:
