@@ -193,3 +193,23 @@ def test_cuda_steps_count_kernel_launches_and_the_syncs_an_item_makes():
     syncing = count_step(lambda: (x @ x).sum().item(), device)
     assert quiet["kernel_launches"] >= 1 and quiet["syncs"] == 0
     assert syncing["syncs"] >= 1
+
+
+def test_bench_ab_keeps_the_rounds_counters_only_when_every_round_counted_alike():
+    from harness.comparing.ab.rounds import merge_blocks
+
+    counted = count_step(lambda: torch.ones(3) + 1, torch.device("cpu"))
+    quiet = {"contended": False, "evidence": "load average 0.1 -> 0.1"}
+
+    def block(counters: dict) -> dict:
+        return dict(samples=[0.01, 0.011], warmup_iterations=1, warmup_s=0.01, capped=False,
+                    median=0.0105, memory={"peak_rss_bytes": 0}, contention=quiet,
+                    counters=counters)  # fmt: skip
+
+    facts = {"batch_size": 8, "flops_per_sample": {"forward": 10}}
+    agreed = merge_blocks("forward", [block(counted), block(counted)], facts)["counters"]
+    assert agreed["operators"] == counted["operators"] and agreed["flops"] == 80
+    other = {**counted, "operators": counted["operators"] + 1}
+    differed = merge_blocks("forward", [block(counted), block(other)], facts)["counters"]
+    assert "operators" not in differed  # nothing guessed: the record says why instead
+    assert differed["unavailable"]["all"] == "1 of 2 rounds counted otherwise than the first"

@@ -93,7 +93,8 @@ class RunPair:
 def merge_blocks(mode: str, blocks: list[dict[str, Any]], facts: dict[str, Any]) -> dict[str, Any]:
     """One timing record of a side's blocks of ``mode``: their samples in order, statistics
     over all of them, the rounds (sample count, median, contention) and, as in any timing
-    record, samples/s, FLOP/s, peak memory and contention."""
+    record, samples/s, FLOP/s, peak memory, contention and the step's counters (every round's
+    count the same, or none: the record says the rounds disagreed)."""
     samples = [x for block in blocks for x in block["samples"]]
     timing = Timing(
         samples,
@@ -101,13 +102,15 @@ def merge_blocks(mode: str, blocks: list[dict[str, Any]], facts: dict[str, Any])
         warmup_seconds=sum(b["warmup_s"] for b in blocks),
     )
     first = blocks[0]
+    work = None
     if mode == "epoch":
         extra = {"split_size": first["split_size"], "amp": first.get("amp")}
         speed = rates(timing, first["split_size"])
     else:
         batch, extra = facts["batch_size"], {}
         flops = facts["flops_per_sample"].get("forward" if mode == "forward" else "train_step")
-        speed = rates(timing, batch, flops * batch if flops is not None else None)
+        work = flops * batch if flops is not None else None
+        speed = rates(timing, batch, work)
     return {
         **timing.to_dict(),
         # a round's cap, as that side's worker recorded it (a worker of an older bench: none)
@@ -117,6 +120,7 @@ def merge_blocks(mode: str, blocks: list[dict[str, Any]], facts: dict[str, Any])
         **extra,
         "memory": _peak([b["memory"] for b in blocks]),
         "contention": summarize_records([b["contention"] for b in blocks]),
+        **_counters([b.get("counters") for b in blocks], work),
         "rounds": [
             {
                 "n": len(b["samples"]),
@@ -127,6 +131,32 @@ def merge_blocks(mode: str, blocks: list[dict[str, Any]], facts: dict[str, Any])
             for b in blocks
         ],
     }
+
+
+def _counters(counted: list[dict[str, Any] | None], flops: int | None) -> dict[str, Any]:
+    """The rounds' counters, which the same code counts alike in every round, with the
+    session's FLOPs (counted once, in the first round); none from a worker that counts none
+    (an older bench's)."""
+    if counted[0] is None:
+        return {}
+    plain = [_without_flops(counters) for counters in counted]
+    if any(counters != plain[0] for counters in plain[1:]):
+        differ = sum(counters != plain[0] for counters in plain[1:])
+        why = f"{differ} of {len(counted)} rounds counted otherwise than the first"
+        return {"counters": {"unavailable": {"all": why}}}
+    merged = plain[0]
+    if flops is not None:
+        merged["flops"] = flops
+    else:
+        merged["unavailable"]["flops"] = "bench counts no FLOPs for this workload"
+    return {"counters": merged}
+
+
+def _without_flops(counters: dict[str, Any] | None) -> dict[str, Any] | None:
+    if counters is None:
+        return None
+    unavailable = {k: v for k, v in counters.get("unavailable", {}).items() if k != "flops"}
+    return {**{k: v for k, v in counters.items() if k != "flops"}, "unavailable": unavailable}
 
 
 def _peak(memories: list[dict[str, Any]]) -> dict[str, Any]:
