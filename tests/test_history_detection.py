@@ -133,7 +133,15 @@ def test_a_counter_change_is_reported_exactly_at_its_commit_however_noisy_the_ti
     result = history("--history", root, "detect")
     assert result.exit_code == 1, result.output
     assert "exact" in result.output
+    # with the bench bisect command that finds the commit, were the range longer
+    offer = (
+        f"bench bisect --good {sha(4)[:12]} --bad {sha(5)[:12]} --model lenet5 --dataset "
+        "synthetic --dataset-opt shape=1x28x28 --batch-size 32 --mode forward --device cpu "
+        "--threads 2 --counters --metric forward.operators"  # the files' recorded threads
+    )
+    assert f"bisect: lenet5-synthetic-cpu-b32 forward.operators: {offer}" in result.output
     (change,) = json.loads(history("--history", root, "detect", "--json").stdout)["changes"]
+    assert change["bisect"] == offer
     assert change["metric"] == "forward.operators" and change["exact"]
     assert (change["before_commit"], change["after_commit"]) == (sha(4), sha(5))
     assert change["direction"] == "regression" and change["change"] == pytest.approx(100 / 12)

@@ -18,6 +18,7 @@ from harness.errors import BenchError
 # command -> (module, attribute, one-line summary for `bench --help`)
 COMMANDS = {
     "ab": ("ab", "ab_command", "Measure a baseline and a candidate in alternating rounds."),
+    "bisect": ("bisect", "bisect_command", "Find the commit that regressed, by bench ab sessions."),
     "compare": ("compare", "compare_command", "Compare two result sets; exit 1 on a regression."),
     "history": ("history", "history_group", "Performance history across commits."),
     "list": ("list", "list_group", "List models, datasets, suites, procedures, plugins..."),

@@ -7,13 +7,9 @@ from pathlib import Path
 
 import click
 
-from harness.cli._shared import EXIT_SIGNAL, data_root_option, plugin_names, plugin_option
-from harness.comparing.verdicts import MIN_ROUNDS
-from harness.measuring import MODES
-from harness.options import parse_assignments
+from harness.cli._shared import EXIT_SIGNAL
+from harness.cli.sessions import Request, session_options
 from harness.results.store import atomic_write_text
-
-ROUNDS = 20  # without --rounds or a settings file's ab_rounds
 
 SIDE_HELP = (
     "'current' (this installation), a Python interpreter or virtual environment, "
@@ -28,88 +24,7 @@ SIDE_HELP = (
 @click.option(
     "--candidate", default="current", show_default=True, metavar="SIDE", help="The candidate."
 )
-@click.option(
-    "--suite",
-    metavar="NAME_OR_PATH",
-    help="A timing suite (procedure throughput) [default without --model: the settings "
-    "file's suite].",
-)
-@click.option("--model", "--models", "models", multiple=True, metavar="NAME", help="Model.")
-@click.option(
-    "--dataset",
-    "--datasets",
-    "datasets",
-    multiple=True,
-    metavar="NAME",
-    help="Dataset (default: synthetic).",
-)
-@click.option("--model-opt", multiple=True, metavar="KEY=VALUE", help="Model option.")
-@click.option("--dataset-opt", multiple=True, metavar="KEY=VALUE", help="Dataset option.")
-@click.option(
-    "--batch-size", "batch_sizes", multiple=True, type=click.IntRange(min=1), help="Batch size."
-)
-@click.option("--mode", "modes", multiple=True, type=click.Choice(MODES), help="What to measure.")
-@click.option(
-    "--device",
-    metavar="auto|cpu|cuda[:N]",
-    default="auto",
-    show_default=True,
-    help="Device both sides measure on.",
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="torch CPU threads of each side (one thread cannot wait for another).",
-)
-@click.option(
-    "--cpus",
-    default="auto",
-    show_default=True,
-    metavar="auto|any|N,M",
-    help="CPUs both sides are pinned to, so that neither runs on a faster core: auto = the "
-    "last --threads usable CPUs; any = no pinning.",
-)
-@click.option(
-    "--rounds",
-    type=click.IntRange(min=MIN_ROUNDS),
-    help=f"Rounds, each in fresh worker processes (at least {MIN_ROUNDS}, the fewest the "
-    f"paired test can decide on) [default: the settings file's ab_rounds, else {ROUNDS}].",
-)
-@click.option(
-    "--round-time",
-    type=click.FloatRange(min=0),
-    default=0.05,
-    show_default=True,
-    help="Seconds of samples per side, mode and round, at least.",
-)
-@click.option(
-    "--max-round-time",
-    type=click.FloatRange(min=0),
-    default=2.0,
-    show_default=True,
-    help="Stop a block after this many seconds of samples (there is always one sample).",
-)
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Suite setting.")
-@click.option(
-    "--threshold",
-    "thresholds",
-    multiple=True,
-    metavar="[GLOB=]VALUE",
-    help="Slowdown that counts as a regression (default 5%), for every metric or those GLOB "
-    "matches (repeatable), as bench compare takes it.",
-)
-@click.option(
-    "--metric", "metrics", multiple=True, metavar="GLOB", help="Judge only metrics GLOB matches."
-)
-@click.option(
-    "--gate",
-    multiple=True,
-    metavar="GLOB",
-    help="Only metrics GLOB matches decide the exit code (repeatable), as bench compare takes it.",
-)
-@click.option("--strict", is_flag=True, help="Fail noisy regressions too.")
+@session_options
 @click.option("--out", type=click.Path(path_type=Path), help="Output directory.")
 @click.option(
     "--markdown-out",
@@ -117,46 +32,15 @@ SIDE_HELP = (
     metavar="FILE",
     help="Also write the verdict as markdown (a pull-request comment) to FILE.",
 )
-@data_root_option()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, not a table.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option(
     "--dry-run",
     is_flag=True,
     help="Check both sides and the suite and print the plan of runs; start no worker, install "
     "no revision, measure nothing.",
 )
-@plugin_option
 @click.pass_context
-def ab_command(
-    ctx,
-    baseline,
-    candidate,
-    suite,
-    models,
-    datasets,
-    model_opt,
-    dataset_opt,
-    batch_sizes,
-    modes,
-    device,
-    threads,
-    cpus,
-    rounds,
-    round_time,
-    max_round_time,
-    settings,
-    thresholds,
-    metrics,
-    gate,
-    strict,
-    out,
-    markdown_out,
-    data_root,
-    as_json,
-    quiet,
-    dry_run,
-) -> None:
+def ab_command(ctx, baseline, candidate, out, markdown_out, as_json, dry_run, **flags) -> None:
     """Measure BASELINE and CANDIDATE code in alternating rounds on this machine, then compare.
 
     Every round starts a fresh worker process per side (the same code in two long-lived
@@ -179,64 +63,27 @@ def ab_command(
     Exit codes: 0 no regression, 1 a regression, 2 usage error, 3 a failed run or no
     trustworthy verdict (too many contended rounds).
     """
-    from harness.comparing.ab.session import Session, SessionInterrupted, run_session
+    from harness.comparing.ab.session import SessionInterrupted, run_session
     from harness.comparing.ab.sides import resolve_side
     from harness.comparing.github import report_to_github
     from harness.comparing.output import to_json, to_markdown, to_text
-    from harness.comparing.settings_file import find_settings
     from harness.execution.runner import default_out_dir
-    from harness.measuring.affinity import pinned_cpus
-    from harness.planning.overrides import Overrides
 
-    project = find_settings()
-    suite = suite or (None if models else project.suite)
-    if not suite and not models:
-        raise click.UsageError(
-            "give --suite NAME_OR_PATH or at least one --model (or a suite in the settings file)"
-        )
-    rounds = rounds or project.ab_rounds or ROUNDS
-    rules = project.rules(thresholds, metrics, strict, gate)
-    name = "ab-" + (Path(suite).stem if suite else "-".join(models))
-    out = out or default_out_dir(name)
-    overrides = Overrides(
-        models=list(models),
-        datasets=list(datasets),
-        model_options=parse_assignments(model_opt, "--model-opt"),
-        dataset_options=parse_assignments(dataset_opt, "--dataset-opt"),
-        settings={
-            **dict(parse_assignments(settings, "--set")),
-            **({"batch_sizes": batch_sizes} if batch_sizes else {}),
-            **({"modes": modes} if modes else {}),
-        },
-    )
+    request = Request.of(flags, "ab")
+    out = out or default_out_dir(request.name)
     sides = [
         resolve_side(role, spec, out / "sides", install=not dry_run)
         for role, spec in (("baseline", baseline), ("candidate", candidate))
     ]
     if dry_run:
-        return _show_plan(ctx, sides, suite, overrides, name, rounds, device, as_json)
-    session = Session(
-        baseline=sides[0],
-        candidate=sides[1],
-        suite=suite,
-        overrides=overrides,
-        default_name=name,
-        rounds=rounds,
-        round_time=round_time,
-        max_round_time=max_round_time,
-        threads=threads,
-        device=device,
-        cpus=pinned_cpus(cpus, threads),
-        plugins=tuple(plugin_names(ctx)),
-        data_root=data_root,
-        command=["bench", *sys.argv[1:]],
-    )
+        return _show_plan(ctx, sides, request, as_json)
+    session = request.session(ctx, sides)
     try:
-        shown = not (quiet or as_json)
+        shown = not (flags["quiet"] or as_json)
         outcome = run_session(
             session,
             out,
-            rules,
+            request.rules,
             progress=shown and sys.stderr.isatty(),
             log=shown and not sys.stderr.isatty(),
         )
@@ -252,7 +99,7 @@ def ab_command(
     if markdown_out:
         atomic_write_text(markdown_out, to_markdown(comparison))
     if as_json:
-        click.echo(to_json(comparison, ab_rounds=rounds, suite=suite), nl=False)
+        click.echo(to_json(comparison, ab_rounds=session.rounds, suite=request.suite), nl=False)
     else:
         click.echo(to_text(comparison), nl=False)
         click.echo(f"results: {out / 'baseline'}  {out / 'candidate'}")
@@ -261,7 +108,7 @@ def ab_command(
     ctx.exit(comparison.exit_code)
 
 
-def _show_plan(ctx, sides, suite, overrides, name, rounds, device, as_json) -> None:
+def _show_plan(ctx, sides, request: Request, as_json: bool) -> None:
     """What the session would measure, planned as each side's worker would plan it where this
     process can (a ``plugin:`` side adds its plugin; another interpreter or revision plans with
     its own code when it runs). The candidate's plan is shown."""
@@ -270,10 +117,10 @@ def _show_plan(ctx, sides, suite, overrides, name, rounds, device, as_json) -> N
     from harness.measuring.workload import timing_suite
     from harness.registry.loading import load_plugins
 
-    device = None if device == "auto" else device
+    device = None if request.flags["device"] == "auto" else request.flags["device"]
     for side in sides:
         registry = load_plugins([*plugin_names(ctx), *side.plugins]).registry
-        planned = timing_suite(suite, overrides, registry, default_name=name)
+        planned = timing_suite(request.suite, request.overrides, registry, request.name)
         if side.role == "baseline":
             plan_suite(planned, registry, device=device)
             continue
@@ -281,5 +128,5 @@ def _show_plan(ctx, sides, suite, overrides, name, rounds, device, as_json) -> N
             for each in sides:
                 commit = f" (commit {each.commit[:12]})" if each.commit else ""
                 click.echo(f"{each.role}: {each.spec}{commit}")
-            click.echo(f"rounds: {rounds}, each side in a fresh worker process every round")
+            click.echo(f"rounds: {request.rounds}, each side in a fresh worker process every round")
         show_plan(planned, registry, as_json=as_json, device=device)

@@ -18,7 +18,7 @@ from harness.results.store import results_path
 
 if TYPE_CHECKING:
     from harness.history.archive import HistoryStore
-    from harness.history.detect import Detection, Quiet, Series
+    from harness.history.detect import Change, Detection, Quiet, Series
 
 
 @click.group("history")
@@ -96,8 +96,9 @@ def detect_command(ctx, metric, since, as_json, q, min_effect, min_effect_pp) ->
     its neighbours, Benjamini-Hochberg across every series); for a series without one, its best
     split and how many commits a change of that size needs. A counter (operators, allocations,
     syncs...) is exact: each commit whose count moved beyond its threshold (the settings file's
-    counter_thresholds) is a change, no test needed. Exit 1 if a regression is found (at or
-    after --since)."""
+    counter_thresholds) is a change, no test needed. Each regression of a timing run comes with
+    the bench bisect command that finds its commit in its range. Exit 1 if a regression is found
+    (at or after --since)."""
     from harness.comparing.settings_file import find_settings
     from harness.history.detect import build_series, detect
 
@@ -109,10 +110,17 @@ def detect_command(ctx, metric, since, as_json, q, min_effect, min_effect_pp) ->
     rules = find_settings().rules()
     with _log_progress(series) as fitted:
         detection = detect(series, q, min_effect, min_effect_pp, fitted, rules)
+    offers = [_bisect_offer(store, change) for change in detection.changes]
     if as_json:
-        click.echo(json.dumps(detection.to_json(), indent=2))
+        document = detection.to_json()
+        for change, offer in zip(document["changes"], offers, strict=True):
+            change["bisect"] = offer
+        click.echo(json.dumps(document, indent=2))
     else:
         click.echo(_text(detection))
+        for change, offer in zip(detection.changes, offers, strict=True):
+            if offer and change.direction == "regression":
+                click.echo(f"bisect: {change.label} {change.metric}: {offer}")
     if detection.regressions(later):
         ctx.exit(1)
 
@@ -184,6 +192,18 @@ def _since(store: HistoryStore, ref: str) -> set[str]:
         return {entry.commit for entry in entries if entry.date >= ref}
     latest = ", ".join(c[:12] for c in commits[-5:]) or "none"
     raise BenchError(f"--since {ref}: no such commit in the history (latest: {latest})")
+
+
+def _bisect_offer(store: HistoryStore, change: Change) -> str | None:
+    """The ``bench bisect`` command that finds the commit of ``change`` in its range, from the
+    run as the later commit's result set measured it (None: not a timing run's)."""
+    from harness.comparing.reproduce import bisect_command
+
+    side = store.result_set(change.after_commit)
+    if side is None:
+        return None
+    good, bad = change.before_commit, change.after_commit
+    return bisect_command(side, change.label, change.metric, good, bad, change.exact)
 
 
 def _text(detection: Detection) -> str:

@@ -10,7 +10,8 @@ are the commits the two files recorded (``environment.git_commit``), the threads
 baseline's. ``bench ab`` measures both revisions in alternating rounds on this machine, so it
 shows a slowdown again where two measurements taken apart cannot, and it records the
 counters too. There is no such command for a task metric (``bench rerun`` reruns one run), for
-a run of another procedure, or when a file recorded no commit: the row then has none.
+a run of another procedure, or when a file recorded no commit: the row then has none. ``bench
+history detect`` offers the ``bench bisect`` command of the same run for each change it finds.
 """
 
 from __future__ import annotations
@@ -28,35 +29,46 @@ UNSET = (None, "none", False)
 def reproduce_command(comparison: Comparison, row: Row) -> str | None:
     """``bench ab`` between the two files' revisions on ``row``'s run and mode; ``None`` when
     the row has none (see the module docstring)."""
-    config = _run_config(comparison.baseline, row.config)
-    mode = row.metric.partition(".")[0]
-    if row.kind not in (TIME, COUNT) or config is None or mode not in config.get("modes", ()):
-        return None
+    flags = measurement_flags(comparison.baseline, row.config, row.metric)
     revisions = [
         _revision(side.environment) for side in (comparison.baseline, comparison.candidate)
     ]
-    if None in revisions:
+    if row.kind not in (TIME, COUNT) or flags is None or None in revisions:
         return None
-    words = [
-        "bench",
-        "ab",
-        "--baseline",
-        f"git:{revisions[0]}",
-        "--candidate",
-        f"git:{revisions[1]}",
-    ]
-    words += ["--model", config["model"], *_options("--model-opt", config.get("model_options"))]
+    sides = ["--baseline", f"git:{revisions[0]}", "--candidate", f"git:{revisions[1]}"]
+    return shlex.join(["bench", "ab", *sides, *flags])
+
+
+def bisect_command(side: ResultSet, label: str, metric: str, good: str, bad: str, exact: bool):
+    """``bench bisect`` from ``good`` to ``bad`` on the run ``label`` of ``side`` (a result set
+    of either commit) and ``metric``, on the counters alone for a counter (``exact``); ``None``
+    where ``bench ab`` could not measure the run."""
+    flags = measurement_flags(side, label, metric)
+    if flags is None:
+        return None
+    judged = ["--counters", "--metric", metric] if exact else ["--metric", metric]
+    return shlex.join(["bench", "bisect", "--good", good[:12], "--bad", bad[:12], *flags, *judged])
+
+
+def measurement_flags(side: ResultSet, label: str, metric: str) -> list[str] | None:
+    """The ``bench ab`` options that measure the run ``label`` of ``side`` in ``metric``'s mode
+    (``forward`` of ``forward.operators``) as it was measured; ``None`` for a run that is not a
+    timing run's, or a metric that is not one of its modes."""
+    config = _run_config(side, label)
+    mode = metric.partition(".")[0]
+    if config is None or mode not in config.get("modes", ()):
+        return None
+    words = ["--model", config["model"], *_options("--model-opt", config.get("model_options"))]
     words += ["--dataset", config["dataset"]]
     words += _options("--dataset-opt", config.get("dataset_options"))
     words += ["--batch-size", str(config["batch_size"]), "--mode", mode]
     words += ["--device", str(config.get("device", "cpu"))]
-    threads = comparison.baseline.environment.get("threads")
+    threads = side.environment.get("threads")
     words += ["--threads", str(threads)] if threads else []
     for key in STEP_SETTINGS:
         if config.get(key) not in UNSET:
             words += ["--set", f"{key}={_text(config[key])}"]
-    words += [word for plugin in comparison.baseline.plugins for word in ("--plugin", plugin)]
-    return shlex.join(words)
+    return words + [word for plugin in side.plugins for word in ("--plugin", plugin)]
 
 
 def regression_commands(comparison: Comparison) -> list[tuple[Row, str]]:

@@ -165,6 +165,11 @@ class HistoryStore:
             ).fetchall()
         return [Entry(*row) for row in rows]
 
+    def result_set(self, commit: str) -> ResultSet | None:
+        """The first result set filed for ``commit``, as stored (None: none was)."""
+        entry = next((e for e in self.entries() if e.commit == commit), None)
+        return load_result_set(self.results / f"{entry.sha}.json") if entry else None
+
     def points(self) -> list[Point]:
         """Every point, in the order of its entry."""
         entries = {entry.sha: entry for entry in self.entries()}

@@ -106,11 +106,13 @@ def run_session(
     *,
     progress: bool = False,
     log: bool = False,
+    min_rounds: int = MIN_ROUNDS,
 ) -> Outcome:
     """Start both workers, plan, measure every run in alternating rounds, write both results
     files and compare them. ``progress`` draws a bar; ``log`` prints a line per measured round
-    instead (a piped output, such as a CI log)."""
-    if session.rounds < MIN_ROUNDS:
+    instead (a piped output, such as a CI log). ``min_rounds``: fewer is refused (the paired
+    test's least; one where only counters are judged, which are exact)."""
+    if session.rounds < min_rounds:
         raise BenchError(
             f"--rounds {session.rounds}: at least {MIN_ROUNDS} are needed for the paired test "
             f"to reach p < {ALPHA}"
