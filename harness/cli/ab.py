@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
+from harness.cli._sessions import Request, session_options
 from harness.cli._shared import EXIT_SIGNAL
-from harness.cli.sessions import Request, session_options
 from harness.results.store import atomic_write_text
 
 SIDE_HELP = (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli.sessions import Request, session_options
+from harness.cli._sessions import Request, session_options
 
 
 @click.command("bisect")
