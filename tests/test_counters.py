@@ -213,3 +213,17 @@ def test_bench_ab_keeps_the_rounds_counters_only_when_every_round_counted_alike(
     differed = merge_blocks("forward", [block(counted), block(other)], facts)["counters"]
     assert "operators" not in differed  # nothing guessed: the record says why instead
     assert differed["unavailable"]["all"] == "1 of 2 rounds counted otherwise than the first"
+
+
+def test_judging_counters_loads_no_torch():
+    """bench compare and bench history judge counters from files: they start without torch
+    (about a second), as they did before counters."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, harness.comparing.output, harness.history.detect, harness.cli.history; "
+        "print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

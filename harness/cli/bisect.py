@@ -59,7 +59,7 @@ def bisect_command(ctx, good, bad, counters, out, as_json, **flags) -> None:
     )
     from harness.comparing.verdicts import MIN_ROUNDS
     from harness.execution.runner import default_out_dir
-    from harness.measuring.counters import COUNTERS
+    from harness.measuring import COUNTERS
 
     if counters and not flags["metrics"]:
         flags["metrics"] = tuple(f"*.{counter}" for counter in COUNTERS)

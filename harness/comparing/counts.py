@@ -20,7 +20,7 @@ import math
 from typing import Any
 
 from harness.comparing.verdicts import COUNT, Evidence, Measurement, Row, Rules, verdict
-from harness.measuring.counters import COUNTERS
+from harness.measuring import COUNTERS
 
 DEFAULT_THRESHOLD = 0.01
 ANY_INCREASE = ("syncs", "graph_breaks", "recompiles")  # counters whose default threshold is 0

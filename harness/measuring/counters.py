@@ -35,16 +35,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx")
-COUNTERS = (  # every counter a record may hold, in the order tables show them
-    "operators",
-    "allocations",
-    "allocated_bytes",
-    "flops",
-    "graph_breaks",
-    "recompiles",
-    "kernel_launches",
-    "syncs",
-)
 
 
 def count_step(
