@@ -19,7 +19,7 @@ keeps:
   ``torch.cuda.set_sync_debug_mode`` reports them).
 
 A counter that cannot be read here is left out and ``unavailable`` says why; nothing is guessed.
-:mod:`harness.comparing.verdicts` judges counters exactly: any change is a fact, not noise.
+:mod:`harness.comparing.counts` judges counters exactly: any change is a fact, not noise.
 """
 
 from __future__ import annotations
@@ -49,9 +49,10 @@ def count_step(
     the step is compiled (read before the counting step, which compiles nothing new)."""
     compiles = compiled.read() if compiled is not None else None
     dispatched = _Dispatched()
-    with _launches_counted(device) as launches, _syncs_counted(device) as syncs, dispatched:
-        step()
-        if device.type == "cuda":
+    with _launches_counted(device) as launches:
+        with _syncs_counted(device) as syncs, dispatched:
+            step()
+        if device.type == "cuda":  # the launches finish inside the profile; not a step's sync
             torch.cuda.synchronize(device)
     counts: dict[str, Any] = {
         "operators": sum(dispatched.operators.values()),
