@@ -158,7 +158,8 @@ CHANGES = {  # the change, the counters it changes, and whether it needs torch.c
 }
 
 
-def _measured(change: str | None, compile: bool) -> dict[str, Any]:
+def measured(change: str | None = None, compile: bool = False) -> dict[str, Any]:
+    """:class:`Net` given ``change``, measured in every step mode (its records, counters in)."""
     from bench_plugins.tasks.supervised import CLASSIFICATION
 
     from harness.measuring.timer import LoopSettings, Workload, measure
@@ -173,20 +174,24 @@ def _measured(change: str | None, compile: bool) -> dict[str, Any]:
     return measure(workload, modes, loop, flops={"forward": 1, "train_step": 3})
 
 
+def results_file(directory: Path, metrics: dict[str, Any]) -> Path:
+    """A complete results file in ``directory`` of one run of :class:`Net` with ``metrics``."""
+    from harness.results.store import ResultsStore
+
+    suite = {"name": "counted", "procedure": "throughput"}
+    store = ResultsStore.create(directory / "results.json", command=[], suite=suite, environment={})
+    run = {"id": "000-net", "hash": "h", "procedure": "throughput", "status": "ok"}
+    store.add({"index": 0, **run, "config": {"name": "net-s0", "seed": 0}, "metrics": metrics})
+    store.finish("complete")
+    return directory
+
+
 def _counter_verdicts(base: dict[str, Any], cand: dict[str, Any], scratch: Path) -> dict:
     from harness.comparing.matching import compare_files
     from harness.comparing.verdicts import COUNT, Rules
-    from harness.results.store import ResultsStore
 
-    paths = []
-    for side, metrics in (("base", base), ("cand", cand)):
-        path = Path(tempfile.mkdtemp(dir=scratch, prefix=side))
-        suite = {"name": "counted", "procedure": "throughput"}
-        store = ResultsStore.create(path / "results.json", command=[], suite=suite, environment={})
-        run = {"id": "000-net", "hash": "h", "procedure": "throughput", "status": "ok"}
-        store.add({"index": 0, **run, "config": {"name": "net", "seed": 0}, "metrics": metrics})
-        store.finish("complete")
-        paths.append(path)
+    paths = [results_file(Path(tempfile.mkdtemp(dir=scratch, prefix=side)), metrics)
+             for side, metrics in (("base", base), ("cand", cand))]  # fmt: skip
     rows = compare_files(*paths, Rules()).rows
     return {row.metric: row.verdict for row in rows if row.kind == COUNT}
 
@@ -198,12 +203,12 @@ def changes_part(args: argparse.Namespace, scratch: Path) -> None:
     print("| change | counters that must regress (3 modes) | flagged |")
     print("|---|---|---|")
     for change, (counters, compile) in CHANGES.items():
-        verdicts = _counter_verdicts(_measured(None, compile), _measured(change, compile), scratch)
+        verdicts = _counter_verdicts(measured(None, compile), measured(change, compile), scratch)
         wanted = [f"{mode}.{c}" for mode in ("forward", "forward_backward", "train_step")
                   for c in counters]  # fmt: skip
         flagged = sum(verdicts.get(name) == REGRESSION for name in wanted)
         print(f"| {change} | {', '.join(counters)} | {flagged}/{len(wanted)} |", flush=True)
-    sides = [_measured(None, False) for _ in range(args.comparisons + 1)]
+    sides = [measured(None, False) for _ in range(args.comparisons + 1)]
     flags = total = 0
     for a, b in zip(sides, sides[1:], strict=False):
         verdicts = _counter_verdicts(a, b, scratch)

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from plugin_repos import TWICE, commit_all, plugin_repo
 
 from harness.cli import cli
 from harness.comparing.bisect import BAD, GOOD, NO_VERDICT, Step, most_sessions, search
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from bisection import make_repository  # noqa: E402  (the benchmark's generated repository)
 
 
 def judged_by(culprit: int, unclear: set[int] = frozenset()):
@@ -54,21 +58,14 @@ def test_a_bad_revision_no_worse_than_the_good_one_has_nothing_to_find():
 
 
 def test_bisect_finds_the_commit_that_added_operators_in_a_plugin_repository(tmp_path, monkeypatch):
-    """Six commits after the good one; the fourth runs the model's layers twice (twice the
-    operators), the others change only the README. On the counters, one round per session."""
-    repo = plugin_repo(tmp_path / "repo", slower=False)
-    readme, models = repo.path / "README.md", repo.path / repo.names.package / "models.py"
-    commits = []
-    for n in range(6):
-        if n == 3:
-            text = models.read_text().replace("\n\ndef build_mlp(", TWICE + "\n\ndef build_mlp(", 1)
-            models.write_text(text.replace("return nn.Sequential(", "return Twice(", 1))
-        else:
-            readme.write_text(readme.read_text() + f"\nnote {n}\n")
-        commits.append(commit_all(repo.path, f"change {n}"))
-    monkeypatch.chdir(repo.path)
-    args = ["bisect", "--good", repo.commits[0], "--bad", "HEAD", "--counters"]
-    args += ["--model", repo.names.model, "--dataset", repo.names.dataset, "--batch-size", "8"]
+    """Six commits after the good one; the fourth adds a Tanh to the model's forward pass (one
+    more operator), the others change only the README (benchmarks/bisection.py's repository).
+    On the counters, one round per session."""
+    names, made = make_repository(tmp_path / "repo", commits=6, culprit=3)
+    good, commits = made[0], made[1:]
+    monkeypatch.chdir(tmp_path / "repo")
+    args = ["bisect", "--good", good, "--bad", "HEAD", "--counters"]
+    args += ["--model", names.model, "--dataset", names.dataset, "--batch-size", "8"]
     args += ["--mode", "forward", "--round-time", "0.01", "--quiet"]
     args += ["--out", str(tmp_path / "bisect"), "--json"]
     result = CliRunner().invoke(cli, args)
@@ -78,9 +75,6 @@ def test_bisect_finds_the_commit_that_added_operators_in_a_plugin_repository(tmp
     assert found["sessions"] <= found["most_sessions"] == 4
     assert [s["verdict"] for s in found["steps"]][0] == BAD
     for step in found["steps"]:
-        expected = BAD if commits.index(step["commit"]) >= 3 else GOOD
-        assert (
-            step["verdict"] == expected
-            and "exact count" in step["evidence"]
-            or (step["verdict"] == GOOD == expected)
-        )
+        bad = commits.index(step["commit"]) >= 3
+        assert step["verdict"] == (BAD if bad else GOOD), step
+        assert ("exact count" in step["evidence"]) == bad  # how sure: exact, and what moved

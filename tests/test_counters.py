@@ -8,10 +8,11 @@ same code compared with itself must never be flagged.
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
-from bench_plugins.tasks.supervised import CLASSIFICATION
 from click.testing import CliRunner
 from torch import nn
 
@@ -21,11 +22,10 @@ from harness.comparing.settings_file import find_settings
 from harness.comparing.verdicts import COUNT, IMPROVED, OK, REGRESSION, Rules
 from harness.errors import BenchError
 from harness.measuring.counters import count_step
-from harness.measuring.timer import LoopSettings, Workload, measure
-from harness.results.store import ResultsStore
-from harness.tasks import DataInfo
 
-LOOP = LoopSettings(warmup=1, repeats=2, min_time=0.0, min_repeats=1)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from counters import Net, measured, results_file  # noqa: E402  (the benchmark's plugin model)
+
 MODES = ("forward", "forward_backward", "train_step")
 CHANGES = {  # an injected change, and the counters it must raise in every mode
     "operator": ("operators",),
@@ -33,46 +33,9 @@ CHANGES = {  # an injected change, and the counters it must raise in every mode
 }
 
 
-class Net(nn.Module):
-    """A plugin's model, with one of the changes a commit might make to it."""
-
-    def __init__(self, change: str | None = None):
-        super().__init__()
-        self.change = change
-        self.hidden, self.out = nn.Linear(16, 32), nn.Linear(32, 4)
-
-    def forward(self, x):
-        x = self.hidden(x)
-        x = x.relu() if self.change == "allocation" else x.relu_()  # a new tensor, or in place
-        if self.change == "operator":
-            x = x * 1.0
-        if self.change == "graph_break":
-            torch._dynamo.graph_break()
-        return self.out(x)
-
-
-def records(change: str | None = None, compile: bool = False) -> dict:
-    torch.manual_seed(0)
-    workload = Workload.prepare(
-        Net(change),
-        torch.randn(8, 16),
-        torch.randint(0, 4, (8,)),
-        torch.device("cpu"),
-        task=CLASSIFICATION,
-        info=DataInfo(num_outputs=4),
-        compile=compile,
-    )
-    return measure(workload, MODES, LOOP, flops={"forward": 1000, "train_step": 3000})
-
-
 def results(path, metrics: dict) -> str:
-    suite = {"name": "counted", "procedure": "throughput"}
-    store = ResultsStore.create(path / "results.json", command=[], suite=suite, environment={})
-    config = {"name": "net-s0", "model": "net", "seed": 0}
-    run = dict(id="000-net", hash="h", procedure="throughput", status="ok", config=config)
-    store.add({"index": 0, **run, "metrics": metrics})
-    store.finish("complete")
-    return str(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return str(results_file(path, metrics))
 
 
 def counter_rows(comparison) -> dict:
@@ -80,7 +43,7 @@ def counter_rows(comparison) -> dict:
 
 
 def test_the_same_step_counts_the_same_in_50_reruns():
-    model, x = Net(), torch.randn(8, 16)
+    model, x = Net(), torch.randn(8, 64)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
 
     def step():
@@ -99,21 +62,20 @@ def test_the_same_step_counts_the_same_in_50_reruns():
 
 
 def test_every_timed_mode_records_its_counters_after_its_samples():
-    measured = records()
+    records = measured()
     for mode in MODES:
-        counters = measured[mode]["counters"]
+        counters = records[mode]["counters"]
         assert counters["operators"] > 0 and counters["flops"] > 0, mode
         assert "syncs" in counters["unavailable"]  # CPU: counted on CUDA only, and said so
     assert (
-        measured["forward"]["counters"]["operators"]
-        < measured["train_step"]["counters"]["operators"]
+        records["forward"]["counters"]["operators"] < records["train_step"]["counters"]["operators"]
     )
 
 
 @pytest.mark.parametrize("change", list(CHANGES))
 def test_an_injected_change_is_a_regression_of_its_counter_in_every_mode(tmp_path, change):
-    base = results(tmp_path / "base", records())
-    cand = results(tmp_path / "cand", records(change))
+    base = results(tmp_path / "base", measured())
+    cand = results(tmp_path / "cand", measured(change))
     comparison = compare_files(base, cand, Rules())
     rows = counter_rows(comparison)
     for mode in MODES:
@@ -128,7 +90,7 @@ def test_an_injected_change_is_a_regression_of_its_counter_in_every_mode(tmp_pat
 
 
 def test_the_same_code_is_never_flagged_in_100_comparisons(tmp_path):
-    sides = [results(tmp_path / f"r{i}", records()) for i in range(101)]
+    sides = [results(tmp_path / f"r{i}", measured()) for i in range(101)]
     verdicts = {
         row.verdict
         for a, b in zip(sides, sides[1:], strict=False)
@@ -138,7 +100,7 @@ def test_the_same_code_is_never_flagged_in_100_comparisons(tmp_path):
 
 
 def test_a_counter_regression_fails_whatever_contention_says_of_the_timings(tmp_path):
-    base, cand = records(), records("operator")
+    base, cand = measured(), measured("operator")
     for mode in MODES:
         cand[mode]["contention"] = {"contended": True, "evidence": "4 other processes busy"}
     comparison = compare_files(
@@ -150,7 +112,7 @@ def test_a_counter_regression_fails_whatever_contention_says_of_the_timings(tmp_
 
 def test_a_graph_break_under_compile_is_counted_and_flagged(tmp_path):
     pytest.importorskip("torch._dynamo")
-    whole, broken = records(compile=True), records("graph_break", compile=True)
+    whole, broken = measured(compile=True), measured("graph break", compile=True)
     assert whole["forward"]["counters"]["graph_breaks"] == 0
     assert broken["forward"]["counters"]["graph_breaks"] >= 1
     comparison = compare_files(
@@ -163,8 +125,8 @@ def test_a_graph_break_under_compile_is_counted_and_flagged(tmp_path):
 def test_counter_thresholds_come_from_the_settings_file(tmp_path):
     (tmp_path / "bench.toml").write_text('counter_thresholds = {"*.operators" = 50.0}\n')
     rules = find_settings(tmp_path).rules()
-    base = results(tmp_path / "base", records())
-    cand = results(tmp_path / "cand", records("operator"))
+    base = results(tmp_path / "base", measured())
+    cand = results(tmp_path / "cand", measured("operator"))
     rows = counter_rows(compare_files(base, cand, rules))
     assert rows["forward.operators"].verdict == OK  # one more of many: within 50%
     assert rows["forward.allocations"].verdict == REGRESSION  # the default still holds there
@@ -174,8 +136,8 @@ def test_counter_thresholds_come_from_the_settings_file(tmp_path):
 
 
 def test_bench_compare_names_the_operators_in_its_table_and_json(tmp_path):
-    base = results(tmp_path / "base", records())
-    cand = results(tmp_path / "cand", records("operator"))
+    base = results(tmp_path / "base", measured())
+    cand = results(tmp_path / "cand", measured("operator"))
     text = CliRunner().invoke(cli, ["compare", base, cand])
     assert text.exit_code == 1
     assert "forward.operators" in text.output and "+1 aten::mul" in text.output

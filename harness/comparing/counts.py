@@ -55,8 +55,7 @@ def judge_count(
 ) -> Row:
     """One counter of one configuration, judged exactly (``interleaved`` changes nothing)."""
     operators = _operator_changes(base, cand) if base.names or cand.names else None
-    grew = math.inf if cand.median > 0 else 0.0
-    change = cand.median / base.median - 1 if base.median else grew
+    change = count_change(base.median, cand.median)
     test = "exact count"
     if operators:
         test += ": " + ", ".join(f"{n:+d} {name}" for name, n in operators.items())
@@ -77,6 +76,13 @@ def judge_count(
         gated=rules.gates(metric),
         operators=operators,
     )
+
+
+def count_change(before: float, after: float) -> float:
+    """A count's relative change: from none to some, infinite."""
+    if before:
+        return after / before - 1
+    return math.inf if after > 0 else 0.0
 
 
 def counter_threshold(metric: str, rules: Rules) -> float:

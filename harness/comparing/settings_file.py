@@ -140,28 +140,29 @@ def read_settings(path: Path, table: Any, prefix: str = "") -> ProjectSettings:
 
 
 def _thresholds(value: Any, _root: Path, fail) -> tuple[Threshold, ...]:
-    if not isinstance(value, Mapping):
-        fail('expected a table of metric globs, e.g. {"forward*" = 5.0, "*accuracy" = "0.5pp"}')
-        return ()
-    rules = []
-    for glob, amount in value.items():
-        rule = _threshold(glob, amount)
-        if rule is None:
-            fail(f"'{glob}' = {amount!r}: expected a number of percent, or 'N%' or 'Npp'")
-        else:
-            rules.append(rule)
-    return tuple(sorted(rules, key=_specificity))
+    example = '{"forward*" = 5.0, "*accuracy" = "0.5pp"}'
+    expected = "a number of percent, or 'N%' or 'Npp'"
+    return _glob_thresholds(value, fail, f"metric globs, e.g. {example}", expected, points=True)
 
 
 def _counter_thresholds(value: Any, _root: Path, fail) -> tuple[Threshold, ...]:
+    example = '{"*.operators" = 2.0, "*.syncs" = 0}'
+    expected = "a number of percent (0: any increase), or 'N%'"
+    return _glob_thresholds(value, fail, f"counter globs, e.g. {example}", expected, points=False)
+
+
+def _glob_thresholds(
+    value: Any, fail, table: str, expected: str, *, points: bool
+) -> tuple[Threshold, ...]:
+    """A table of globs and thresholds, most specific last; ``points``: ``Npp`` allowed."""
     if not isinstance(value, Mapping):
-        fail('expected a table of counter globs, e.g. {"*.operators" = 2.0, "*.syncs" = 0}')
+        fail(f"expected a table of {table}")
         return ()
     rules = []
     for glob, amount in value.items():
         rule = _threshold(glob, amount)
-        if rule is None or rule.kind != TIME:
-            fail(f"'{glob}' = {amount!r}: expected a number of percent (0: any increase), or 'N%'")
+        if rule is None or (rule.kind != TIME and not points):
+            fail(f"'{glob}' = {amount!r}: expected {expected}")
         else:
             rules.append(rule)
     return tuple(sorted(rules, key=_specificity))

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from statistics import median
 from typing import Any
 
-from harness.comparing.counts import counter_threshold
+from harness.comparing.counts import count_change, counter_threshold
 from harness.comparing.verdicts import ACCURACY, COUNT, TIME, Rules
 from harness.errors import BenchError
 from harness.history.archive import Entry, Point
@@ -254,8 +254,7 @@ def count_changes(one: Series, rules: Rules) -> list[Change]:
     changes = []
     for index in range(1, len(counts)):
         low, high = counts[index - 1], counts[index]
-        grew = math.inf if high > 0 else 0.0
-        change = high / low - 1 if low else grew
+        change = count_change(low, high)
         if abs(change) <= threshold:
             continue
         before, after = one.commits[index - 1], one.commits[index]
