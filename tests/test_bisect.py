@@ -4,8 +4,10 @@ package's repository on its exact counters."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from harness.cli import cli
 from harness.comparing.bisect import BAD, GOOD, NO_VERDICT, Step, most_sessions, search
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from bisection import make_repository  # noqa: E402  (the benchmark's generated repository)
+from bisection import CASES, make_repository  # noqa: E402  (the benchmark's generated repository)
 
 
 def judged_by(culprit: int, unclear: set[int] = frozenset()):
@@ -78,3 +80,39 @@ def test_bisect_finds_the_commit_that_added_operators_in_a_plugin_repository(tmp
         bad = commits.index(step["commit"]) >= 3
         assert step["verdict"] == (BAD if bad else GOOD), step
         assert ("exact count" in step["evidence"]) == bad  # how sure: exact, and what moved
+
+
+def _models_at(repo: Path, commit: str, package: str):
+    """The package's models module as it was at ``commit``, imported under its own name."""
+    path = repo.parent / f"models_{commit[:12]}.py"
+    shown = ["git", "show", f"{commit}:{package}/models.py"]
+    path.write_text(subprocess.run(shown, cwd=repo, capture_output=True, text=True).stdout)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_slowdown_benchmark_changes_only_how_long_the_forward_pass_waits(tmp_path):
+    """The timing bisection's repository: the culprit alone touches models.py, setting
+    SLOWDOWN from 0 to 0.1, and the model computes what new-plugin's MLP computes either way
+    (so its counters, and everything but its time, stay the same)."""
+    import torch
+
+    names, made = make_repository(tmp_path / "repo", 4, culprit=2, case=CASES["slowdown"])
+    changed = [
+        commit
+        for commit in made[1:]
+        if f"{names.package}/models.py" in subprocess.run(
+            ["git", "show", "--name-only", "--format=", commit],
+            cwd=tmp_path / "repo", capture_output=True, text=True,
+        ).stdout
+    ]  # fmt: skip
+    assert changed == [made[3]]
+    before, after = (_models_at(tmp_path / "repo", c, names.package) for c in made[2:4])
+    assert (before.SLOWDOWN, after.SLOWDOWN) == (0.0, 0.1)
+    torch.manual_seed(0)
+    model = after.build_mlp((16,), 3, hidden=8)
+    x = torch.randn(5, 16)
+    assert isinstance(model, after.Waiting)
+    assert torch.equal(model(x), torch.nn.Sequential(*model)(x))
