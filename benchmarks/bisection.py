@@ -9,7 +9,9 @@ process of its own. Two cases (``--case``):
   ReLU), bisected with ``--counters``: one round of each side per session;
 - ``slowdown``: the package's forward pass can wait (``SLOWDOWN = 0.0``: two clock reads) and
   the culprit makes it 10% slower (``SLOWDOWN = 0.1``: it spins a tenth of the layers' own
-  time), bisected on bench ab's interleaved timing rounds (``--rounds``, fresh workers each).
+  time), bisected on bench ab's interleaved timing rounds, fresh workers each. With bench ab's
+  default 20 rounds a session takes about two minutes here, a trial about twelve; ``--skip``
+  resumes the seed's sequence of trials, so that they can be run a few at a time.
 
 Each trial's row: where the culprit was, what bisect named, its sessions (at most
 ceil(log2 32) + 1 = 6) and its wall time; then how many trials named the culprit exactly.
@@ -17,6 +19,7 @@ ceil(log2 32) + 1 = 6) and its wall time; then how many trials named the culprit
 A benchmark, not a test: it never fails. From the repository root:
 
     python benchmarks/bisection.py [--case operator|slowdown] [--trials 20] [--commits 32]
+                                   [--seed 0] [--skip 0] [--rounds N]
 """
 
 from __future__ import annotations
@@ -150,12 +153,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--case", choices=sorted(CASES), default="operator")
     parser.add_argument(
-        "--rounds", type=int, default=8, help="bench ab rounds per session (slowdown case)"
+        "--rounds", type=int, help="bench ab rounds per session (default: bench ab's, 20)"
+    )
+    parser.add_argument(
+        "--skip", type=int, default=0, help="start after this many trials of the seed's places"
     )
     args = parser.parse_args()
     case = CASES[args.case]
-    extra = [] if args.case == "operator" else ["--rounds", str(args.rounds)]
-    places = random.Random(args.seed).choices(range(args.commits), k=args.trials)
+    extra = ["--rounds", str(args.rounds)] if args.rounds else []
+    places = random.Random(args.seed).choices(range(args.commits), k=args.skip + args.trials)
     print(f"{cpu_model()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; "
           f"load average before {os.getloadavg()[0]:.2f}\n")  # fmt: skip
     print(f"## bench bisect {' '.join([*case.flags, *extra])}, {args.commits} commits, "
@@ -163,7 +169,7 @@ def main() -> None:
     print("| trial | culprit | named | exit | sessions (most) | wall time |")
     print("|---|---|---|---|---|---|")
     rows = []
-    for number, place in enumerate(places, 1):
+    for number, place in enumerate(places[args.skip :], args.skip + 1):
         with tempfile.TemporaryDirectory(prefix="bench-bisection-") as scratch:
             row = trial(Path(scratch), args.commits, place, case, extra)
         rows.append(row)

@@ -36,8 +36,10 @@ def bisect_command(ctx, good, bad, counters, out, as_json, **flags) -> None:
     change not significant or within its noise) stops the search: "no verdict", with the range
     left, never a guessed commit. What is measured and how it is judged are bench ab's options
     (a model or suite, --metric, --threshold, --rounds...); --counters judges the exact
-    counters alone, in one round per session. The revisions are bench's own repository's or a
-    plugin package's, as for bench ab's git: sides.
+    counters alone, in one round per session. On timings keep at least 14 rounds (the default
+    is 20): with fewer, one round of a worker that ran slow throughout keeps a real slowdown
+    from being significant. The revisions are bench's own repository's or a plugin package's,
+    as for bench ab's git: sides.
 
     \b
     Examples:
